@@ -1,0 +1,408 @@
+"""Certificates: what an unlearned model is guaranteed to satisfy, and why.
+
+Every certun unlearner returns a :class:`Certificate` with the new model. A
+certificate is a claim with its evidence:
+
+* ``status`` is ``"holds"`` when every assumption it rests on was verified,
+  ``"conditional"`` when it holds provided the listed *assumed* constants hold
+  (e.g. a Hessian Lipschitz constant nobody can check), and ``"fails"`` when an
+  assumption was checked and found false, or a budget is spent (``reason`` then
+  says which). ``valid`` is true exactly when ``status == "holds"``. The status
+  is *derived* from the assumptions by :func:`make_certificate`, so the two can
+  never disagree.
+* ``threat`` states which adversary is covered. ``"indistinguishable_from_retraining"``
+  (certified removal) bounds how well an observer of the *unlearned* model can tell
+  it apart from a model retrained without the data; it does **not** hide the
+  deletion from someone who saw the model before and after (Guo et al.'s
+  perturbation ``b`` is shared by both versions and cancels in their difference).
+  ``"private_release"`` means every published model carries fresh calibrated noise.
+* ``scale`` says which loss scale the bounds and budget use: ``"sum"`` (the sum
+  over examples, as in Guo et al.'s residual bounds) or ``"mean"`` (the mean loss
+  plus ``(lam/2)||w||^2``, certun's public objective). :mod:`certun.scale`
+  converts between them.
+* The certificate has a **public view** (safe to publish: mechanism, status,
+  epsilon, delta, budget left, ...) and a **private view** that adds everything
+  that reveals a deleted point's influence (residual bounds, the norm of the
+  perturbation ``b``, solver residuals). See :meth:`Certificate.public`.
+
+The JSON form is versioned (``schema``); :func:`Certificate.from_json` reads it
+back exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from certun._version import __version__
+
+__all__ = [
+    "SCHEMA",
+    "STATUSES",
+    "THREATS",
+    "ADJACENCIES",
+    "Assumption",
+    "Budget",
+    "Certificate",
+    "make_certificate",
+    "derive_status",
+    "verified",
+    "assumed",
+    "failed",
+    "check",
+]
+
+SCHEMA = "certun.certificate/1"
+STATUSES = ("holds", "conditional", "fails")
+ASSUMPTION_STATES = ("verified", "assumed", "failed")
+THREATS = ("indistinguishable_from_retraining", "private_release", "none")
+ADJACENCIES = ("removal", "replacement")
+SCALES = ("sum", "mean")
+
+
+def _clean(x: Any) -> Any:
+    """Convert NumPy / JAX scalars and containers to JSON-friendly Python values."""
+    if isinstance(x, Mapping):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return x
+    if isinstance(x, int):
+        return x
+    try:
+        import numpy as np
+
+        arr = np.asarray(x)
+        if arr.ndim == 0:
+            v = arr.item()
+            if isinstance(v, float) and not math.isfinite(v):
+                return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
+            return v
+        return [_clean(v) for v in arr.tolist()]
+    except Exception:  # pragma: no cover
+        return str(x)
+
+
+def _float(x: Any) -> float | None:
+    if x is None:
+        return None
+    if isinstance(x, str):
+        return float(x)  # "inf", "nan"
+    return float(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Assumption:
+    """One assumption a certificate rests on.
+
+    Attributes:
+      name: short identifier, e.g. ``"unit_rows"``.
+      state: ``"verified"`` (checked and true), ``"assumed"`` (cannot be checked;
+        the certificate is conditional on it) or ``"failed"`` (checked and false).
+      statement: the assumption in words/math, e.g. ``"||x_i||_2 <= 1 for all i"``.
+      value: the measured (or assumed) value, if any.
+      limit: the threshold it was compared with, if any.
+      private: whether ``value``/``limit`` reveal data and belong to the private view.
+    """
+
+    name: str
+    state: str
+    statement: str
+    value: float | None = None
+    limit: float | None = None
+    private: bool = False
+
+    def __post_init__(self) -> None:
+        if self.state not in ASSUMPTION_STATES:
+            raise ValueError(f"Assumption.state must be one of {ASSUMPTION_STATES}, got {self.state!r}")
+
+    def to_dict(self, private: bool = True) -> dict[str, Any]:
+        """JSON-ready dict; ``value``/``limit`` are dropped from the public view if private."""
+        d = {"name": self.name, "state": self.state, "statement": self.statement}
+        if private or not self.private:
+            d["value"] = _clean(self.value)
+            d["limit"] = _clean(self.limit)
+        return d
+
+
+def verified(name: str, statement: str, value: float | None = None,
+             limit: float | None = None, private: bool = False) -> Assumption:
+    """Shorthand for an :class:`Assumption` in state ``"verified"``."""
+    return Assumption(name, "verified", statement, value, limit, private)
+
+
+def assumed(name: str, statement: str, value: float | None = None,
+            limit: float | None = None, private: bool = False) -> Assumption:
+    """Shorthand for an :class:`Assumption` in state ``"assumed"``."""
+    return Assumption(name, "assumed", statement, value, limit, private)
+
+
+def failed(name: str, statement: str, value: float | None = None,
+           limit: float | None = None, private: bool = False) -> Assumption:
+    """Shorthand for an :class:`Assumption` in state ``"failed"``."""
+    return Assumption(name, "failed", statement, value, limit, private)
+
+
+def check(name: str, statement: str, ok: bool, value: float | None = None,
+          limit: float | None = None, private: bool = False) -> Assumption:
+    """An assumption that was checked: ``verified`` if ``ok`` else ``failed``."""
+    return Assumption(name, "verified" if ok else "failed", statement, value, limit, private)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """A finite resource a certificate consumes (e.g. Guo et al.'s residual budget).
+
+    Attributes:
+      total: the budget, e.g. ``sigma * epsilon / c`` for Guo et al.
+      used: how much is spent so far (must stay ``<= total``).
+      unit: what is counted, including its loss scale.
+    """
+
+    total: float
+    used: float
+    unit: str
+
+    @property
+    def left(self) -> float:
+        """Remaining budget ``total - used`` (negative when overspent)."""
+        return self.total - self.used
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether ``used > total``."""
+        return not (self.used <= self.total)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (with the derived ``left``)."""
+        return {"total": _clean(self.total), "used": _clean(self.used),
+                "left": _clean(self.left), "unit": self.unit}
+
+
+def derive_status(assumptions: Sequence[Assumption], budget: Budget | None = None,
+                  extra_failure: str | None = None) -> tuple[str, str]:
+    """Status and reason implied by the assumptions and budget.
+
+    ``fails`` if any assumption failed, the budget is exhausted, or
+    ``extra_failure`` is given; else ``conditional`` if any is assumed; else ``holds``.
+    """
+    reasons = [f"{a.name}: {a.statement}" for a in assumptions if a.state == "failed"]
+    if budget is not None and budget.exhausted:
+        reasons.append(
+            f"budget exhausted: used {budget.used:.6g} > total {budget.total:.6g} ({budget.unit})"
+        )
+    if extra_failure:
+        reasons.append(extra_failure)
+    if reasons:
+        return "fails", "; ".join(reasons)
+    conds = [a.name for a in assumptions if a.state == "assumed"]
+    if conds:
+        return "conditional", "holds if the assumed constants hold: " + ", ".join(conds)
+    return "holds", ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificate:
+    """A checked (epsilon, delta) claim about a released model.
+
+    Build one with :func:`make_certificate`, which derives ``status`` from the
+    assumptions. Fields are documented in the module docstring; in short:
+
+    Attributes:
+      mechanism: which algorithm produced the model (e.g. ``"guo2020_certified_removal"``).
+      status: ``"holds"``, ``"conditional"`` or ``"fails"``.
+      reason: why it fails / what it is conditional on (empty when it holds).
+      epsilon, delta: the guarantee per release.
+      sigma: the Gaussian noise standard deviation the guarantee uses.
+      threat: the adversary covered (see module docstring).
+      adjacency: ``"removal"`` (D vs D minus the forgotten set) or ``"replacement"``.
+      scale: loss scale of the bounds and budget (``"sum"`` or ``"mean"``).
+      calibration: how sigma relates to (epsilon, delta, sensitivity):
+        ``"guo_c"``, ``"analytic_gaussian"``, ``"classic_gaussian"``, ``"rdp"``, ...
+      conversion: the RDP-to-DP conversion where one is used, else ``None``.
+      sensitivity: the (data-independent) L2 sensitivity the noise is calibrated to, if any.
+      releases: how many models this guarantee has been spent on so far.
+      epsilon_composed, delta_composed: the guarantee for an observer of all
+        ``releases`` models, where releases compose (``None`` when they do not).
+      budget: a finite budget being consumed, if any.
+      removed: number of training rows removed so far.
+      assumptions: what the guarantee rests on, each verified/assumed/failed.
+      bounds: the error bounds used (private: they reveal the deleted data's influence).
+      solver: solver diagnostics (private).
+      private: other private quantities (e.g. ``||b||``, true residuals).
+      notes: free-text remarks (public).
+      version: certun version that issued it.
+    """
+
+    mechanism: str
+    status: str
+    reason: str
+    epsilon: float
+    delta: float
+    sigma: float
+    threat: str
+    adjacency: str
+    scale: str
+    calibration: str
+    conversion: str | None = None
+    sensitivity: float | None = None
+    releases: int = 1
+    epsilon_composed: float | None = None
+    delta_composed: float | None = None
+    budget: Budget | None = None
+    removed: int = 0
+    assumptions: tuple[Assumption, ...] = ()
+    bounds: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    solver: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    private: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    version: str = __version__
+    schema: str = SCHEMA
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if self.threat not in THREATS:
+            raise ValueError(f"threat must be one of {THREATS}, got {self.threat!r}")
+        if self.adjacency not in ADJACENCIES:
+            raise ValueError(f"adjacency must be one of {ADJACENCIES}, got {self.adjacency!r}")
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+
+    @property
+    def valid(self) -> bool:
+        """True exactly when ``status == "holds"``."""
+        return self.status == "holds"
+
+    def public(self) -> dict[str, Any]:
+        """The public view: safe to publish next to the model.
+
+        Contains mechanism, status, validity, epsilon/delta (per release and
+        composed), sigma, threat, adjacency, scale, calibration, conversion, the
+        budget left, the number of removals and the assumption states (values
+        of private assumptions are withheld).
+        """
+        d: dict[str, Any] = {
+            "schema": self.schema,
+            "version": self.version,
+            "mechanism": self.mechanism,
+            "status": self.status,
+            "valid": self.valid,
+            "reason": self.reason,
+            "epsilon": _clean(self.epsilon),
+            "delta": _clean(self.delta),
+            "sigma": _clean(self.sigma),
+            "threat": self.threat,
+            "adjacency": self.adjacency,
+            "scale": self.scale,
+            "calibration": self.calibration,
+            "conversion": self.conversion,
+            "sensitivity": _clean(self.sensitivity),
+            "releases": self.releases,
+            "epsilon_composed": _clean(self.epsilon_composed),
+            "delta_composed": _clean(self.delta_composed),
+            "removed": self.removed,
+            "budget": None if self.budget is None else {
+                "total": _clean(self.budget.total), "left": _clean(self.budget.left),
+                "unit": self.budget.unit},
+            "assumptions": [a.to_dict(private=False) for a in self.assumptions],
+            "notes": list(self.notes),
+        }
+        return d
+
+    def to_dict(self, private: bool = True) -> dict[str, Any]:
+        """JSON-ready dict: the private view by default, the public one otherwise."""
+        if not private:
+            return self.public()
+        d = self.public()
+        d["view"] = "private"
+        d["budget"] = None if self.budget is None else self.budget.to_dict()
+        d["assumptions"] = [a.to_dict(private=True) for a in self.assumptions]
+        d["bounds"] = _clean(dict(self.bounds))
+        d["solver"] = _clean(dict(self.solver))
+        d["private"] = _clean(dict(self.private))
+        return d
+
+    def to_json(self, private: bool = True, **kwargs: Any) -> str:
+        """Serialise to JSON (private view by default); see :meth:`from_json`."""
+        kwargs.setdefault("indent", 2)
+        kwargs.setdefault("sort_keys", True)
+        return json.dumps(self.to_dict(private=private), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Certificate:
+        """Rebuild a certificate from :meth:`to_dict` output (private view).
+
+        A public view can be read too; the private fields then come back empty.
+        """
+        schema = d.get("schema")
+        if schema != SCHEMA:
+            raise ValueError(f"unsupported certificate schema {schema!r}; expected {SCHEMA!r}")
+        b = d.get("budget")
+        budget = None
+        if b is not None:
+            used = b.get("used")
+            if used is None:  # public view: reconstruct from left
+                used = _float(b["total"]) - _float(b["left"])
+            budget = Budget(_float(b["total"]), _float(used), b["unit"])
+        assumptions = tuple(
+            Assumption(a["name"], a["state"], a["statement"], _float(a.get("value")),
+                       _float(a.get("limit")), "value" not in a)
+            for a in d.get("assumptions", [])
+        )
+        return cls(
+            mechanism=d["mechanism"], status=d["status"], reason=d.get("reason", ""),
+            epsilon=_float(d["epsilon"]), delta=_float(d["delta"]), sigma=_float(d["sigma"]),
+            threat=d["threat"], adjacency=d["adjacency"], scale=d["scale"],
+            calibration=d["calibration"], conversion=d.get("conversion"),
+            sensitivity=_float(d.get("sensitivity")), releases=int(d.get("releases", 1)),
+            epsilon_composed=_float(d.get("epsilon_composed")),
+            delta_composed=_float(d.get("delta_composed")), budget=budget,
+            removed=int(d.get("removed", 0)), assumptions=assumptions,
+            bounds=dict(d.get("bounds", {})), solver=dict(d.get("solver", {})),
+            private=dict(d.get("private", {})), notes=tuple(d.get("notes", ())),
+            version=d.get("version", __version__), schema=schema,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Certificate:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def summary(self) -> str:
+        """A few human-readable lines (public information only)."""
+        lines = [
+            f"{self.mechanism}: {self.status.upper()}"
+            + (f" ({self.reason})" if self.reason else ""),
+            f"  ({self.epsilon:g}, {self.delta:g})-{self.adjacency} guarantee, threat: {self.threat}",
+            f"  sigma = {self.sigma:.6g} [{self.calibration}], scale: {self.scale}",
+        ]
+        if self.budget is not None:
+            lines.append(
+                f"  budget: {self.budget.used:.6g} of {self.budget.total:.6g} used "
+                f"({self.budget.unit})"
+            )
+        for a in self.assumptions:
+            lines.append(f"  [{a.state:>8}] {a.name}: {a.statement}")
+        return "\n".join(lines)
+
+
+def make_certificate(*, assumptions: Sequence[Assumption], budget: Budget | None = None,
+                     extra_failure: str | None = None, **fields: Any) -> Certificate:
+    """Build a :class:`Certificate` whose status is derived from its assumptions.
+
+    Args:
+      assumptions: every assumption the guarantee rests on.
+      budget: the budget consumed, if any (an exhausted budget makes it ``fails``).
+      extra_failure: a further reason the certificate fails (e.g. "solver did not converge").
+      **fields: the remaining :class:`Certificate` fields (not ``status``/``reason``).
+    """
+    if "status" in fields or "reason" in fields:
+        raise TypeError("status and reason are derived; do not pass them")
+    status, reason = derive_status(assumptions, budget, extra_failure)
+    return Certificate(status=status, reason=reason, assumptions=tuple(assumptions),
+                       budget=budget, **fields)
