@@ -1,0 +1,181 @@
+"""Gradient-residual bounds for Guo et al.'s certified removal (ICML 2020), in float64.
+
+All quantities are on the **sum** loss scale of the paper (``proofs/guo2020_residual_bounds.md``
+derives every line; :mod:`certun.scale` relates it to certun's mean scale):
+
+.. math::
+    L_b(w; D) = \\sum_{i \\in D} \\ell(w^\\top x_i, y_i) + \\frac{\\lambda |D|}{2}\\|w\\|^2 + b^\\top w .
+
+One removal step deletes ``m`` rows ``U`` from the current data ``D`` (``n = |D|``
+rows before, ``n - m`` after) at the current model ``w``:
+
+.. math::
+    \\Delta = \\sum_{j \\in U} \\nabla \\ell(w^\\top x_j, y_j) + m \\lambda w, \\qquad
+    H = \\nabla^2 L_b(w; D \\setminus U), \\qquad \\delta = H^{-1}\\Delta, \\qquad w^- = w + \\delta .
+
+With the training/previous residual ``r = grad L_b(w; D)``, the solve residual
+``s = H delta - Delta`` and the Taylor remainder ``rho``, the new residual is
+exactly ``grad L_b(w^-; D \\ U) = r + s + rho`` (``proofs/guo2020_residual_bounds.md``, eq. (R)),
+and with ``v = X_rem delta``, ``gamma`` the Lipschitz constant of ``l''``:
+
+.. math::
+    \\|\\rho\\| \\le \\|X_{rem}\\|_2 \\|e\\|_2,\\quad |e_i| \\le \\tfrac{\\gamma}{2} v_i^2 ,\\quad
+    \\|v \\odot v\\| \\le \\|\\delta\\| \\, \\|X_{rem}\\delta\\| ,
+
+giving the chain implemented by :func:`remainder_chain`:
+``||rho|| <= Q1 <= Q2 <= Q3 = (gamma/2)||X|| ||delta|| ||X delta||`` and Guo et al.'s
+data-dependent bound (their Corollary, with their ``gamma``, no factor 1/2)
+``gamma ||X||_2 ||delta|| ||X delta||`` (:func:`data_dependent_bound`), then
+``<= gamma (n - m) ||delta||^2 <= gamma ||Delta||^2 / (lambda^2 (n - m))`` and
+the worst case.
+
+**Erratum (REFERENCES.md item 1).** The printed worst case
+``4 gamma m^2 C^2 / (lambda^2 (n - m))`` uses ``lambda ||w|| <= C``, which
+objective perturbation breaks: optimality gives
+``lambda n ||w|| <= n C + ||b|| + ||r||``, so ``||Delta|| <= m (2C + (||b|| + ||r||)/n)``
+and the corrected worst case is :func:`worst_case_bound`. The uncorrected
+:func:`worst_case_bound_printed` is kept only to show it fails.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "RemainderChain",
+    "data_dependent_bound",
+    "worst_case_bound",
+    "worst_case_bound_printed",
+    "step_norm_bound",
+    "weight_norm_bound",
+    "remainder_chain",
+    "spectral_cap",
+]
+
+
+def spectral_cap(x_spectral: float, n_rem: int) -> float:
+    """``min(bound on ||X_rem||_2, sqrt(n_rem))``: rows have norm <= 1, so ``||X_rem||_2 <= ||X_rem||_F <= sqrt(n_rem)``."""
+    return float(min(x_spectral, np.sqrt(max(n_rem, 0))))
+
+
+def data_dependent_bound(gamma: float, x_spectral: float, delta_norm: float,
+                         x_delta_norm: float) -> float:
+    """Guo et al.'s data-dependent residual bound ``gamma ||X_rem||_2 ||delta|| ||X_rem delta||``.
+
+    Bounds the Taylor remainder ``||rho||`` of one Newton removal (sum scale).
+    Guo, Goldstein, Hannun, van der Maaten, "Certified Data Removal from Machine
+    Learning Models", ICML 2020 (arXiv:1911.03030), data-dependent bound
+    (Corollary 1); derivation: ``proofs/guo2020_residual_bounds.md`` step (Q4).
+
+    Args:
+      gamma: Lipschitz constant of ``l''`` (Guo et al. use 1/4 for the logistic loss).
+      x_spectral: a guaranteed upper bound on ``||X_rem||_2`` (rows remaining after the removal).
+      delta_norm: ``||delta|| = ||H^{-1} Delta||``.
+      x_delta_norm: an upper bound on ``||X_rem delta||``.
+    """
+    return float(gamma * x_spectral * delta_norm * x_delta_norm)
+
+
+def weight_norm_bound(C: float, lam: float, n: int, b_norm: float, residual: float) -> float:
+    """Bound on ``lambda ||w||`` at a point with residual ``||grad L_b(w; D)|| <= residual``.
+
+    From ``sum_i grad l_i + lambda n w + b = r``: ``lambda ||w|| <= C + (||b|| + ||r||) / n``
+    (``proofs/guo2020_residual_bounds.md``, eq. (W)). Without perturbation and at an exact
+    optimum this is Guo et al.'s ``lambda ||w*|| <= C``.
+    """
+    return float(C + (b_norm + residual) / n)
+
+
+def step_norm_bound(C: float, lam: float, n: int, m: int, b_norm: float, residual: float) -> float:
+    """Bound on the Newton step ``||delta|| <= ||Delta|| / (lambda (n - m))``, ``||Delta|| <= m (C + lambda||w||)``."""
+    return float(m * (C + weight_norm_bound(C, lam, n, b_norm, residual)) / (lam * (n - m)))
+
+
+def worst_case_bound(gamma: float, C: float, lam: float, n: int, m: int = 1,
+                     b_norm: float = 0.0, residual: float = 0.0) -> float:
+    """Corrected worst-case residual bound for removing ``m`` of ``n`` rows (sum scale).
+
+    .. math::
+        \\|\\rho\\| \\le \\frac{\\gamma\\, m^2 \\big(2C + (\\|b\\| + \\|r\\|)/n\\big)^2}{\\lambda^2 (n - m)}
+
+    where ``b`` is the objective perturbation and ``r`` the residual (training
+    gradient plus accumulated removal residuals) at the current model. It
+    reduces to Guo et al.'s ``4 gamma m^2 C^2 / (lambda^2 (n - m))`` (Theorem 1 and its
+    batch form) when ``b = 0`` and ``r = 0``. See REFERENCES.md erratum 1 and
+    ``proofs/guo2020_residual_bounds.md`` steps (Q5)-(Q7).
+
+    Args:
+      gamma: Lipschitz constant of ``l''``.
+      C: bound on ``|l'|`` (per-example gradient norm with ``||x|| <= 1``).
+      lam: mean-scale regularisation ``lambda``.
+      n: rows before the removal.
+      m: rows removed in this step.
+      b_norm: ``||b||`` (Frobenius over heads, or per head).
+      residual: upper bound on ``||grad L_b(w; D)||`` before the step.
+    """
+    if m >= n:
+        raise ValueError(f"cannot remove m={m} of n={n} rows")
+    g = 2.0 * C + (b_norm + residual) / n
+    return float(gamma * m * m * g * g / (lam * lam * (n - m)))
+
+
+def worst_case_bound_printed(gamma: float, C: float, lam: float, n: int, m: int = 1) -> float:
+    """Guo et al.'s worst case as printed, ``4 gamma m^2 C^2 / (lambda^2 (n - m))``.
+
+    **Not valid under objective perturbation** (it assumes ``lambda ||w*|| <= C``);
+    kept to demonstrate erratum 1. Use :func:`worst_case_bound`.
+    """
+    return float(4.0 * gamma * m * m * C * C / (lam * lam * (n - m)))
+
+
+class RemainderChain(NamedTuple):
+    """Every intermediate quantity of the remainder bound, for step-by-step tests.
+
+    ``rho <= q1 <= q2 <= q3 <= data_dependent (= 2 q3 with Guo's gamma) <= q5 <= q6 <= worst``
+    (the last three under their assumptions). All sum scale, float64.
+    """
+
+    rho: float          # ||rho||, the exact Taylor remainder
+    q1: float           # ||X_rem||_2 ||e||_2, e_i = l'(a_i+v_i) - l'(a_i) - l''(a_i) v_i
+    q2: float           # ||X_rem||_2 (gamma/2) ||v * v||_2
+    q3: float           # (gamma/2) ||X_rem||_2 ||delta|| ||X_rem delta||
+    data_dependent: float  # gamma ||X_rem||_2 ||delta|| ||X_rem delta||  (Guo et al.)
+    q5: float           # gamma (n - m) ||delta||^2
+    q6: float           # gamma ||Delta||^2 / (lambda^2 (n - m))
+    worst_case: float   # corrected worst case
+    worst_case_printed: float
+
+
+def remainder_chain(loss_d1, loss_d2, gamma: float, C: float, lam: float, X_rem: np.ndarray,
+                    y_rem: np.ndarray, w: np.ndarray, delta: np.ndarray, Delta: np.ndarray,
+                    n: int, m: int, b_norm: float, residual: float) -> RemainderChain:
+    """Evaluate every quantity in the proof of the remainder bound for one head (float64, host).
+
+    Args:
+      loss_d1, loss_d2: NumPy-callable ``l'(a, y)`` and ``l''(a, y)``.
+      gamma: Lipschitz constant of ``l''`` (use the loss's exact one for q2/q3,
+        Guo's for ``data_dependent``; this function uses the given ``gamma`` for both).
+      C, lam: as in :func:`worst_case_bound`.
+      X_rem, y_rem: remaining rows and their targets (for this head).
+      w: the model before the step; ``delta`` the step; ``Delta`` the removed gradient.
+      n, m: rows before the step and rows removed.
+      b_norm, residual: as in :func:`worst_case_bound`.
+    """
+    X_rem = np.asarray(X_rem, np.float64)
+    a = X_rem @ w
+    v = X_rem @ delta
+    e = loss_d1(a + v, y_rem) - loss_d1(a, y_rem) - loss_d2(a, y_rem) * v
+    rho = float(np.linalg.norm(X_rem.T @ e))
+    xs = float(np.linalg.norm(X_rem, 2))
+    dn, xdn = float(np.linalg.norm(delta)), float(np.linalg.norm(v))
+    q1 = xs * float(np.linalg.norm(e))
+    q2 = xs * 0.5 * gamma * float(np.linalg.norm(v * v))
+    q3 = 0.5 * gamma * xs * dn * xdn
+    dd = gamma * xs * dn * xdn
+    q5 = gamma * (n - m) * dn * dn
+    q6 = gamma * float(np.linalg.norm(Delta)) ** 2 / (lam * lam * (n - m))
+    return RemainderChain(rho, q1, q2, q3, dd, q5, q6,
+                          worst_case_bound(gamma, C, lam, n, m, b_norm, residual),
+                          worst_case_bound_printed(gamma, C, lam, n, m))
