@@ -122,7 +122,8 @@ class Assumption:
 
     def to_dict(self, private: bool = True) -> dict[str, Any]:
         """JSON-ready dict; ``value``/``limit`` are dropped from the public view if private."""
-        d = {"name": self.name, "state": self.state, "statement": self.statement}
+        d = {"name": self.name, "state": self.state, "statement": self.statement,
+             "private": self.private}
         if private or not self.private:
             d["value"] = _clean(self.value)
             d["limit"] = _clean(self.limit)
@@ -351,7 +352,7 @@ class Certificate:
             budget = Budget(_float(b["total"]), _float(used), b["unit"])
         assumptions = tuple(
             Assumption(a["name"], a["state"], a["statement"], _float(a.get("value")),
-                       _float(a.get("limit")), "value" not in a)
+                       _float(a.get("limit")), bool(a.get("private", "value" not in a)))
             for a in d.get("assumptions", [])
         )
         return cls(

@@ -96,7 +96,10 @@ def logistic_smoothness(lam: float, spectral_sq: float | None = None, n: int | N
 
     Without data, ``L = 1/4 + lam`` (Chien et al.'s loose constant ``1/4 + lambda n``
     in their scale). With ``spectral_sq = lambda_max(X^T X)`` and ``n`` it is the
-    data-dependent ``lambda_max(X^T X) / (4 n) + lam`` used in the authors' runs.
+    data-dependent ``lambda_max(X^T X) / (4 n) + lam`` used in the authors' runs. A
+    certified use needs an *upper* bound on ``lambda_max(X^T X)``, e.g.
+    ``certun.primitives.spectral_norm_upper_bound(X).value ** 2``, never a power-iteration
+    estimate (which under-estimates it).
     """
     if spectral_sq is None:
         return 0.25 + lam

@@ -277,7 +277,15 @@ def analytic_sigma(epsilon: float, delta: float, sensitivity: float = 1.0) -> fl
     eps = _validate.epsilon(epsilon=epsilon)
     dlt = _validate.delta(delta=delta)
     sens = _validate.positive(sensitivity=sensitivity)
-    return sens * float(dp_accounting.get_sigma_gaussian(eps, dlt))
+    z = float(dp_accounting.get_sigma_gaussian(eps, dlt))
+    # The root finder may stop a hair on the wrong side of the exact condition; step up
+    # (relative 1e-12 at a time) until the exact delta is within the target.
+    log_target = math.log(dlt)
+    for _ in range(1000):
+        if _log_delta(z, eps) <= log_target:
+            break
+        z *= 1.0 + 1e-12
+    return sens * z
 
 
 def analytic_epsilon(sigma: float, delta: float, sensitivity: float = 1.0) -> float:
@@ -336,7 +344,13 @@ def _guo_max_epsilon(dlt: float) -> float:
         lo, hi = hi, 2.0 * hi
     else:  # pragma: no cover
         raise RuntimeError(f"could not bracket guo_max_epsilon for delta={dlt}")
-    return float(scipy.optimize.brentq(gap, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps))
+    root = float(scipy.optimize.brentq(gap, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps))
+    # Return a value on the valid side of the root (gap <= 0), stepping down if needed.
+    for _ in range(1000):
+        if gap(root) <= 0.0:
+            break
+        root = float(np.nextafter(root, 0.0)) - 1e-13
+    return root
 
 
 def guo_max_epsilon(delta: float) -> float:

@@ -57,7 +57,7 @@ __all__ = [
 
 def spectral_cap(x_spectral: float, n_rem: int) -> float:
     """``min(bound on ||X_rem||_2, sqrt(n_rem))``: rows have norm <= 1, so ``||X_rem||_2 <= ||X_rem||_F <= sqrt(n_rem)``."""
-    return float(min(x_spectral, np.sqrt(max(n_rem, 0))))
+    return float(min(x_spectral, np.nextafter(np.sqrt(max(n_rem, 0)), np.inf)))
 
 
 def data_dependent_bound(gamma: float, x_spectral: float, delta_norm: float,

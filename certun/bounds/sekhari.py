@@ -55,7 +55,7 @@ def distance_bound(L: float, lam: float, n: int, m: int, tau: float = 0.0,
 
 
 def sensitivity(M: float, L: float, lam: float, n: int, m: int, tau: float = 0.0,
-                solve_tol: float = 0.0, variant: str = "paper") -> float:
+                solve_tol: float = 0.0, variant: str = "paper", heads: int = 1) -> float:
     """L2 sensitivity of the unlearned model against retraining (see module docstring).
 
     Args:
@@ -66,12 +66,17 @@ def sensitivity(M: float, L: float, lam: float, n: int, m: int, tau: float = 0.0
       tau: guaranteed training/retraining gradient-norm tolerance (mean scale).
       solve_tol: guaranteed bound on the Newton system's residual (mean scale).
       variant: ``"paper"`` (Sekhari et al.'s distance ``2mL/(lambda n)``) or ``"tight"``.
+      heads: number ``K`` of independent heads sharing the parameters' noise (one-vs-rest).
+        Each head's Newton error obeys the one-head bound, so the Frobenius norm over
+        heads is at most ``sqrt(K)`` times it; ``tau`` and ``solve_tol`` are already
+        joint (Frobenius) quantities.
 
     Returns:
-      ``Delta``; with ``tau = solve_tol = 0`` and ``"paper"`` it equals :func:`gamma_paper`.
+      ``Delta``; with ``tau = solve_tol = 0``, ``"paper"`` and one head it equals
+      :func:`gamma_paper`.
     """
     D = distance_bound(L, lam, n, m, tau, variant)
-    return M * D * D / (2.0 * lam) + (tau + solve_tol) / lam
+    return math.sqrt(heads) * M * D * D / (2.0 * lam) + (tau + solve_tol) / lam
 
 
 def lipschitz_logistic(lam: float, tau: float = 0.0) -> float:

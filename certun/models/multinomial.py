@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from certun.models.fit import FitResult, lbfgs_minimize, newton_minimize
 
@@ -48,7 +49,7 @@ def gradient_mean(W: Array, X: Array, y: Array, lam: float, b: Array | None = No
     n = jnp.sum(m)
     P = jax.nn.softmax(X @ W, axis=1)
     E = jax.nn.one_hot(y, W.shape[1], dtype=X.dtype)
-    g = X.T @ (m[:, None] * (P - E)) / n + lam * W
+    g = jnp.einsum("ik,ij->jk", m[:, None] * (P - E), X) / n + lam * W
     return g if b is None else g + b / n
 
 
@@ -60,7 +61,7 @@ def hvp_mean(W: Array, V: Array, X: Array, lam: float, mask: Array | None = None
     U = X @ V
     PU = P * U
     inner = PU - P * jnp.sum(PU, axis=1, keepdims=True)
-    return X.T @ (m[:, None] * inner) / n + lam * V
+    return jnp.einsum("ik,ij->jk", m[:, None] * inner, X) / n + lam * V
 
 
 def hessian_mean(W: Array, X: Array, lam: float, mask: Array | None = None) -> Array:
@@ -115,4 +116,4 @@ def predict(W: Array, X: Array) -> Array:
 
 def accuracy(W: Array, X: Array, y: Array) -> float:
     """Classification accuracy."""
-    return float(jnp.mean(predict(W, X) == jnp.asarray(y)))
+    return float(np.mean(np.asarray(predict(W, X)) == np.asarray(y)))

@@ -141,7 +141,7 @@ def hessian_operator(f: Callable[..., jax.Array], params: PyTree, *args: Any,
     op = LinearOperator(lin, _structure(params), None)
     if sample_f is not None:
         def smv(key: jax.Array, v: PyTree) -> PyTree:
-            return jax.jvp(lambda p: jax.grad(sample_f)(key, p), (params,), (v,))[1]
+            return jax.jvp(lambda p: jax.grad(sample_f, argnums=1)(key, p), (params,), (v,))[1]
 
         op = op._replace(sample_mv=smv)
     return damped(op, damping) if damping else op

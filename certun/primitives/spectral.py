@@ -7,8 +7,10 @@ Two different kinds of number live here and must not be confused:
   choosing a LiSSA scale (with a safety factor), never for a certificate.
 * **Guaranteed bounds** (:func:`symmetric_eig_bounds`,
   :func:`spectral_norm_upper_bound`): computed on the host in float64 from an
-  exact symmetric eigensolver, widened by a rounding allowance derived from
-  backward stability (the computed eigenvalues are exact for ``A + E`` with
+  exact symmetric eigensolver (not an iteration that stops early), widened by a
+  rounding allowance derived from backward stability — guaranteed under the standard
+  backward-error model with a generous constant (``10 d u ||A||_F``), not by interval
+  arithmetic; the Frobenius fallback needs no such model — (the computed eigenvalues are exact for ``A + E`` with
   ``||E||_2 <= p(d) u ||A||_2``; Weyl's inequality moves each eigenvalue by at
   most ``||E||_2``) and from the error of forming ``X^T X`` in floating point
   (``|fl(X^T X) - X^T X| <= gamma_n |X|^T |X|`` entrywise, so its 2-norm is at most
@@ -145,8 +147,9 @@ def spectral_norm_upper_bound(X: Any, gram: Any | None = None) -> SpectralBound:
     gamma_n = n * UNIT_ROUNDOFF / (1.0 - n * UNIT_ROUNDOFF)
     _, up = symmetric_eig_bounds(G)
     lam_bound = max(up.value, 0.0) + gamma_n * fro2
-    via_eig = float(np.sqrt(lam_bound))
-    via_fro = float(np.sqrt(fro2) * (1.0 + (n * d + 2) * UNIT_ROUNDOFF))
+    # round the final square roots upward so the returned float is >= the real number
+    via_eig = float(np.nextafter(np.sqrt(lam_bound), np.inf))
+    via_fro = float(np.nextafter(np.sqrt(fro2) * (1.0 + (n * d + 2) * UNIT_ROUNDOFF), np.inf))
     computed = float(np.sqrt(max(up.computed, 0.0)))
     if via_eig <= via_fro:
         return SpectralBound(via_eig, computed, via_eig - computed, "sqrt(eigvalsh(X^T X)) + rounding")

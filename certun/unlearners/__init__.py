@@ -1,0 +1,19 @@
+"""Certified unlearners: factories returning :class:`Unlearner` ``(init, unlearn, params, retrain)``.
+
+* :func:`certified_removal` -- Guo et al. (ICML 2020): objective perturbation and a
+  Newton removal step, with a residual budget (convex linear models).
+* :func:`newton_unlearning` -- Sekhari et al. (NeurIPS 2021): stored-Hessian Newton
+  step plus fresh output noise per release.
+* :func:`exact_retraining` -- the baseline every certified result is compared with.
+"""
+
+from certun.unlearners.base import OUTCOMES as OUTCOMES
+from certun.unlearners.base import RetrainRequired as RetrainRequired
+from certun.unlearners.base import Unlearner as Unlearner
+from certun.unlearners.base import UnlearnResult as UnlearnResult
+from certun.unlearners.guo import GuoState as GuoState
+from certun.unlearners.guo import certified_removal as certified_removal
+from certun.unlearners.retrain import RetrainState as RetrainState
+from certun.unlearners.retrain import exact_retraining as exact_retraining
+from certun.unlearners.sekhari import SekhariState as SekhariState
+from certun.unlearners.sekhari import newton_unlearning as newton_unlearning

@@ -255,12 +255,17 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
     def _finish(state, idx, xu, delta, Delta, mask_new, solver_res, code, steps):
         gram_new = state.gram - xu.T @ xu
         qf = jnp.einsum("jk,jl,lk->k", delta, gram_new, delta)  # ||X_rem delta_k||^2 (approx.)
-        return dict(
-            W_new=state.W + delta, mask_new=mask_new, gram_new=gram_new,
+        W_new = state.W + delta
+        small = dict(
             delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=jnp.linalg.norm(Delta, axis=0),
             x_delta_sq=qf, solver_residual=solver_res, code=code, steps=steps,
-            gram_fro=jnp.linalg.norm(gram_new), delta=delta,
+            gram_fro=jnp.linalg.norm(gram_new),
         )
+        big = dict(W_new=W_new, mask_new=mask_new, gram_new=gram_new,
+                   params=W_new[:, 0] if W_new.shape[1] == 1 else W_new,
+                   n_removed=state.n_removed + idx.shape[0], requests=state.requests + 1,
+                   steps_since_factor=state.steps_since_factor + 1)
+        return small, big
 
     @jax.jit
     def _exact_step(state, idx):
@@ -312,8 +317,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         if int(fitres.result) != RESULTS.successful:
             raise RuntimeError(
                 f"training did not reach train_tol={train_tol} (mean-scale gradient norm "
-                f"{float(fitres.grad_norm):.3e}, {result_message(int(fitres.result))}); raise "
-                "lam, loosen train_tol or use train_method='newton'"
+                f"{float(fitres.grad_norm):.3e} after {int(fitres.num_steps)} steps, "
+                f"{result_message(int(fitres.result))}); raise lam or loosen train_tol"
+                + ("" if train_method == "newton" else ", or use train_method='newton'")
             )
         W = fitres.params
         gnorm, mag = _grad_sum(W, X, Y, b, mask)
@@ -344,13 +350,18 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
           key: PRNG key for ``b`` (retrain ``j`` uses ``fold_in`` release ``j``).
           num_classes: number of classes for one-vs-rest.
         """
-        Xn = _validate.unit_rows(X=X)
+        Xn = _validate.unit_rows(X=X, tol=0.0)
         yn = _validate.finite_array(y=y, ndim=(1, 2))
         _validate.matching_rows(X=Xn, y=yn)
         if Xn.shape[0] < 2:
             raise _validate.ValidationError("X needs at least 2 rows")
         Yn = _targets(lossf, yn, num_classes)
         dtype = jnp.zeros(()).dtype  # float64 when x64 is enabled
+        if dtype != jnp.float64:
+            raise _validate.ValidationError(
+                "certified_removal needs float64: its residual bounds rest on gradients near "
+                "1e-10 that float32 cannot resolve; call certun.enable_x64() (or set "
+                "JAX_ENABLE_X64=1) before creating arrays")
         Xj, Yj = jnp.asarray(Xn, dtype), jnp.asarray(Yn, dtype)
         mask = jnp.ones(Xn.shape[0], dtype)
         return _train_state(Xj, Yj, key, 0, mask, 0, 0)
@@ -377,8 +388,10 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             return _train(state.X, state.Y, b, state.mask, jnp.zeros((d, K), state.X.dtype))
         return glm.fit(lossf, state.X, state.Y, lam, b, state.mask, method=method, tol=train_tol)
 
-    def _assumptions(state: GuoState, x64: bool, solver_ok: bool, code: int) -> list:
-        xs = float(state.x_spectral)
+    def _assumptions(state: GuoState, x64: bool, solver_ok: bool, code: int,
+                     xs: float | None = None, tg: float | None = None) -> list:
+        xs = float(state.x_spectral) if xs is None else xs
+        tg = float(state.train_grad_norm) if tg is None else tg
         a = [
             verified("unit_rows", "||x_i||_2 <= 1 for every training row (checked at init)"),
             verified("strong_convexity", f"lambda = {lam:g} > 0, so H >= lambda |D| I (sum scale)"),
@@ -387,7 +400,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                      f"exact constant {lossf.gamma:.6g}", gamma, lossf.gamma),
             verified("training_gradient",
                      "the training gradient norm (sum scale, with b) is measured and charged to "
-                     "the budget", float(state.train_grad_norm), private=True),
+                     "the budget", tg, private=True),
             verified("spectral_norm_bound",
                      "||X_rem||_2 bounded by exact float64 eigvalsh of X^T X plus a rounding "
                      "allowance, capped at sqrt(n_rem) (not a power iteration)", xs, private=True),
@@ -400,12 +413,12 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         return a
 
     def _cert(state: GuoState, used: float, assumptions, bounds: dict, solver: dict,
-              private: dict, extra_failure: str | None = None):
+              private: dict, extra_failure: str | None = None, removed: int | None = None):
         return make_certificate(
             mechanism=MECHANISM, epsilon=eps, delta=dlt, sigma=sigma,
             threat="indistinguishable_from_retraining", adjacency="removal", scale="sum",
             calibration="guo_c", conversion=None, sensitivity=None, releases=1,
-            removed=int(state.n_removed),
+            removed=int(state.n_removed) if removed is None else removed,
             budget=Budget(budget_total, used, "sum-scale gradient-residual norm ||grad L_b||_F"),
             assumptions=assumptions, bounds=bounds, solver=solver, private=private,
             notes=(_THREAT_NOTE, _DECISION_NOTE, f"c = sqrt(2 ln(1.5/delta)) = {c:.6g}; "
@@ -428,27 +441,33 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         idx_np = _validate.forget_indices(indices, n_total,
                                           already_removed=np.asarray(state.mask) == 0)
         m = int(idx_np.size)
-        n_prev = int(round(float(jnp.sum(state.mask))))
+        h = jax.device_get(dict(  # every host-side scalar of the state in one transfer
+            n_removed=state.n_removed, since=state.steps_since_factor, xs=state.x_spectral,
+            fro2=state.fro2, gram_err=state.gram_err, R=state.residual_bound,
+            tg=state.train_grad_norm, b=state.b))
+        n_removed, since_factor = int(h["n_removed"]), int(h["since"])
+        n_prev = n_total - n_removed
         if m >= n_prev:
             raise _validate.ValidationError(
                 f"indices would remove all {n_prev} remaining rows; keep at least one")
         idx = jnp.asarray(idx_np, jnp.int32)
-        exact = int(state.steps_since_factor) == 0
-        out = (_exact_step if exact else _cg_step)(state, idx)
-        out = jax.device_get(out)
+        exact = since_factor == 0
+        out, big = (_exact_step if exact else _cg_step)(state, idx)
+        out = jax.device_get(out)  # only scalars and per-head norms come to the host
         t_step = time.perf_counter() - t0
 
         n_rem = n_prev - m
         d, K = state.W.shape
         u = UNIT_ROUNDOFF
         x64 = state.X.dtype == jnp.float64
-        x_spec = guo_bounds.spectral_cap(float(state.x_spectral), n_rem)
-        gram_err = float(state.gram_err) + (m + 2) * u * (m + float(np.linalg.norm(out["gram_new"])))
+        d_fro2 = float(h["fro2"])
+        x_spec = guo_bounds.spectral_cap(float(h["xs"]), n_rem)
+        gram_err = float(h["gram_err"]) + (m + 2) * u * (m + float(out["gram_fro"]))
         dn = np.asarray(out["delta_norms"], np.float64) * (1 + 4 * d * u)
         xdn = np.sqrt(np.maximum(np.asarray(out["x_delta_sq"], np.float64), 0.0)
                       + (gram_err + 4 * (d + 1) * u * float(out["gram_fro"])) * dn ** 2)
-        b_norms = np.linalg.norm(np.asarray(state.b, np.float64), axis=0)
-        R_prev = float(state.residual_bound)
+        b_norms = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
+        R_prev = float(h["R"])
         dd = [guo_bounds.data_dependent_bound(gamma, x_spec, dn[k], xdn[k]) for k in range(K)]
         if lossf.gamma > 0:
             wc = [guo_bounds.worst_case_bound(gamma, C, lam, n_prev, m, b_norms[k], R_prev)
@@ -459,7 +478,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         rho_bound = float(sum(dd) if bound == "data_dependent" else sum(wc))
         Dn = float(np.linalg.norm(np.asarray(out["Delta_norms"])))
         rounding = ((n_total + d + m + 4) * u
-                    * (lossf.d2_bound * float(state.fro2) + lam * n_prev + m) * float(np.sum(dn))
+                    * (lossf.d2_bound * d_fro2 + lam * n_prev + m) * float(np.sum(dn))
                     + (d + 2) * u * Dn)
         solver_res = float(out["solver_residual"])
         beta = rho_bound + solver_res + rounding
@@ -484,15 +503,13 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         diagnostics = dict(bounds, seconds_step=t_step, m=m, n_before=n_prev, n_after=n_rem,
                            delta_norms=dn.tolist(), solver=solver)
         private = {"b_norm": float(np.linalg.norm(b_norms)),
-                   "train_grad_norm": float(state.train_grad_norm)}
+                   "train_grad_norm": float(h["tg"])}
 
         new_state = state._replace(
-            mask=jnp.asarray(out["mask_new"], state.X.dtype),
-            W=jnp.asarray(out["W_new"], state.X.dtype),
-            gram=jnp.asarray(out["gram_new"], state.X.dtype),
+            mask=big["mask_new"], W=big["W_new"], gram=big["gram_new"],
             gram_err=jnp.asarray(gram_err), residual_bound=jnp.asarray(R_new),
-            n_removed=state.n_removed + m, requests=state.requests + 1,
-            steps_since_factor=state.steps_since_factor + 1,
+            n_removed=big["n_removed"], requests=big["requests"],
+            steps_since_factor=big["steps_since_factor"],
         )
         if diagnose:
             tr = float(_true_residual(new_state.W, state.X, state.Y, state.b, new_state.mask))
@@ -514,19 +531,20 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             if R_new > budget_total and solver_ok:
                 fail = (f"retrain required: this request would raise the residual bound to "
                         f"{R_new:.6g} > budget {budget_total:.6g}")
-            cert = _cert(state, R_new, _assumptions(state, x64, solver_ok, code), bounds, solver,
+            cert = _cert(state, R_new, _assumptions(state, x64, solver_ok, code, h["xs"], h["tg"]), bounds, solver,
                          private, extra_failure=fail)
             return UnlearnResult(None, state, cert, "retrain_required", diagnostics)
 
-        if refactor_every and int(new_state.steps_since_factor) >= refactor_every:
+        published = big["params"]
+        if refactor_every and since_factor + 1 >= refactor_every:
             G, w, Q = _factor(new_state.W, state.X, state.Y, new_state.mask)
             new_state = new_state._replace(W_factor=new_state.W, factor_mask=new_state.mask,
                                            curv=G, eigvals=w, eigvecs=Q,
                                            steps_since_factor=jnp.asarray(0, jnp.int32))
-        cert = _cert(new_state, R_new, _assumptions(new_state, x64, True, code), bounds, solver,
-                     private)
+        cert = _cert(new_state, R_new, _assumptions(new_state, x64, True, code, h["xs"], h["tg"]), bounds, solver,
+                     private, removed=n_removed + m)
         diagnostics["seconds_total"] = time.perf_counter() - t0
-        return UnlearnResult(params(new_state), new_state, cert, "unlearned", diagnostics)
+        return UnlearnResult(published, new_state, cert, "unlearned", diagnostics)
 
     return Unlearner(init=init, unlearn=unlearn, params=params, retrain=retrain)
 
