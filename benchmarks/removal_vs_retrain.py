@@ -385,7 +385,6 @@ def run(args) -> dict:
 
     if args.profile:
         result["profile"] = profile_unlearn(unl, state0, rows, core, idx_dev, args.profile_calls)
-        result["profile"]["sections"] = unlearn_sections(unl, state0, rows, args.profile_calls)
     return result
 
 
@@ -420,99 +419,6 @@ def profile_unlearn(unl, state0, rows, core, idx_dev, calls: int) -> dict:
     return {"calls": calls, "wall_ms_per_request_under_cprofile": 1e3 * wall,
             "core_step_median_ms": core_ms, "top_tottime": top, "text": s.getvalue()}
 
-
-def unlearn_sections(unl, state0, rows, calls: int) -> dict | None:
-    """Time the phases of one public ``unlearn`` request (successful eigh/Woodbury path).
-
-    A line-by-line reconstruction of ``certun.unlearners.guo.certified_removal.unlearn``
-    (first request after ``init``) using the factory's own closures, with a timer between
-    the phases; its total is checked against the real call in the report. Returns None if
-    the closures are not reachable (the module changed).
-    """
-    from certun import _validate
-    from certun.bounds import guo as guo_bounds
-    from certun.primitives.spectral import UNIT_ROUNDOFF as u
-
-    fn = unl.unlearn
-    need = ("_exact_step", "_assumptions", "_cert", "params", "gamma", "lam", "lossf")
-    cl = {k: closure_fn(fn, k) for k in need}
-    if any(v is None for v in cl.values()):
-        return None
-    ex, assumptions, cert, params = cl["_exact_step"], cl["_assumptions"], cl["_cert"], cl["params"]
-    gamma, lam, lossf = cl["gamma"], cl["lam"], cl["lossf"]
-    phases = ("validate_indices (np.asarray(mask), forget_indices)",
-              "n_prev = float(jnp.sum(mask)) (op-by-op dispatch + sync)",
-              "int(steps_since_factor) + jnp.asarray(idx)",
-              "jitted _exact_step: dispatch + compute (blocked)",
-              "jax.device_get(out) (incl. the d x d gram_new)",
-              "host bounds: np.linalg.norm(gram_new), data-dependent bound, rounding",
-              "new state: jnp.asarray(mask/W/gram_new) + jnp scalar ops",
-              "certificate: _assumptions + _cert",
-              "params(new_state): W[:, 0] (op-by-op slice)")
-    acc = {p: [] for p in phases}
-    tot = []
-    n_total = int(state0.X.shape[0])
-    state = state0
-    for c in range(calls):
-        i = int(rows[c % len(rows)])
-        T = [time.perf_counter()]
-        idx_np = _validate.forget_indices([i], n_total, already_removed=np.asarray(state.mask) == 0)
-        m = int(idx_np.size)
-        T.append(time.perf_counter())
-        n_prev = int(round(float(jnp.sum(state.mask))))
-        T.append(time.perf_counter())
-        idx = jnp.asarray(idx_np, jnp.int32)
-        _ = int(state.steps_since_factor) == 0
-        T.append(time.perf_counter())
-        out = jax.block_until_ready(ex(state, idx))
-        T.append(time.perf_counter())
-        out = jax.device_get(out)
-        T.append(time.perf_counter())
-        n_rem = n_prev - m
-        d, K = state.W.shape
-        x_spec = guo_bounds.spectral_cap(float(state.x_spectral), n_rem)
-        gram_err = float(state.gram_err) + (m + 2) * u * (m + float(np.linalg.norm(out["gram_new"])))
-        dn = np.asarray(out["delta_norms"], np.float64) * (1 + 4 * d * u)
-        xdn = np.sqrt(np.maximum(np.asarray(out["x_delta_sq"], np.float64), 0.0)
-                      + (gram_err + 4 * (d + 1) * u * float(out["gram_fro"])) * dn ** 2)
-        b_norms = np.linalg.norm(np.asarray(state.b, np.float64), axis=0)
-        R_prev = float(state.residual_bound)
-        dd = [guo_bounds.data_dependent_bound(gamma, x_spec, dn[k], xdn[k]) for k in range(K)]
-        wc = [guo_bounds.worst_case_bound(gamma, lossf.d1_bound, lam, n_prev, m, b_norms[k], R_prev)
-              for k in range(K)]
-        Dn = float(np.linalg.norm(np.asarray(out["Delta_norms"])))
-        rounding = ((n_total + d + m + 4) * u * (lossf.d2_bound * float(state.fro2) + lam * n_prev + m)
-                    * float(np.sum(dn)) + (d + 2) * u * Dn)
-        solver_res = float(out["solver_residual"])
-        R_new = R_prev + float(sum(dd)) + solver_res + rounding
-        code = int(out["code"])
-        bounds = {"residual_bound_before": R_prev, "step_remainder_bound": float(sum(dd)),
-                  "step_worst_case_bound": float(sum(wc)), "residual_bound_after": R_new}
-        solver = {"path": "eigh_woodbury", "iterations": int(out["steps"]), "residual": solver_res,
-                  "result": RESULTS(code).name}
-        private = {"b_norm": float(np.linalg.norm(b_norms))}
-        T.append(time.perf_counter())
-        new_state = state._replace(
-            mask=jnp.asarray(out["mask_new"], state.X.dtype),
-            W=jnp.asarray(out["W_new"], state.X.dtype),
-            gram=jnp.asarray(out["gram_new"], state.X.dtype),
-            gram_err=jnp.asarray(gram_err), residual_bound=jnp.asarray(R_new),
-            n_removed=state.n_removed + m, requests=state.requests + 1,
-            steps_since_factor=state.steps_since_factor + 1)
-        T.append(time.perf_counter())
-        crt = cert(new_state, R_new, assumptions(new_state, True, True, code), bounds, solver, private)
-        T.append(time.perf_counter())
-        jax.block_until_ready(params(new_state))
-        T.append(time.perf_counter())
-        del crt
-        for p, a, b in zip(phases, T[:-1], T[1:]):
-            acc[p].append(b - a)
-        tot.append(T[-1] - T[0])
-    return {"calls": calls, "total_median_ms": 1e3 * float(np.median(tot)),
-            "phases_median_ms": {p: 1e3 * float(np.median(v)) for p, v in acc.items()}}
-
-
-# --------------------------------------------------------------------------- report
 
 LABELS = {
     "grad": "gradient, jax.grad of mean objective (UNIT)",
@@ -632,9 +538,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-tol", type=float, default=1e-10,
                    help="mean-scale gradient-norm tolerance of training and retraining")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--decay", type=float, default=0.0,
-                   help="optional: scale feature j by (j+1)^-decay before re-normalising rows "
-                        "(harder conditioning; 0 = certun's synthetic_logistic unchanged)")
+    p.add_argument("--decay", type=float, default=1.0,
+                   help="scale feature j by (j+1)^-decay before re-normalising rows "
+                        "(default 1: MNIST-like conditioning; 0 = isotropic rows)")
     p.add_argument("--profile", action="store_true",
                    help="also cProfile the public unlearn call")
     p.add_argument("--profile-calls", type=int, default=50)

@@ -7,7 +7,10 @@ Every solver is a factory returning an :class:`InverseSolver` ``(init, solve)``:
 * ``sol = solver.solve(state, v, ...)`` returns a :class:`certun.results.Solution`
   with the solution, the **achieved residual** ``||A x - v||_2`` measured on the
   operator itself (never a recursive estimate), the number of iterations, and a
-  result code. Certificates fold that residual into their bounds.
+  result code. Certificates fold that residual into their bounds; as a floating-point
+  number it carries its own rounding error, up to about
+  ``gamma_{d+2} (||A||_F ||x|| + ||v||)`` with ``gamma_k = k u / (1 - k u)``, which a
+  consumer turning it into a certified bound must add (both certified unlearners do).
 
 Solvers:
 
