@@ -38,12 +38,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
 import platform  # noqa: E402
 import pstats  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -60,6 +57,7 @@ try:
 except ModuleNotFoundError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from certun import io as certun_io  # noqa: E402
 from certun.data import normalize_rows, synthetic_logistic  # noqa: E402
 from certun.models import glm  # noqa: E402
 from certun.primitives import hvp as fwd_over_rev_hvp  # noqa: E402
@@ -121,22 +119,7 @@ def closure_fn(fn, name: str):
 
 
 def atomic_write_json(path: str, obj: dict) -> None:
-    p = Path(path).resolve()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    certun_io.atomic_write_json(path, obj, sort_keys=False)
 
 
 # --------------------------------------------------------------------------- benchmark
