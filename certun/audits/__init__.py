@@ -1,0 +1,27 @@
+"""Audits: attacks on unlearning, distances to retraining and empirical checks of certificates.
+
+Each module states the threat it measures (REFERENCES.md erratum 9): certified removal makes
+the unlearned model indistinguishable from retraining, but it does not hide a deletion from
+an observer of the model before and after -- the two-version attacks here
+(:mod:`~certun.audits.mia`, :mod:`~certun.audits.reconstruction`) succeed against exact
+retraining too; :mod:`certun.release` is the defence.
+
+* :mod:`~certun.audits.stats` -- Clopper-Pearson epsilon bounds, AUC with intervals,
+  one-run audits (host-side NumPy/SciPy).
+* :mod:`~certun.audits.epsilon` -- empirical epsilon audits of certun's mechanisms.
+* :mod:`~certun.audits.distance` -- parameter distance, prediction agreement, KLoM.
+* :mod:`~certun.audits.lira` -- LiRA / U-LiRA per-example likelihood-ratio scores.
+"""
+
+from certun.audits import distance as distance
+from certun.audits import epsilon as epsilon
+from certun.audits import lira as lira
+from certun.audits import stats as stats
+from certun.audits.epsilon import AuditViolation as AuditViolation
+from certun.audits.epsilon import EpsilonAudit as EpsilonAudit
+from certun.audits.epsilon import gaussian_output_audit as gaussian_output_audit
+from certun.audits.epsilon import guo_removal_audit as guo_removal_audit
+from certun.audits.epsilon import worst_case_canary as worst_case_canary
+from certun.audits.stats import auc_with_ci as auc_with_ci
+from certun.audits.stats import clopper_pearson as clopper_pearson
+from certun.audits.stats import epsilon_lower_bound as epsilon_lower_bound
