@@ -11,11 +11,20 @@ retraining too; :mod:`certun.release` is the defence.
 * :mod:`~certun.audits.epsilon` -- empirical epsilon audits of certun's mechanisms.
 * :mod:`~certun.audits.distance` -- parameter distance, prediction agreement, KLoM.
 * :mod:`~certun.audits.lira` -- LiRA / U-LiRA per-example likelihood-ratio scores.
+* :mod:`~certun.audits.mia` -- Chen et al.'s two-version membership inference, the
+  classical MIA, degradation metrics and mitigations.
+* :mod:`~certun.audits.reconstruction` -- Bertran et al.'s reconstruction of a deleted record.
+* :mod:`~certun.audits.malicious` -- Hard-to-Forget poisons and an influence-based defence.
+* :mod:`~certun.audits.baselines` -- uncertified shortcuts (NOT CERTIFIED), for comparison.
 """
 
+from certun.audits import baselines as baselines
 from certun.audits import distance as distance
 from certun.audits import epsilon as epsilon
 from certun.audits import lira as lira
+from certun.audits import malicious as malicious
+from certun.audits import mia as mia
+from certun.audits import reconstruction as reconstruction
 from certun.audits import stats as stats
 from certun.audits.epsilon import AuditViolation as AuditViolation
 from certun.audits.epsilon import EpsilonAudit as EpsilonAudit
