@@ -44,3 +44,5 @@ def enable_x64() -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+from certun.unlearners import descent_to_delete as descent_to_delete  # noqa: E402
+from certun.unlearners import langevin_unlearning as langevin_unlearning  # noqa: E402

@@ -30,31 +30,64 @@ from certun.data import load_digits_3v8
 from certun.models import glm
 from certun.unlearners.guo import certified_removal
 
-__all__ = ["DEFAULTS", "run_demo", "format_report"]
+__all__ = ["DEFAULTS", "METHODS", "METHOD_DEFAULTS", "run_demo", "format_report"]
 
 DEFAULTS = dict(k=10, lam=1e-2, sigma=1.5, epsilon=1.0, delta=1e-4, seed=0)
 
+#: ``--method`` choices: Guo et al.'s certified removal (the default), Langevin unlearning
+#: (Chien et al. 2024) and Descent-to-Delete (Neel et al. 2021).
+METHODS = ("guo", "langevin", "d2d")
 
-def run_demo(k: int = DEFAULTS["k"], lam: float = DEFAULTS["lam"],
-             sigma: float = DEFAULTS["sigma"], epsilon: float = DEFAULTS["epsilon"],
-             delta: float = DEFAULTS["delta"], seed: int = DEFAULTS["seed"],
-             bound: str = "data_dependent") -> dict[str, Any]:
+#: Defaults per method. Langevin and D2D use ``lam = 0.1`` on digits' 267 rows (their noise
+#: shrinks like ``1/(lam n)``) and ``delta = 1e-5`` (below ``1/n^2``). Langevin's ``sigma`` is the
+#: Langevin noise parameter (each request then runs the steps its accounting needs); D2D's is
+#: the noise of every release (each request then runs the gradient steps its contraction
+#: bound needs). ``burn_in`` is Langevin's training length.
+METHOD_DEFAULTS = {
+    "guo": dict(DEFAULTS),
+    "langevin": dict(k=10, lam=0.1, sigma=0.03, epsilon=1.0, delta=1e-5, seed=0, burn_in=2000),
+    "d2d": dict(k=10, lam=0.1, sigma=0.02, epsilon=1.0, delta=1e-5, seed=0),
+}
+
+
+def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None = None,
+             epsilon: float | None = None, delta: float | None = None, seed: int | None = None,
+             bound: str = "data_dependent", method: str = "guo",
+             burn_in: int | None = None) -> dict[str, Any]:
     """Run the demo and return its report as a JSON-ready dict.
+
+    Arguments left ``None`` take the method's default (:data:`METHOD_DEFAULTS`; for
+    ``method="guo"`` these are :data:`DEFAULTS`, the behaviour of ``certun demo``).
 
     Args:
       k: number of training rows to remove, one request at a time.
       lam: mean-scale L2 regularisation.
-      sigma: standard deviation of the objective perturbation ``b``.
-      epsilon, delta: the certified-removal guarantee.
-      seed: seeds the perturbation ``b`` and the choice of removed rows.
-      bound: ``"data_dependent"`` or ``"worst_case"`` (what is charged to the budget).
+      sigma: Guo: standard deviation of the objective perturbation ``b``; Langevin: the
+        Langevin noise parameter; D2D: the noise of every release.
+      epsilon, delta: the guarantee.
+      seed: seeds the mechanism's noise and the choice of removed rows.
+      bound: ``"data_dependent"`` or ``"worst_case"`` (Guo only: what is charged to the budget).
+      method: ``"guo"`` (default), ``"langevin"`` or ``"d2d"``.
+      burn_in: Langevin's training steps.
 
     Returns:
       A dict with ``dataset``, ``n_train``, ``n_test``, ``dim``, ``lam``, ``epsilon``,
       ``delta``, ``sigma``, ``removed``, ``scale``, ``test_accuracy``,
-      ``param_distance_to_retrained``, ``gradient_residual``, ``certificate``,
-      ``seconds`` and per-request details in ``steps``.
+      ``param_distance_to_retrained``, ``certificate``, ``seconds`` and per-request details
+      in ``steps``; Guo's adds ``gradient_residual``, Langevin's and D2D's add ``method``
+      and the accounting details.
     """
+    method = _validate.choice(METHODS, method=method)
+    dfl = METHOD_DEFAULTS[method]
+    k = dfl["k"] if k is None else k
+    lam = dfl["lam"] if lam is None else lam
+    sigma = dfl["sigma"] if sigma is None else sigma
+    epsilon = dfl["epsilon"] if epsilon is None else epsilon
+    delta = dfl["delta"] if delta is None else delta
+    seed = dfl["seed"] if seed is None else seed
+    if method != "guo":
+        return _run_first_order(method, k, lam, sigma, epsilon, delta, seed,
+                                dfl.get("burn_in") if burn_in is None else burn_in)
     k = _validate.integer(k=k, minimum=1)
     seed = _validate.integer(seed=seed, minimum=0)
     if not jax.config.jax_enable_x64:
@@ -150,8 +183,141 @@ def run_demo(k: int = DEFAULTS["k"], lam: float = DEFAULTS["lam"],
     }
 
 
+def _run_first_order(method: str, k: int, lam: float, sigma: float, epsilon: float,
+                     delta: float, seed: int, burn_in: int | None) -> dict[str, Any]:
+    """Langevin unlearning or Descent-to-Delete on digits 3-vs-8 (``run_demo`` dispatches here)."""
+    from certun.unlearners.descent_to_delete import descent_to_delete
+    from certun.unlearners.langevin import langevin_unlearning
+
+    k = _validate.integer(k=k, minimum=1)
+    seed = _validate.integer(seed=seed, minimum=0)
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+    ds = load_digits_3v8(seed=0)
+    if k >= ds.n_train:
+        raise _validate.ValidationError(f"k={k} must be smaller than n_train={ds.n_train}")
+    if method == "langevin":
+        T = _validate.integer(burn_in=burn_in, minimum=0)
+        unl = langevin_unlearning(lam=lam, sigma=sigma, epsilon=epsilon, delta=delta, burn_in=T)
+        name = "Langevin unlearning (Chien et al. 2024)"
+    else:
+        unl = descent_to_delete(lam=lam, sigma=sigma, epsilon=epsilon, delta=delta)
+        name = "Descent-to-Delete (Neel et al. 2021)"
+    key = jax.random.key(seed)
+    t0 = time.perf_counter()
+    state0 = unl.init(ds.X_train, ds.y_train, key)
+    jax.block_until_ready(state0.W)
+    t_train = time.perf_counter() - t0
+    removed = np.random.default_rng(seed).choice(ds.n_train, size=k, replace=False)
+    state, steps, cert, outcome, t_unlearn = state0, [], None, "unlearned", 0.0
+    for j, i in enumerate(removed):
+        t0 = time.perf_counter()
+        res = unl.unlearn(state, [int(i)])
+        t_unlearn += time.perf_counter() - t0
+        cert, outcome, d = res.certificate, res.outcome, res.diagnostics
+        step = {"request": j + 1, "index": int(i), "outcome": res.outcome,
+                "epsilon": cert.epsilon}
+        if method == "langevin":
+            step.update(steps=d["K"], epsilon_tight=d["epsilon_tight"])
+        else:
+            step.update(steps=d["I"], sensitivity=d["sensitivity"],
+                        error_bound=d["error_bound"])
+        steps.append(step)
+        if res.outcome != "unlearned":
+            break
+        state = res.state
+    fit_fn = jax.jit(lambda mask: glm.fit("logistic", ds.X_train, ds.y_train, lam, mask=mask))
+    jax.block_until_ready(fit_fn(state0.mask).params)  # compile outside the timing
+    t0 = time.perf_counter()
+    fit = fit_fn(state.mask)  # exact retraining: the optimum on the remaining rows
+    jax.block_until_ready(fit.params)
+    t_retrain = time.perf_counter() - t0
+    published = state.W if method == "langevin" else state.published
+    pub0 = state0.W if method == "langevin" else state0.published
+    models = {"original": pub0, "unlearned": published, "retrained": fit.params}
+    if method == "langevin":  # a draw from the reference distribution the certificate uses
+        models["retrained_langevin"] = unl.retrain(state, jax.random.fold_in(key, 10**6)).params
+    acc = {nm: glm.accuracy("logistic", W, ds.X_test, ds.y_test) for nm, W in models.items()}
+    n_done = sum(s["outcome"] == "unlearned" for s in steps)
+    pub = cert.public()
+    extra = dict(cert.bounds)
+    report = {
+        "certun_version": __version__,
+        "method": method,
+        "mechanism": name,
+        "dataset": ds.name,
+        "n_train": ds.n_train,
+        "n_test": ds.n_test,
+        "dim": ds.dim,
+        "lam": lam,
+        "lam_paper": lam / ds.n_train,
+        "epsilon": epsilon,
+        "delta": delta,
+        "sigma": sigma,
+        "seed": seed,
+        "removed": n_done,
+        "requested": k,
+        "removed_indices": [int(i) for i in removed[:n_done]],
+        "outcome": outcome,
+        "adjacency": cert.adjacency,
+        "scale": "mean",
+        "scale_note": ("certun's mean scale: mean(loss) + (lam/2)||w||^2, strong convexity "
+                       "m = lam; Chien et al.'s lambda is lam / n"),
+        "test_accuracy": acc,
+        "param_distance_to_retrained": float(jnp.linalg.norm(published - fit.params)),
+        "certificate": pub,
+        "steps": steps,
+        "seconds": {"train": t_train, "unlearn": t_unlearn,
+                    "unlearn_per_request": t_unlearn / max(len(steps), 1),
+                    "retrain": t_retrain},
+    }
+    if method == "langevin":
+        report.update(burn_in=burn_in, epsilon_tight=extra.get("epsilon_tight"),
+                      conversion=pub["conversion"], eta=extra.get("eta"),
+                      steps_total=extra.get("steps_total"))
+    else:
+        report.update(steps_total=int(sum(state.steps)), train_steps=int(state.steps[0]),
+                      epsilon_composed=pub["epsilon_composed"], gamma=extra.get("gamma"))
+    return report
+
+
+def _format_first_order(r: dict[str, Any]) -> str:
+    c = r["certificate"]
+    acc = r["test_accuracy"]
+    head = (f"{'req':>3} {'row':>5} {'steps':>6} {'epsilon':>9} "
+            + ("eps (tight conv.)" if r["method"] == "langevin" else "sensitivity"))
+    lines = [
+        f"certun {r['certun_version']} demo: {r['mechanism']}",
+        f"dataset {r['dataset']}: n_train={r['n_train']} n_test={r['n_test']} dim={r['dim']}",
+        f"lambda={r['lam']:g} (mean scale; paper lambda = {r['lam_paper']:.3g}) "
+        f"sigma={r['sigma']:g} epsilon={r['epsilon']:g} delta={r['delta']:g} seed={r['seed']}",
+        "",
+        head,
+    ]
+    for s in r["steps"]:
+        last = s.get("epsilon_tight", s.get("sensitivity"))
+        lines.append(f"{s['request']:>3} {s['index']:>5} {s['steps']:>6} {s['epsilon']:>9.4f} "
+                     f"{last:>11.4g}" + ("" if s["outcome"] == "unlearned"
+                                         else f"  -> {s['outcome']}"))
+    lines += ["", f"{'model':<19} {'test accuracy':>13}"]
+    lines += [f"{k:<19} {v:>13.4f}" for k, v in acc.items()]
+    lines += [
+        "",
+        f"||w_published - w*_retrained|| = {r['param_distance_to_retrained']:.3e}",
+        f"certificate: {c['status'].upper()} (valid={c['valid']})"
+        + (f": {c['reason']}" if c["reason"] else ""),
+        f"  ({c['epsilon']:.4g}, {c['delta']:g}) {c['adjacency']}, threat: {c['threat']}"
+        + (f", conversion {c['conversion']}" if c.get("conversion") else ""),
+        f"time: {r['removed']} requests {r['seconds']['unlearn'] * 1e3:.1f} ms vs one exact "
+        f"retrain {r['seconds']['retrain'] * 1e3:.1f} ms",
+    ]
+    return "\n".join(lines)
+
+
 def format_report(r: dict[str, Any]) -> str:
     """Render :func:`run_demo`'s report as a readable table."""
+    if r.get("method", "guo") != "guo":
+        return _format_first_order(r)
     c = r["certificate"]
     acc = r["test_accuracy"]
     g = r["gradient_residual"]

@@ -87,3 +87,9 @@ __all__ = [
     "rdp_to_dp_simple",
     "rdp_to_dp_tight",
 ]
+
+from certun.accounting import langevin as langevin  # noqa: E402
+from certun.accounting.langevin import langevin_epsilon as langevin_epsilon  # noqa: E402
+from certun.accounting.langevin import steps_needed as steps_needed  # noqa: E402
+
+__all__ += ["langevin", "langevin_epsilon", "steps_needed"]

@@ -17,3 +17,7 @@ from certun.unlearners.retrain import RetrainState as RetrainState
 from certun.unlearners.retrain import exact_retraining as exact_retraining
 from certun.unlearners.sekhari import SekhariState as SekhariState
 from certun.unlearners.sekhari import newton_unlearning as newton_unlearning
+from certun.unlearners.langevin import LangevinState as LangevinState
+from certun.unlearners.langevin import langevin_unlearning as langevin_unlearning
+from certun.unlearners.descent_to_delete import D2DState as D2DState
+from certun.unlearners.descent_to_delete import descent_to_delete as descent_to_delete
