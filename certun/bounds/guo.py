@@ -52,6 +52,9 @@ __all__ = [
     "weight_norm_bound",
     "remainder_chain",
     "spectral_cap",
+    "staleness_bound",
+    "StaleChain",
+    "stale_remainder_chain",
 ]
 
 
@@ -179,3 +182,77 @@ def remainder_chain(loss_d1, loss_d2, gamma: float, C: float, lam: float, X_rem:
     return RemainderChain(rho, q1, q2, q3, dd, q5, q6,
                           worst_case_bound(gamma, C, lam, n, m, b_norm, residual),
                           worst_case_bound_printed(gamma, C, lam, n, m))
+
+
+# --------------------------------------------------------------------------- cached factors
+
+
+def staleness_bound(gamma: float, x_spectral: float, u_norm: float, x_u_norm: float,
+                    delta_norm: float, x_delta_norm: float) -> float:
+    """Extra residual of a Newton step taken with the Hessian at a stale point ``w_f``.
+
+    With ``u = w - w_f`` (current model minus the point where the curvature was
+    factorised), the step ``delta`` solving ``H(w_f; D') delta ~ Delta`` instead of
+    ``H(w; D') delta ~ Delta`` leaves, beyond Guo et al.'s remainder, the term
+    ``sum_i (l''(x_i^T w) - l''(x_i^T w_f)) (x_i^T delta) x_i`` whose norm is at most
+
+    .. math::
+        \\gamma\\,\\|X_{rem}\\|_2\\,\\min\\big(\\|u\\|\\,\\|X_{rem}\\delta\\|,\\;
+        \\|X_{rem}u\\|\\,\\|\\delta\\|\\big)
+
+    (``|l''(a) - l''(b)| <= gamma |a - b|`` and ``||x_i|| <= 1``). Derivation:
+    ``proofs/cached_factors.md``, steps (S1)-(S4). Zero for the squared loss
+    (``gamma = 0``) and at ``u = 0`` (a fresh factorisation).
+
+    Args:
+      gamma: Lipschitz constant of ``l''`` (the unlearner's ``gamma``).
+      x_spectral: a guaranteed upper bound on ``||X_rem||_2``.
+      u_norm: an upper bound on ``||w - w_f||``.
+      x_u_norm: an upper bound on ``||X_rem (w - w_f)||``.
+      delta_norm: an upper bound on ``||delta||``.
+      x_delta_norm: an upper bound on ``||X_rem delta||``.
+    """
+    return float(gamma * x_spectral * min(u_norm * x_delta_norm, x_u_norm * delta_norm))
+
+
+class StaleChain(NamedTuple):
+    """The quantities of ``proofs/cached_factors.md`` for one head, for step-by-step tests.
+
+    ``eps <= s1 <= s2 <= stale + q3 <= stale + data_dependent`` where ``eps`` is the exact
+    remainder of a step taken with the stale curvature (sum scale, float64).
+    """
+
+    eps: float             # ||sum_i (l'(a_i+v_i) - l'(a_i) - l''(f_i) v_i) x_i||, exact
+    s1: float              # ||X_rem||_2 ||e||_2
+    s2: float              # ||X_rem||_2 gamma (||u * v||_2 + ||v * v||_2 / 2)
+    stale: float           # staleness_bound(...) with exact norms
+    q3: float              # (gamma / 2) ||X_rem||_2 ||delta|| ||X_rem delta||
+    data_dependent: float  # gamma ||X_rem||_2 ||delta|| ||X_rem delta||
+
+
+def stale_remainder_chain(loss_d1, loss_d2, gamma: float, X_rem: np.ndarray, y_rem: np.ndarray,
+                          w: np.ndarray, w_f: np.ndarray, delta: np.ndarray) -> StaleChain:
+    """Evaluate every quantity of the staleness bound for one head (float64, host).
+
+    Args:
+      loss_d1: NumPy-callable ``l'(a, y)``.
+      loss_d2: NumPy-callable ``l''(a, y)``.
+      gamma: Lipschitz constant of ``l''``.
+      X_rem: remaining rows.
+      y_rem: their targets (for this head).
+      w: the model before the step.
+      w_f: the factorisation point.
+      delta: the step.
+    """
+    X_rem = np.asarray(X_rem, np.float64)
+    a, f, v = X_rem @ w, X_rem @ w_f, X_rem @ delta
+    u = a - f
+    e = loss_d1(a + v, y_rem) - loss_d1(a, y_rem) - loss_d2(f, y_rem) * v
+    eps = float(np.linalg.norm(X_rem.T @ e))
+    xs = float(np.linalg.norm(X_rem, 2))
+    dn, xdn = float(np.linalg.norm(delta)), float(np.linalg.norm(v))
+    s1 = xs * float(np.linalg.norm(e))
+    s2 = xs * gamma * (float(np.linalg.norm(u * v)) + 0.5 * float(np.linalg.norm(v * v)))
+    stale = staleness_bound(gamma, xs, float(np.linalg.norm(w - w_f)), float(np.linalg.norm(u)),
+                            dn, xdn)
+    return StaleChain(eps, s1, s2, stale, 0.5 * gamma * xs * dn * xdn, gamma * xs * dn * xdn)

@@ -37,6 +37,23 @@ preconditioner (``O(nd)`` per iteration, a handful of iterations), and fold the
 achieved residual into the bound; ``refactor_every`` re-factorises at the current
 model every so many requests.
 
+**Cached factors** (``update="cached"``, the default for the squared loss). Every
+request is solved in ``O(d^2 + d k)`` with the factorisation kept up to date: the
+eigendecomposition made at ``w_f`` absorbs the regulariser's shift exactly and a
+Woodbury capacitance holds the ``k`` rows removed since (solved by CG in ``O(d k)``
+per iteration), so the maintained factor solves ``H(w_f; D_current) x = v`` exactly.
+For the logistic loss ``H`` moves with the model: the step uses the curvature at
+``w_f`` and charges the extra residual
+``gamma ||X_rem||_2 min(||w - w_f|| ||X_rem delta||, ||X_rem (w - w_f)|| ||delta||)``
+(:func:`certun.bounds.guo.staleness_bound`, ``proofs/cached_factors.md``) to the budget,
+on top of the measured solve residual. The factorisation is refreshed at the current
+model (``O(n d^2 + d^3)``) when the buffer of removed rows is full (``max_rank``), when
+the refresh policy of ``proofs/cached_factors.md`` says staleness has become dearer
+than a refresh (``refresh_cost_ratio``), and before refusing a request that only a
+stale step would push over the budget. For ridge the step is exact and no staleness
+arises. :meth:`GuoUnlearner.what_if` evaluates the budget each of many candidate
+removals would consume in one vmapped call.
+
 **Threat covered.** Indistinguishability from retraining. This does **not** hide a
 deletion from someone who sees the model before and after: ``b`` is shared by
 both versions and cancels in their difference (use a private release for that).
@@ -54,6 +71,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from certun import _validate
 from certun.accounting.gaussian import guo_budget, guo_c, guo_max_epsilon
@@ -67,7 +85,10 @@ from certun.results import RESULTS
 from certun.results import message as result_message
 from certun.unlearners.base import Unlearner, UnlearnResult
 
-__all__ = ["GuoState", "certified_removal", "MECHANISM"]
+__all__ = ["GuoState", "GuoUnlearner", "WhatIf", "certified_removal", "cached_factor_solve",
+           "MECHANISM", "UPDATES"]
+
+UPDATES = ("auto", "pcg", "cached")
 
 MECHANISM = "guo2020_certified_removal"
 _THREAT_NOTE = (
@@ -103,6 +124,13 @@ class GuoState(NamedTuple):
       n_removed: rows removed so far; requests: requests served; retrains: retrains so far.
       steps_since_factor: requests since the last factorisation.
       key: base key; retrain ``j`` draws ``b`` with ``release = j``.
+      rows_buf, h_buf, proj_buf, buf_count, stale_sum: only with ``update="cached"``
+        (``None`` otherwise): the rows removed since the factorisation ``(cap, d)``,
+        their curvature weights at ``W_factor`` ``(cap, K)``, their projections
+        ``Q_k^T x_j sqrt(h_jk)`` ``(K, cap, d)``, how many are held, and the staleness
+        charged since the factorisation. In that mode ``gram`` is the Gram matrix of
+        the rows present at the factorisation (the rows in ``rows_buf`` are subtracted
+        lazily) and ``curv`` is never downdated.
     """
 
     X: jax.Array
@@ -126,6 +154,105 @@ class GuoState(NamedTuple):
     retrains: jax.Array
     steps_since_factor: jax.Array
     key: jax.Array
+    rows_buf: jax.Array | None = None
+    h_buf: jax.Array | None = None
+    proj_buf: jax.Array | None = None
+    buf_count: jax.Array | None = None
+    stale_sum: jax.Array | None = None
+
+
+class WhatIf(NamedTuple):
+    """Budget that each of several candidate single-row removals would consume.
+
+    Attributes:
+      indices: the candidate rows (original positions), in the order given.
+      charge: what removing that row alone (next request, from this state) would add
+        to the residual bound (remainder bound + staleness + solve residual + rounding).
+      used_after: ``residual_bound + charge``.
+      exceeds: whether that request would exceed the budget (and so trigger a retrain).
+      budget_total: ``sigma * epsilon / c``.
+      budget_used: the current residual bound.
+    """
+
+    indices: np.ndarray
+    charge: np.ndarray
+    used_after: np.ndarray
+    exceeds: np.ndarray
+    budget_total: float
+    budget_used: float
+
+
+class GuoUnlearner(Unlearner):
+    """The :class:`~certun.unlearners.base.Unlearner` of :func:`certified_removal`.
+
+    The same four fields (a NamedTuple subclass), plus :meth:`what_if` and :meth:`refresh`.
+    """
+
+    __slots__ = ()
+
+    def what_if(self, state: GuoState, candidates: Any) -> WhatIf:
+        """The budget each candidate single-row removal would consume, in one vmapped call."""
+        return self.unlearn.what_if(state, candidates)
+
+    def refresh(self, state: GuoState) -> GuoState:
+        """Re-factorise the curvature at the current model on the remaining rows."""
+        return self.unlearn.refresh(state)
+
+
+def _bucket(k: int, cap: int) -> int:
+    """Static width of the capacitance: the smallest power of two >= ``k`` (at least 8, at most ``cap``)."""
+    b = 8
+    while b < k:
+        b *= 2
+    return min(b, cap)
+
+
+def _eig_woodbury(eigvals: jax.Array, Pm: jax.Array, shift: jax.Array, y: jax.Array
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Solve ``(diag(eigvals + shift) - Pm^T Pm) x = y`` in eigen-coordinates.
+
+    Woodbury with ``D = diag(1 / (eigvals + shift))`` and the ``k x k`` capacitance
+    ``C = I - Pm D Pm^T``: ``x = D (y + Pm^T C^{-1} Pm D y)``, ``O(d k^2 + k^3)``. By
+    Haynsworth's inertia formula the matrix is PD exactly when ``C`` is, which the
+    Cholesky factorisation of ``C`` tests (zero rows of ``Pm``, unused buffer slots,
+    leave ``C`` the identity there). Returns ``(x, pd_ok)``.
+    """
+    ws = eigvals + shift
+    pd = jnp.all(ws > 0)
+    dinv = 1.0 / jnp.where(ws > 0, ws, 1.0)
+    C = jnp.eye(Pm.shape[0], dtype=y.dtype) - jnp.einsum("cd,ed->ce", Pm * dinv[None, :], Pm)
+    L = jnp.linalg.cholesky(0.5 * (C + C.T))
+    ok = pd & jnp.all(jnp.isfinite(L))
+    z = jax.scipy.linalg.cho_solve((L, True), Pm @ (dinv * y))
+    return dinv * (y + jnp.einsum("c,cd->d", z, Pm)), ok
+
+
+def cached_factor_solve(state: GuoState, V: Any, lam: float) -> jax.Array:
+    """Solve with the maintained factor of a ``update="cached"`` state, per head.
+
+    Solves ``(curv_k - sum_{j in buffer} h_jk x_j x_j^T + lam n I) x_k = v_k`` with
+    ``n`` the rows still present, i.e. the sum-scale Hessian of the **remaining** rows
+    at the factorisation point ``W_factor`` (regulariser included), using only the
+    eigendecomposition and the Woodbury capacitance.
+
+    Args:
+      state: a :class:`GuoState` of an unlearner with ``update="cached"``.
+      V: right-hand sides ``(d, K)``.
+      lam: the unlearner's mean-scale ``lambda``.
+    """
+    if state.proj_buf is None:
+        raise _validate.ValidationError(
+            "state has no cached factor: build the unlearner with update='cached'")
+    V = jnp.asarray(V, state.W.dtype).reshape(state.W.shape)
+    shift = lam * jnp.sum(state.mask)
+    kb = _bucket(int(state.buf_count), state.proj_buf.shape[1])
+
+    def head(lam_k, Q, P, v):
+        x, _ = _eig_woodbury(lam_k, P[:kb], shift, v @ Q)
+        return Q @ x
+
+    return jax.vmap(head, in_axes=(0, 0, 0, 1), out_axes=1)(
+        state.eigvals, state.eigvecs, state.proj_buf, V)
 
 
 def _targets(loss: glm.ScalarLoss, y: np.ndarray, num_classes: int | None) -> np.ndarray:
@@ -151,7 +278,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                       gamma: float | None = None, train_tol: float = 1e-10,
                       train_method: str = "newton", solve_rtol: float = 1e-12,
                       max_cg_steps: int = 200, refactor_every: int = 0,
-                      diagnose: bool = False, auto_retrain: bool = False) -> Unlearner:
+                      diagnose: bool = False, auto_retrain: bool = False,
+                      update: str = "auto", max_rank: int = 128,
+                      refresh_cost_ratio: float | None = 0.25) -> GuoUnlearner:
     """Guo et al. (2020) certified removal for logistic (binary / one-vs-rest) and ridge models.
 
     Args:
@@ -176,10 +305,23 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         over the data) and return it in ``diagnostics``/the certificate's private part.
       auto_retrain: when a request would exceed the budget, retrain on the remaining
         rows with a fresh ``b`` (outcome ``"retrained"``) instead of refusing.
+      update: how requests after the first are solved: ``"pcg"`` (PCG on the exact
+        Hessian at the current model, ``O(n d)`` per iteration), ``"cached"`` (the
+        maintained factorisation, ``O(d^2 + d k)``, charging the staleness of the
+        logistic curvature; exact for ridge) or ``"auto"`` (``"cached"`` for the
+        squared loss, ``"pcg"`` for logistic).
+      max_rank: capacity ``k`` of the buffer of removed rows of the cached factor; a
+        request that does not fit refreshes the factorisation first.
+      refresh_cost_ratio: cost of a refresh relative to a retrain, ``kappa`` in the
+        refresh policy of ``proofs/cached_factors.md`` (refresh after request ``t`` since
+        the last refresh when ``t s_t - sum_{j<=t} s_j >= kappa * budget``, ``s_j`` the
+        staleness charged); ``None`` disables the policy.
 
     Returns:
-      An :class:`~certun.unlearners.base.Unlearner`: ``init(X, y, key, num_classes=None)``,
-      ``unlearn(state, indices)``, ``params(state)``, ``retrain(state, key=None, same_b=True)``.
+      A :class:`GuoUnlearner` (an :class:`~certun.unlearners.base.Unlearner`):
+      ``init(X, y, key, num_classes=None, mesh=None)``, ``unlearn(state, indices)``,
+      ``params(state)``, ``retrain(state, key=None, same_b=True)``, ``what_if(state,
+      candidates)``, ``refresh(state)``.
 
     Raises:
       ValueError: for invalid hyperparameters (naming the argument), including an
@@ -194,6 +336,13 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
     _validate.choice(("newton", "lbfgs"), train_method=train_method)
     _validate.integer(refactor_every=refactor_every, minimum=0)
     _validate.positive(train_tol=train_tol)
+    update = _validate.choice(UPDATES, update=update)
+    if update == "auto":
+        update = "cached" if lossf.name == "squared" else "pcg"
+    cached = update == "cached"
+    max_rank = _validate.integer(max_rank=max_rank, minimum=1)
+    if refresh_cost_ratio is not None:
+        refresh_cost_ratio = _validate.positive(refresh_cost_ratio=refresh_cost_ratio)
     if gamma is None:
         gamma = lossf.gamma_paper
     gamma = _validate.non_negative(gamma=gamma)
@@ -202,6 +351,10 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             f"gamma={gamma} is below the Lipschitz constant of l'' for the {lossf.name} loss "
             f"({lossf.gamma:.6g}); the bound would not hold"
         )
+    if cached and bound == "worst_case" and gamma > 0:
+        raise _validate.ValidationError(
+            "update='cached' charges the data-dependent staleness bound of the stale curvature; "
+            "use bound='data_dependent' or update='pcg' with bound='worst_case'")
     eps_max = guo_max_epsilon(dlt)
     if eps > eps_max:
         raise _validate.ValidationError(
@@ -254,12 +407,14 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
 
     def _finish(state, idx, xu, delta, Delta, mask_new, solver_res, code, steps):
         gram_new = state.gram - xu.T @ xu
-        qf = jnp.einsum("jk,jl,lk->k", delta, gram_new, delta)  # ||X_rem delta_k||^2 (approx.)
+        # ||X_rem delta_k||^2 = delta^T G delta - ||X_U delta||^2 (no d x d temporary per head,
+        # so that what-if queries can vmap this over candidates)
+        qf = (jnp.einsum("jk,jl,lk->k", delta, state.gram, delta)
+              - jnp.sum(jnp.square(xu @ delta), axis=0))
         W_new = state.W + delta
         small = dict(
             delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=jnp.linalg.norm(Delta, axis=0),
             x_delta_sq=qf, solver_residual=solver_res, code=code, steps=steps,
-            gram_fro=jnp.linalg.norm(gram_new),
         )
         big = dict(W_new=W_new, mask_new=mask_new, gram_new=gram_new,
                    params=W_new[:, 0] if W_new.shape[1] == 1 else W_new,
@@ -306,6 +461,127 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
     def _true_residual(W, X, Y, b, mask):
         return jnp.linalg.norm(glm.gradient_sum(lossf, W, X, Y, lam, b, mask))
 
+    def _cached_core(state, idx, kb):
+        """One request on the maintained factor: a few ``O(d^2)`` passes plus ``O(d k^2)``.
+
+        The matrix solved is ``T = curv - sum_{j in buffer + idx} h_j x_j x_j^T + lam n_rem I``
+        (the curvature at ``W_factor`` of the remaining rows, regulariser included):
+        eigen-coordinates absorb the shift and :func:`_eig_woodbury` the removed rows
+        (the first ``kb`` buffer slots, ``kb`` static). The residual is measured against
+        ``T`` formed from the stored ``curv``.
+        """
+        X, Y, W = state.X, state.Y, state.W
+        m = idx.shape[0]
+        xu, yu = X[idx], Y[idx]
+        mask_new = state.mask.at[idx].set(0.0)
+        n_rem = jnp.sum(state.mask) - m
+        Delta = xu.T @ lossf.d1(xu @ W, yu) + m * lam * W  # (d, K)
+        h_new = lossf.d2(xu @ state.W_factor, yu)  # (m, K) at the factorisation point
+        k = state.buf_count
+        zero = jnp.int32(0)
+        rows = lax.dynamic_update_slice(state.rows_buf, xu, (k, zero))
+        hbuf = lax.dynamic_update_slice(state.h_buf, h_new, (k, zero))
+        rows_k = rows[:kb]
+        shift = lam * n_rem
+        U = W - state.W_factor  # (d, K)
+        K = W.shape[1]
+        deltas, projs, res2, oks = [], [], [], []
+        for j in range(K):  # heads: a handful of matrix-vector passes each (GEMV, not thin GEMM)
+            Q = state.eigvecs[j]
+            y = Delta[:, j] @ Q  # Q^T Delta
+            P = lax.dynamic_update_slice(state.proj_buf[j], (xu @ Q) * jnp.sqrt(h_new[:, j])[:, None],
+                                         (k, zero))
+            xt, ok = _eig_woodbury(state.eigvals[j], P[:kb], shift, y)
+            dlt = Q @ xt
+            res = (state.curv[j] @ dlt - jnp.einsum("c,cd->d", hbuf[:kb, j] * (rows_k @ dlt), rows_k)
+                   + shift * dlt - Delta[:, j])
+            deltas.append(dlt)
+            projs.append(P)
+            res2.append(jnp.sum(res * res))
+            oks.append(ok)
+        delta = jnp.stack(deltas, axis=1)
+        res = jnp.sqrt(sum(res2))
+        # ||X_rem v||^2 = v^T G_f v - ||X_R v||^2 for v = delta_k and u_k
+        qd = jnp.stack([delta[:, j] @ (state.gram @ delta[:, j]) for j in range(K)])
+        qu = jnp.stack([U[:, j] @ (state.gram @ U[:, j]) for j in range(K)])
+        qd = qd - jnp.sum(jnp.square(rows_k @ delta), axis=0)
+        qu = qu - jnp.sum(jnp.square(rows_k @ U), axis=0)
+        code = jnp.where(jnp.all(jnp.stack(oks)), jnp.int32(RESULTS.successful),
+                         jnp.int32(RESULTS.not_positive_definite))
+        code = jnp.where(jnp.all(jnp.isfinite(delta)) & jnp.isfinite(res), code,
+                         jnp.int32(RESULTS.nonfinite))
+        W_new = W + delta
+        small = dict(
+            delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=jnp.linalg.norm(Delta, axis=0),
+            x_delta_sq=qd, u_norms=jnp.linalg.norm(U, axis=0), x_u_sq=qu,
+            solver_residual=res, code=code, steps=jnp.int32(0),
+        )
+        big = dict(W_new=W_new, mask_new=mask_new, rows_buf=rows, h_buf=hbuf,
+                   proj_buf=jnp.stack(projs), buf_count=k + m,
+                   params=W_new[:, 0] if W_new.shape[1] == 1 else W_new,
+                   n_removed=state.n_removed + m, requests=state.requests + 1,
+                   steps_since_factor=state.steps_since_factor + 1)
+        return small, big
+
+    _cached_step = jax.jit(_cached_core, static_argnums=2)
+
+    @jax.jit
+    def _fresh_step(state, idx):
+        """A request larger than the buffer: factorise the curvature of the remaining rows at
+        the current model (``O(n d^2 + d^3)``) and take the exact Newton step with it."""
+        X, Y, W = state.X, state.Y, state.W
+        m = idx.shape[0]
+        xu, yu = X[idx], Y[idx]
+        mask_new = state.mask.at[idx].set(0.0)
+        shift = lam * (jnp.sum(state.mask) - m)
+        Delta = xu.T @ lossf.d1(xu @ W, yu) + m * lam * W
+        G, w, Q = _factor(W, X, Y, mask_new)
+        ws = w + shift
+        pd = jnp.all(ws > 0)
+        delta = jnp.einsum("kdi,ki->dk", Q, jnp.einsum("dk,kdi->ki", Delta, Q)
+                           / jnp.where(ws > 0, ws, 1.0))
+        res = jnp.einsum("kde,ek->dk", G, delta) + shift * delta - Delta
+        gram_new = state.gram - xu.T @ xu
+        K = W.shape[1]
+        qd = jnp.sum(delta * (gram_new @ delta), axis=0)
+        code = jnp.where(pd, jnp.int32(RESULTS.successful), jnp.int32(RESULTS.not_positive_definite))
+        code = jnp.where(jnp.all(jnp.isfinite(delta)), code, jnp.int32(RESULTS.nonfinite))
+        W_new = W + delta
+        small = dict(delta_norms=jnp.linalg.norm(delta, axis=0),
+                     Delta_norms=jnp.linalg.norm(Delta, axis=0), x_delta_sq=qd,
+                     u_norms=jnp.zeros(K), x_u_sq=jnp.zeros(K),
+                     solver_residual=jnp.linalg.norm(res), code=code, steps=jnp.int32(0))
+        big = dict(W_new=W_new, mask_new=mask_new, params=W_new[:, 0] if K == 1 else W_new,
+                   n_removed=state.n_removed + m, requests=state.requests + 1,
+                   curv=G, eigvals=w, eigvecs=Q, gram_new=gram_new,
+                   steps_since_factor=jnp.asarray(1, jnp.int32))
+        return small, big
+
+    @jax.jit
+    def _fold(state):
+        """Fold the buffered rows into the factorisation at the same point (no data pass)."""
+        R = state.rows_buf
+        curv = state.curv - jnp.einsum("ck,cd,ce->kde", state.h_buf, R, R)
+        curv = 0.5 * (curv + jnp.swapaxes(curv, 1, 2))
+        w, Q = jax.vmap(jnp.linalg.eigh)(curv)
+        return curv, w, Q, state.gram - jnp.einsum("cd,ce->de", R, R)
+
+    @jax.jit
+    def _downdate_gram(gram, rows):
+        return gram - jnp.einsum("cd,ce->de", rows, rows)
+
+    def _batched(core, *static):
+        # what-if queries: the small outputs of ``core`` for every candidate row (vmapped;
+        # the big outputs are dead code for XLA)
+        return jax.jit(jax.vmap(lambda st, i: core(st, i, *static)[0], in_axes=(None, 0)))
+
+    _what_if_fns = {"exact": _batched(_exact_step), "pcg": _batched(_cg_step)}
+
+    def _what_if_cached(kb):
+        if kb not in _what_if_fns:
+            _what_if_fns[kb] = _batched(_cached_core, kb)
+        return _what_if_fns[kb]
+
     # ------------------------------------------------------------ host helpers
     def _grad_allowance(n: float, d: int, mag: float) -> float:
         return (n + d + 2) * UNIT_ROUNDOFF * mag
@@ -332,15 +608,79 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         xs = spectral_norm_upper_bound(np.asarray(X))
         gram_err = (X.shape[0] + 2) * UNIT_ROUNDOFF / (1 - (X.shape[0] + 2) * UNIT_ROUNDOFF) * fro2
         f = jnp.asarray
-        return GuoState(
+        st = GuoState(
             X=X, Y=Y, mask=mask, W=W, b=b, W_factor=W, factor_mask=mask, curv=G, eigvals=w,
             eigvecs=Q, gram=f(gram, X.dtype), gram_err=f(gram_err), x_spectral=f(xs.value),
             fro2=f(fro2), residual_bound=f(r0), train_grad_norm=f(r0),
             n_removed=f(n_removed, jnp.int32), requests=f(requests, jnp.int32),
             retrains=f(retrains, jnp.int32), steps_since_factor=f(0, jnp.int32), key=key,
         )
+        if cached:
+            st = st._replace(**_empty_buffers(d, K, X.dtype))
+        return _place(st)
 
-    def init(X: Any, y: Any, key: jax.Array, num_classes: int | None = None) -> GuoState:
+    def _empty_buffers(d: int, K: int, dtype) -> dict:
+        return dict(rows_buf=jnp.zeros((max_rank, d), dtype), h_buf=jnp.zeros((max_rank, K), dtype),
+                    proj_buf=jnp.zeros((K, max_rank, d), dtype),
+                    buf_count=jnp.asarray(0, jnp.int32), stale_sum=jnp.asarray(0.0, dtype))
+
+    def _place(state: GuoState) -> GuoState:
+        """Lay the state out for data parallelism when its rows are sharded over a mesh.
+
+        The per-row fields share the rows' sharding and everything else is replicated, so
+        that every jitted step runs data-parallel (:mod:`certun.sharding`).
+        """
+        sh = getattr(state.X, "sharding", None)
+        if not isinstance(sh, jax.sharding.NamedSharding) or len(sh.device_set) == 1:
+            return state
+        from certun.sharding import replicate, shard_rows
+
+        axis = sh.spec[0]
+        upd = {}
+        for name, val in state._asdict().items():
+            if val is None or name == "X":
+                continue
+            upd[name] = (shard_rows(val, sh.mesh, axis) if name in ("Y", "mask", "factor_mask")
+                         else replicate(val, sh.mesh))
+        return state._replace(**upd)
+
+    def refresh(state: GuoState) -> GuoState:
+        """Re-factorise the curvature at the current model on the remaining rows (O(n d^2 + d^3)).
+
+        With ``update="cached"`` the Gram matrix is downdated by the buffered rows and the
+        buffer emptied; the residual bound is unchanged (a refresh moves no parameter).
+        """
+        G, w, Q = _factor(state.W, state.X, state.Y, state.mask)
+        new = state._replace(W_factor=state.W, factor_mask=state.mask, curv=G, eigvals=w,
+                             eigvecs=Q, steps_since_factor=jnp.asarray(0, jnp.int32))
+        if state.rows_buf is not None:
+            k = int(state.buf_count)
+            fro2 = float(state.fro2)
+            gram_err = float(state.gram_err) + (k + 2) * UNIT_ROUNDOFF * (k + fro2)
+            d, K = state.W.shape
+            new = new._replace(gram=_downdate_gram(state.gram, state.rows_buf),
+                               gram_err=jnp.asarray(gram_err),
+                               **_empty_buffers(d, K, state.X.dtype))
+        return _place(new)
+
+    def fold(state: GuoState) -> GuoState:
+        """Fold the buffered rows into the eigendecomposition at the same point (``O(d^2 k + d^3)``).
+
+        Used when the buffer is full: no pass over the data, ``W_factor`` and the
+        staleness accounting are unchanged; the buffer is emptied.
+        """
+        curv, w, Q, gram = _fold(state)
+        k = int(state.buf_count)
+        gram_err = float(state.gram_err) + (k + 2) * UNIT_ROUNDOFF * (k + float(state.fro2))
+        d, K = state.W.shape
+        bufs = _empty_buffers(d, K, state.X.dtype)
+        bufs["stale_sum"] = state.stale_sum
+        return _place(state._replace(curv=curv, eigvals=w, eigvecs=Q, gram=gram,
+                                     gram_err=jnp.asarray(gram_err), factor_mask=state.mask,
+                                     **bufs))
+
+    def init(X: Any, y: Any, key: jax.Array, num_classes: int | None = None,
+             mesh: jax.sharding.Mesh | None = None) -> GuoState:
         """Draw ``b``, train to ``train_tol`` and build the caches (see module docstring).
 
         Args:
@@ -349,6 +689,10 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             real targets (ridge; bounded).
           key: PRNG key for ``b`` (retrain ``j`` uses ``fold_in`` release ``j``).
           num_classes: number of classes for one-vs-rest.
+          mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`certun.sharding.data_mesh`):
+            the rows are sharded over its first axis (``n`` must be divisible by its size)
+            and training, the curvature, every removal step and retraining run
+            data-parallel through ``jax.sharding``.
         """
         Xn = _validate.unit_rows(X=X, tol=0.0)
         yn = _validate.finite_array(y=y, ndim=(1, 2))
@@ -364,6 +708,11 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                 "JAX_ENABLE_X64=1) before creating arrays")
         Xj, Yj = jnp.asarray(Xn, dtype), jnp.asarray(Yn, dtype)
         mask = jnp.ones(Xn.shape[0], dtype)
+        if mesh is not None:
+            from certun.sharding import shard_rows
+
+            axis = mesh.axis_names[0]
+            Xj, Yj, mask = (shard_rows(a, mesh, axis, name="X") for a in (Xj, Yj, mask))
         return _train_state(Xj, Yj, key, 0, mask, 0, 0)
 
     def params(state: GuoState) -> jax.Array:
@@ -410,6 +759,11 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         ]
         if bound == "worst_case" and lossf.gamma > 0:
             a.append(verified("gradient_bound", f"|l'| <= C = {C} (per-example gradient norm)"))
+        if cached and lossf.gamma > 0:
+            a.append(verified("stale_curvature",
+                              "the step uses the curvature at the factorisation point; the extra "
+                              "residual gamma ||X_rem||_2 min(||u|| ||X_rem delta||, ||X_rem u|| "
+                              "||delta||), u = w - w_f, is charged (proofs/cached_factors.md)"))
         return a
 
     def _cert(state: GuoState, used: float, assumptions, bounds: dict, solver: dict,
@@ -426,6 +780,74 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             extra_failure=extra_failure,
         )
 
+    def _host(state: GuoState) -> dict:
+        # every host-side scalar of the state in one transfer
+        keys = dict(n_removed=state.n_removed, since=state.steps_since_factor, xs=state.x_spectral,
+                    fro2=state.fro2, gram_err=state.gram_err, R=state.residual_bound,
+                    tg=state.train_grad_norm, b=state.b)
+        if cached:
+            keys.update(count=state.buf_count, stale_sum=state.stale_sum)
+        return jax.device_get(keys)
+
+    def _charge(out: dict, h: dict, m: int, n_prev: int, n_total: int, d: int, K: int,
+                k_buf: int = 0) -> tuple[dict, float, float, float]:
+        """Host-side float64 bounds of one request.
+
+        ``proofs/guo2020_residual_bounds.md`` sections 3-5 and ``proofs/cached_factors.md``
+        (staleness). Returns ``(bounds, charge, R_new, gram_err)``.
+        """
+        n_rem = n_prev - m
+        u = UNIT_ROUNDOFF
+        d_fro2 = float(h["fro2"])
+        gram_fro = d_fro2  # ||G||_F <= tr G <= ||X||_F^2 for the PSD Gram of any subset of rows
+        x_spec = guo_bounds.spectral_cap(float(h["xs"]), n_rem)
+        kk = k_buf + m  # rows downdated from the stored Gram (eagerly, or lazily when cached)
+        gram_err = float(h["gram_err"]) + (kk + 2) * u * (kk + gram_fro)
+        q_err = gram_err + 4 * (d + 1) * u * gram_fro
+        dn = np.asarray(out["delta_norms"], np.float64) * (1 + 4 * d * u)
+        xdn = np.sqrt(np.maximum(np.asarray(out["x_delta_sq"], np.float64), 0.0) + q_err * dn ** 2)
+        b_norms = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
+        R_prev = float(h["R"])
+        dd = [guo_bounds.data_dependent_bound(gamma, x_spec, dn[k], xdn[k]) for k in range(K)]
+        if lossf.gamma > 0:
+            wc = [guo_bounds.worst_case_bound(gamma, C, lam, n_prev, m, b_norms[k], R_prev)
+                  for k in range(K)]
+            wcp = [guo_bounds.worst_case_bound_printed(gamma, C, lam, n_prev, m) for k in range(K)]
+        else:
+            wc, wcp = [0.0] * K, [0.0] * K
+        stale = [0.0] * K
+        if "u_norms" in out and gamma > 0:
+            un = np.asarray(out["u_norms"], np.float64) * (1 + 4 * d * u)
+            xun = np.sqrt(np.maximum(np.asarray(out["x_u_sq"], np.float64), 0.0) + q_err * un ** 2)
+            stale = [guo_bounds.staleness_bound(gamma, x_spec, un[k], xun[k], dn[k], xdn[k])
+                     for k in range(K)]
+        rho_bound = float(sum(dd) if bound == "data_dependent" else sum(wc)) + float(sum(stale))
+        Dn = float(np.linalg.norm(np.asarray(out["Delta_norms"])))
+        # curv: formed from <= n_total rows, and on the cached path downdated by <= n_total more
+        rows_in_curv = 2 * n_total if cached else n_total
+        rounding = ((rows_in_curv + d + kk + 4) * u
+                    * (lossf.d2_bound * d_fro2 + lam * n_prev + kk) * float(np.sum(dn))
+                    + (d + 2) * u * Dn)
+        solver_res = float(out["solver_residual"])
+        charge = rho_bound + solver_res + rounding
+        R_new = R_prev + charge
+        bounds = {
+            "residual_bound_before": R_prev,
+            "step_remainder_bound": rho_bound,
+            "step_data_dependent_bound": float(sum(dd)),
+            "step_worst_case_bound": float(sum(wc)),
+            "step_worst_case_bound_printed": float(sum(wcp)),
+            "step_solver_residual": solver_res,
+            "step_rounding_allowance": rounding,
+            "residual_bound_after": R_new,
+            "x_spectral_bound": x_spec,
+            "bound_charged": bound,
+            "gamma": gamma,
+        }
+        if cached:
+            bounds["step_staleness_bound"] = float(sum(stale))
+        return bounds, charge, R_new, gram_err
+
     def unlearn(state: GuoState, indices: Any, key: jax.Array | None = None) -> UnlearnResult:
         """Remove the training rows ``indices`` (positions in the original training set).
 
@@ -440,83 +862,94 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         n_total = int(state.X.shape[0])
         idx_np = _validate.forget_indices(indices, n_total,
                                           already_removed=np.asarray(state.mask) == 0)
+        return _serve(state, idx_np, t0, allow_refresh=True)
+
+    def _serve(state: GuoState, idx_np: np.ndarray, t0: float, allow_refresh: bool,
+               refreshed: str | None = None) -> UnlearnResult:
+        n_total = int(state.X.shape[0])
         m = int(idx_np.size)
-        h = jax.device_get(dict(  # every host-side scalar of the state in one transfer
-            n_removed=state.n_removed, since=state.steps_since_factor, xs=state.x_spectral,
-            fro2=state.fro2, gram_err=state.gram_err, R=state.residual_bound,
-            tg=state.train_grad_norm, b=state.b))
+        h = _host(state)
         n_removed, since_factor = int(h["n_removed"]), int(h["since"])
         n_prev = n_total - n_removed
         if m >= n_prev:
             raise _validate.ValidationError(
                 f"indices would remove all {n_prev} remaining rows; keep at least one")
+        oversized = cached and m > max_rank
+        if cached and not oversized and int(h["count"]) + m > max_rank:
+            # the buffer of removed rows is full: fold it into the factorisation first
+            state = fold(state)
+            h = _host(state)
+            refreshed = "capacity"
+        if oversized:
+            # the buffer is folded and the curvature of the remaining rows refactorised
+            state = fold(state) if int(h["count"]) else state
+            h = _host(state)
+            h["stale_sum"], since_factor, refreshed = 0.0, 0, "oversized"
         idx = jnp.asarray(idx_np, jnp.int32)
-        exact = since_factor == 0
-        out, big = (_exact_step if exact else _cg_step)(state, idx)
+        if cached:
+            path = "cached_factor"
+            if oversized:
+                path = "fresh_factor"
+                out, big = _fresh_step(state, idx)
+            else:
+                out, big = _cached_step(state, idx, _bucket(int(h["count"]) + m, max_rank))
+        else:
+            exact = since_factor == 0
+            path = "eigh_woodbury" if exact else "pcg"
+            out, big = (_exact_step if exact else _cg_step)(state, idx)
         out = jax.device_get(out)  # only scalars and per-head norms come to the host
         t_step = time.perf_counter() - t0
 
         n_rem = n_prev - m
         d, K = state.W.shape
-        u = UNIT_ROUNDOFF
         x64 = state.X.dtype == jnp.float64
-        d_fro2 = float(h["fro2"])
-        x_spec = guo_bounds.spectral_cap(float(h["xs"]), n_rem)
-        gram_err = float(h["gram_err"]) + (m + 2) * u * (m + float(out["gram_fro"]))
-        dn = np.asarray(out["delta_norms"], np.float64) * (1 + 4 * d * u)
-        xdn = np.sqrt(np.maximum(np.asarray(out["x_delta_sq"], np.float64), 0.0)
-                      + (gram_err + 4 * (d + 1) * u * float(out["gram_fro"])) * dn ** 2)
-        b_norms = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
-        R_prev = float(h["R"])
-        dd = [guo_bounds.data_dependent_bound(gamma, x_spec, dn[k], xdn[k]) for k in range(K)]
-        if lossf.gamma > 0:
-            wc = [guo_bounds.worst_case_bound(gamma, C, lam, n_prev, m, b_norms[k], R_prev)
-                  for k in range(K)]
-            wcp = [guo_bounds.worst_case_bound_printed(gamma, C, lam, n_prev, m) for k in range(K)]
-        else:
-            wc, wcp = [0.0] * K, [0.0] * K
-        rho_bound = float(sum(dd) if bound == "data_dependent" else sum(wc))
-        Dn = float(np.linalg.norm(np.asarray(out["Delta_norms"])))
-        rounding = ((n_total + d + m + 4) * u
-                    * (lossf.d2_bound * d_fro2 + lam * n_prev + m) * float(np.sum(dn))
-                    + (d + 2) * u * Dn)
-        solver_res = float(out["solver_residual"])
-        beta = rho_bound + solver_res + rounding
-        R_new = R_prev + beta
+        k_buf = int(h["count"]) if cached else 0
+        bounds, charge, R_new, gram_err = _charge(out, h, m, n_prev, n_total, d, K, k_buf)
+        solver_res = bounds["step_solver_residual"]
         code = int(out["code"])
         solver_ok = code == RESULTS.successful and math.isfinite(solver_res)
-        bounds = {
-            "residual_bound_before": R_prev,
-            "step_remainder_bound": rho_bound,
-            "step_data_dependent_bound": float(sum(dd)),
-            "step_worst_case_bound": float(sum(wc)),
-            "step_worst_case_bound_printed": float(sum(wcp)),
-            "step_solver_residual": solver_res,
-            "step_rounding_allowance": rounding,
-            "residual_bound_after": R_new,
-            "x_spectral_bound": x_spec,
-            "bound_charged": bound,
-            "gamma": gamma,
-        }
-        solver = {"path": "eigh_woodbury" if exact else "pcg", "iterations": int(out["steps"]),
+        solver = {"path": path, "iterations": int(out["steps"]),
                   "residual": solver_res, "result": RESULTS(code).name}
+        if cached:
+            solver["buffer_rows"] = k_buf + m
         diagnostics = dict(bounds, seconds_step=t_step, m=m, n_before=n_prev, n_after=n_rem,
-                           delta_norms=dn.tolist(), solver=solver)
+                           delta_norms=(np.asarray(out["delta_norms"], np.float64)
+                                        * (1 + 4 * d * UNIT_ROUNDOFF)).tolist(), solver=solver)
+        if cached:
+            diagnostics["refreshed"] = refreshed
+        b_norms = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
         private = {"b_norm": float(np.linalg.norm(b_norms)),
                    "train_grad_norm": float(h["tg"])}
 
         new_state = state._replace(
-            mask=big["mask_new"], W=big["W_new"], gram=big["gram_new"],
-            gram_err=jnp.asarray(gram_err), residual_bound=jnp.asarray(R_new),
+            mask=big["mask_new"], W=big["W_new"], residual_bound=jnp.asarray(R_new),
             n_removed=big["n_removed"], requests=big["requests"],
             steps_since_factor=big["steps_since_factor"],
         )
+        if oversized:
+            new_state = new_state._replace(
+                W_factor=state.W, factor_mask=big["mask_new"], curv=big["curv"],
+                eigvals=big["eigvals"], eigvecs=big["eigvecs"], gram=big["gram_new"],
+                gram_err=jnp.asarray(gram_err), steps_since_factor=jnp.asarray(1, jnp.int32))
+        elif cached:
+            new_state = new_state._replace(rows_buf=big["rows_buf"], h_buf=big["h_buf"],
+                                           proj_buf=big["proj_buf"], buf_count=big["buf_count"])
+        else:
+            new_state = new_state._replace(gram=big["gram_new"], gram_err=jnp.asarray(gram_err))
         if diagnose:
             tr = float(_true_residual(new_state.W, state.X, state.Y, state.b, new_state.mask))
             private["true_residual"] = tr
             diagnostics["true_residual"] = tr
 
         if not solver_ok or not x64 or R_new > budget_total:
+            if cached and allow_refresh and since_factor > 0 and x64:
+                # a step at a fresh factorisation has no staleness and an exact solve: try it
+                # before refusing or retraining
+                res = _serve(refresh(state), idx_np, t0, allow_refresh=False,
+                             refreshed="budget" if solver_ok else "solver")
+                if res.outcome != "retrain_required":
+                    return res
+                return res._replace(state=state)
             if solver_ok and x64 and auto_retrain:
                 rstate = _train_state(state.X, state.Y, state.key, int(state.retrains) + 1,
                                       new_state.mask, int(new_state.n_removed),
@@ -531,20 +964,72 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             if R_new > budget_total and solver_ok:
                 fail = (f"retrain required: this request would raise the residual bound to "
                         f"{R_new:.6g} > budget {budget_total:.6g}")
-            cert = _cert(state, R_new, _assumptions(state, x64, solver_ok, code, h["xs"], h["tg"]), bounds, solver,
-                         private, extra_failure=fail)
+            cert = _cert(state, R_new, _assumptions(state, x64, solver_ok, code, h["xs"], h["tg"]),
+                         bounds, solver, private, extra_failure=fail)
             return UnlearnResult(None, state, cert, "retrain_required", diagnostics)
 
         published = big["params"]
+        after = None
         if refactor_every and since_factor + 1 >= refactor_every:
-            G, w, Q = _factor(new_state.W, state.X, state.Y, new_state.mask)
-            new_state = new_state._replace(W_factor=new_state.W, factor_mask=new_state.mask,
-                                           curv=G, eigvals=w, eigvecs=Q,
-                                           steps_since_factor=jnp.asarray(0, jnp.int32))
-        cert = _cert(new_state, R_new, _assumptions(new_state, x64, True, code, h["xs"], h["tg"]), bounds, solver,
-                     private, removed=n_removed + m)
+            after = "refactor_every"
+        elif cached:
+            s_t = bounds["step_staleness_bound"]
+            S = float(h["stale_sum"]) + s_t  # since the last refresh at a current model
+            t = since_factor + 1
+            if (refresh_cost_ratio is not None and s_t > 0
+                    and t * s_t - S >= refresh_cost_ratio * budget_total):
+                after = "policy"
+            else:
+                new_state = new_state._replace(stale_sum=jnp.asarray(S))
+        if after is not None:
+            t_r = time.perf_counter()
+            new_state = refresh(new_state)
+            diagnostics["seconds_refresh"] = time.perf_counter() - t_r
+        if cached:
+            diagnostics["refreshed_after"] = after
+        cert = _cert(new_state, R_new, _assumptions(new_state, x64, True, code, h["xs"], h["tg"]),
+                     bounds, solver, private, removed=n_removed + m)
         diagnostics["seconds_total"] = time.perf_counter() - t0
         return UnlearnResult(published, new_state, cert, "unlearned", diagnostics)
 
-    return Unlearner(init=init, unlearn=unlearn, params=params, retrain=retrain)
+    def what_if(state: GuoState, candidates: Any) -> WhatIf:
+        """The budget each candidate removal (one row, next request) would consume.
 
+        All candidates are evaluated in one jitted ``vmap`` of the step the next request
+        would take (cached factor, first exact step, or PCG), followed by the same
+        host-side bounds as :func:`unlearn`. The state is not changed.
+
+        Args:
+          state: the current state.
+          candidates: 1-D distinct row indices still present.
+        """
+        n_total = int(state.X.shape[0])
+        cand = np.asarray(candidates)
+        _validate.forget_indices(cand, n_total, name="candidates",
+                                 already_removed=np.asarray(state.mask) == 0)
+        cand = cand.astype(np.int64).reshape(-1)
+        h = _host(state)
+        n_prev = n_total - int(h["n_removed"])
+        if n_prev < 2:
+            raise _validate.ValidationError("candidates: only one row remains")
+        if cached:
+            if int(h["count"]) + 1 > max_rank:
+                state = fold(state)
+                h = _host(state)
+            fn = _what_if_cached(_bucket(int(h["count"]) + 1, max_rank))
+        else:
+            fn = _what_if_fns["exact" if int(h["since"]) == 0 else "pcg"]
+        outs = jax.device_get(fn(state, jnp.asarray(cand[:, None], jnp.int32)))
+        d, K = state.W.shape
+        k_buf = int(h["count"]) if cached else 0
+        charge = np.empty(cand.size)
+        for j in range(cand.size):
+            oj = {key: np.asarray(val)[j] for key, val in outs.items()}
+            _, charge[j], _, _ = _charge(oj, h, 1, n_prev, n_total, d, K, k_buf)
+        R = float(h["R"])
+        return WhatIf(cand, charge, R + charge, R + charge > budget_total, budget_total, R)
+
+    unlearn.what_if = what_if
+    unlearn.refresh = refresh
+
+    return GuoUnlearner(init=init, unlearn=unlearn, params=params, retrain=retrain)

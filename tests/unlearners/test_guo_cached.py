@@ -1,0 +1,318 @@
+"""Cached-factor updates of Guo et al.'s certified removal: exactness, staleness bound, policy."""
+
+import jax
+import numpy as np
+import pytest
+
+from certun.bounds import guo as guo_bounds
+from certun.data import load_diabetes, load_digits, load_digits_3v8, synthetic_logistic
+from certun.unlearners import certified_removal
+from certun.unlearners.guo import GuoUnlearner, cached_factor_solve
+
+
+def _sig(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def _curv_weights(loss, a):
+    return np.ones_like(a) if loss == "squared" else _sig(a) * _sig(-a)
+
+
+def _dense_hessian(st, lam, W, loss="logistic", mask=None):
+    """Sum-scale Hessian blocks of the rows present at ``W`` (NumPy, float64)."""
+    X = np.asarray(st.X, np.float64)
+    keep = (np.asarray(st.mask) if mask is None else mask) > 0
+    Xr = X[keep]
+    out = []
+    for k in range(W.shape[1]):
+        D = _curv_weights(loss, Xr @ W[:, k])
+        out.append((Xr * D[:, None]).T @ Xr + lam * keep.sum() * np.eye(X.shape[1]))
+    return out
+
+
+def _removed_grad(st, idx, lam, W, loss="logistic"):
+    X, Y = np.asarray(st.X), np.asarray(st.Y)
+    out = []
+    for k in range(W.shape[1]):
+        a = X[idx] @ W[:, k]
+        d1 = a - Y[idx, k] if loss == "squared" else -Y[idx, k] * _sig(-Y[idx, k] * a)
+        out.append(X[idx].T @ d1 + len(idx) * lam * W[:, k])
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits38():
+    return load_digits_3v8()
+
+
+def test_auto_picks_cached_for_ridge_and_pcg_for_logistic(digits38):
+    ds = load_diabetes()
+    ridge = certified_removal(lam=1e-2, sigma=0.1, epsilon=1.0, delta=1e-4, loss="squared")
+    st = ridge.init(ds.X_train, ds.y_train, jax.random.key(0))
+    assert isinstance(ridge, GuoUnlearner) and st.proj_buf is not None
+    assert ridge.unlearn(st, [3]).diagnostics["solver"]["path"] == "cached_factor"
+    logi = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4)
+    assert logi.init(digits38.X_train[:100], digits38.y_train[:100], jax.random.key(0)).proj_buf is None
+
+
+def test_maintained_factor_solves_retained_hessian_at_factor_point(digits38):
+    """Acceptance: after k updates the factor solves H(w_f; D_k) x = v to 1e-10 (float64)."""
+    lam = 1e-2
+    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            max_rank=16, refresh_cost_ratio=None)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    order = rng.permutation(st.X.shape[0])
+    pos, k = 0, 0
+    folded = False
+    for m in (1, 3, 1, 5, 2, 1, 4, 1, 6):  # 24 rows: one fold (capacity 16) on the way
+        res = unl.unlearn(st, order[pos:pos + m])
+        assert res.outcome == "unlearned"
+        folded |= res.diagnostics["refreshed"] == "capacity"
+        st, pos, k = res.state, pos + m, k + 1
+        H = _dense_hessian(st, lam, np.asarray(st.W_factor))[0]
+        v = rng.standard_normal((st.W.shape[0], 1))
+        x = np.asarray(cached_factor_solve(st, v, lam))[:, 0]
+        ref = np.linalg.solve(H, v[:, 0])
+        assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-10
+        assert np.linalg.norm(H @ x - v[:, 0]) / np.linalg.norm(v) < 1e-10
+    assert folded and k == 9
+    with jax.disable_jit():
+        x2 = np.asarray(cached_factor_solve(st, v, lam))[:, 0]
+    np.testing.assert_allclose(x2, x, rtol=1e-10)
+
+
+def test_cached_step_is_the_stale_newton_step_and_batch_is_one_summed_step(digits38):
+    lam = 1e-2
+    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            refresh_cost_ratio=None)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(1))
+    for idx in ([4], [10, 11, 12, 13], [30]):
+        W, Wf = np.asarray(st.W), np.asarray(st.W_factor)
+        mask = np.asarray(st.mask).copy()
+        mask[idx] = 0
+        H = _dense_hessian(st, lam, Wf, mask=mask)[0]
+        Delta = _removed_grad(st, idx, lam, W)[0]  # summed over the batch
+        ref = W[:, 0] + np.linalg.solve(H, Delta)
+        res = unl.unlearn(st, idx)
+        assert res.diagnostics["solver"]["path"] == "cached_factor"
+        np.testing.assert_allclose(np.asarray(res.params), ref, rtol=1e-10, atol=1e-14)
+        st = res.state
+
+
+def test_ridge_cached_is_exact_over_folds():
+    ds = load_diabetes()
+    unl = certified_removal(lam=1e-2, sigma=0.1, epsilon=1.0, delta=1e-4, loss="squared",
+                            diagnose=True, max_rank=8)
+    st = unl.init(ds.X_train, ds.y_train, jax.random.key(0))
+    order = np.random.default_rng(1).permutation(st.X.shape[0])
+    folds = 0
+    for j in range(0, 40, 2):
+        res = unl.unlearn(st, order[j:j + 2])
+        folds += res.diagnostics["refreshed"] == "capacity"
+        st = res.state
+        assert res.certificate.valid
+        assert res.diagnostics["true_residual"] < 1e-8
+        assert res.diagnostics["step_staleness_bound"] == 0.0
+    assert folds >= 4
+    assert float(np.linalg.norm(np.asarray(st.W) - np.asarray(unl.retrain(st).params))) < 1e-8
+
+
+def test_staleness_chain_bounds_the_true_extra_residual():
+    """eps <= s1 <= s2 <= stale + q3 <= stale + data-dependent, on random stale points."""
+    rng = np.random.default_rng(0)
+    d1 = lambda a, y: -y * _sig(-y * a)  # noqa: E731
+    d2 = lambda a, y: _sig(a) * _sig(-a)  # noqa: E731
+    for trial in range(60):
+        n, d = 200, 8
+        X = rng.standard_normal((n, d))
+        X /= np.linalg.norm(X, axis=1, keepdims=True) * rng.uniform(1, 2, (n, 1))
+        y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+        scale = [0.1, 1.0, 5.0][trial % 3]
+        w = rng.standard_normal(d) * scale
+        w_f = w + rng.standard_normal(d) * scale * rng.uniform(0, 1)
+        delta = rng.standard_normal(d) * rng.uniform(1e-3, 1)
+        c = guo_bounds.stale_remainder_chain(d1, d2, 1 / (6 * np.sqrt(3)), X, y, w, w_f, delta)
+        tol = 1e-12 * (1 + c.s2)
+        assert c.eps <= c.s1 + tol
+        assert c.s1 <= c.s2 + tol
+        assert c.s2 <= c.stale + c.q3 + tol
+        assert c.q3 <= c.data_dependent
+        assert guo_bounds.staleness_bound(0.25, 2.0, 0.0, 0.0, 1.0, 1.0) == 0.0
+
+
+def test_cached_bound_covers_true_residual_over_many_removals():
+    """True residual (with b) <= charged bound <= budget over 150+ sequential cached removals."""
+    served = stale_seen = 0
+    for seed, (lam, sigma, ratio) in enumerate([(1e-2, 20.0, 0.25), (3e-2, 5.0, None),
+                                                 (1e-1, 2.0, 0.05)]):
+        ds = synthetic_logistic(300, 10, seed=seed)
+        unl = certified_removal(lam=lam, sigma=sigma, epsilon=4.0, delta=1e-4, diagnose=True,
+                                update="cached", max_rank=16, refresh_cost_ratio=ratio)
+        st = unl.init(ds.X_train, ds.y_train, jax.random.key(seed))
+        order = np.random.default_rng(seed).permutation(ds.X_train.shape[0])
+        for i in order[:60]:
+            res = unl.unlearn(st, [int(i)])
+            dg = res.diagnostics
+            assert dg["true_residual"] <= dg["residual_bound_after"]
+            if res.outcome != "unlearned":
+                assert res.params is None and res.certificate.status == "fails"
+                break
+            assert res.certificate.valid and res.certificate.budget.used <= res.certificate.budget.total
+            stale_seen += dg["step_staleness_bound"] > 0
+            st = res.state
+            served += 1
+    assert served >= 150 and stale_seen >= 50
+
+
+def test_charged_staleness_equals_the_bound_with_exact_norms(digits38):
+    lam = 1e-2
+    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            refresh_cost_ratio=None)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    st = unl.unlearn(st, [1, 2]).state
+    res = unl.unlearn(st, [7])
+    X = np.asarray(st.X)
+    keep = np.asarray(res.state.mask) > 0
+    u = np.asarray(st.W)[:, 0] - np.asarray(st.W_factor)[:, 0]
+    dl = np.asarray(res.state.W)[:, 0] - np.asarray(st.W)[:, 0]
+    xs = min(float(st.x_spectral), np.sqrt(keep.sum()))
+    ref = guo_bounds.staleness_bound(0.25, xs, np.linalg.norm(u), np.linalg.norm(X[keep] @ u),
+                                     np.linalg.norm(dl), np.linalg.norm(X[keep] @ dl))
+    assert ref > 0
+    assert res.diagnostics["step_staleness_bound"] == pytest.approx(ref, rel=1e-6)
+    assert res.diagnostics["step_remainder_bound"] == pytest.approx(
+        ref + res.diagnostics["step_data_dependent_bound"], rel=1e-12)
+    names = {a.name for a in res.certificate.assumptions}
+    assert "stale_curvature" in names and res.certificate.valid
+
+
+def test_refresh_policy_rule_and_budget_refresh(digits38):
+    kappa = 0.05
+    unl = certified_removal(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            refresh_cost_ratio=kappa)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(2))
+    budget = 80.0 / np.sqrt(2 * np.log(1.5 / 1e-4))
+    t, S, policy = 0, 0.0, 0
+    for i in range(40):
+        res = unl.unlearn(st, [i])
+        assert res.outcome == "unlearned"
+        s_t = res.diagnostics["step_staleness_bound"]
+        t, S = t + 1, S + s_t
+        fire = s_t > 0 and t * s_t - S >= kappa * budget
+        assert (res.diagnostics["refreshed_after"] == "policy") == fire
+        if fire:
+            policy += 1
+            assert int(res.state.steps_since_factor) == 0
+            np.testing.assert_array_equal(np.asarray(res.state.W_factor), np.asarray(res.state.W))
+            t, S = 0, 0.0
+        st = res.state
+    assert policy >= 2
+    # a request that only a stale step pushes over the budget is served after a refresh
+    tight = certified_removal(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                              refresh_cost_ratio=None)
+    st = tight.init(digits38.X_train, digits38.y_train, jax.random.key(2))
+    for i in range(8):
+        st = tight.unlearn(st, [i]).state
+    R = float(st.residual_bound)
+    stale = tight.unlearn(st, [31])
+    fresh = tight.unlearn(tight.refresh(st), [31])
+    assert fresh.diagnostics["step_staleness_bound"] == 0.0
+    charge_stale = stale.diagnostics["residual_bound_after"] - R
+    assert stale.diagnostics["refreshed"] is None and charge_stale > 0
+    # shrink the budget so that the stale charge exceeds it but the fresh one fits
+    used_fresh = fresh.certificate.budget.used
+    used_stale = R + charge_stale
+    assert used_fresh < used_stale
+    sigma = (used_fresh + used_stale) / 2 * np.sqrt(2 * np.log(1.5 / 1e-4)) / 8.0
+    mid = certified_removal(lam=1e-2, sigma=sigma, epsilon=8.0, delta=1e-4, update="cached",
+                            refresh_cost_ratio=None)
+    out = mid.unlearn(st, [31])
+    assert out.outcome == "unlearned" and out.diagnostics["refreshed"] == "budget"
+    np.testing.assert_allclose(np.asarray(out.params), np.asarray(fresh.params), rtol=1e-12)
+
+
+@pytest.mark.parametrize("update", ["cached", "pcg"])
+def test_what_if_is_vmapped_and_matches_each_request(digits38, update):
+    unl = certified_removal(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update=update,
+                            refresh_cost_ratio=None)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    for first in (True, False):
+        cands = [40, 7, 99, 250, 3]
+        wi = unl.what_if(st, cands)
+        np.testing.assert_array_equal(wi.indices, cands)
+        for j, c in enumerate(cands):
+            res = unl.unlearn(st, [c])
+            assert res.certificate.budget.used == pytest.approx(wi.used_after[j], rel=1e-8)
+            assert wi.exceeds[j] == (wi.used_after[j] > wi.budget_total)
+        assert wi.budget_used == pytest.approx(float(st.residual_bound))
+        if first:
+            st = unl.unlearn(st, [200]).state
+    with pytest.raises(ValueError, match="candidates"):
+        unl.what_if(st, [200])  # already removed
+    with pytest.raises(ValueError, match="candidates"):
+        unl.what_if(st, [3, 3])
+
+
+def test_one_vs_rest_cached_heads():
+    ds = load_digits()
+    lam = 1e-2
+    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            refresh_cost_ratio=None, max_rank=8)
+    st = unl.init(ds.X_train, ds.y_train, jax.random.key(0), num_classes=10)
+    for idx in ([3], [5, 6], [8], [9, 10], [11, 12]):  # 8 rows: buffer folded at the last
+        st = unl.unlearn(st, idx).state
+    Hs = _dense_hessian(st, lam, np.asarray(st.W_factor))
+    V = np.random.default_rng(0).standard_normal((64, 10))
+    x = np.asarray(cached_factor_solve(st, V, lam))
+    for k in range(10):
+        np.testing.assert_allclose(x[:, k], np.linalg.solve(Hs[k], V[:, k]), rtol=1e-10)
+
+
+def test_jitted_and_unjitted_cached_paths_agree(digits38):
+    unl = certified_removal(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached")
+    st = unl.init(digits38.X_train[:120], digits38.y_train[:120], jax.random.key(1))
+    a = unl.unlearn(unl.unlearn(st, [3]).state, [4, 5])
+    with jax.disable_jit():
+        b = unl.unlearn(unl.unlearn(st, [3]).state, [4, 5])
+    np.testing.assert_allclose(np.asarray(a.params), np.asarray(b.params), rtol=1e-10)
+    assert a.certificate.budget.used == pytest.approx(b.certificate.budget.used, rel=1e-8)
+
+
+def test_oversized_request_is_one_exact_step(digits38):
+    lam = 1e-2
+    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            max_rank=4, refresh_cost_ratio=None)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    st = unl.unlearn(st, [0, 1]).state
+    idx = list(range(10, 20))
+    W = np.asarray(st.W)
+    mask = np.asarray(st.mask).copy()
+    mask[idx] = 0
+    ref = W[:, 0] + np.linalg.solve(_dense_hessian(st, lam, W, mask=mask)[0],
+                                    _removed_grad(st, idx, lam, W)[0])
+    res = unl.unlearn(st, idx)
+    assert res.diagnostics["solver"]["path"] == "fresh_factor" and res.certificate.valid
+    np.testing.assert_allclose(np.asarray(res.params), ref, rtol=1e-10)
+    nxt = unl.unlearn(res.state, [30])  # the factor is consistent afterwards
+    H = _dense_hessian(nxt.state, lam, np.asarray(nxt.state.W_factor))[0]
+    v = np.ones((64, 1))
+    np.testing.assert_allclose(np.asarray(cached_factor_solve(nxt.state, v, lam))[:, 0],
+                               np.linalg.solve(H, v[:, 0]), rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(update="lazy"), "update"),
+    (dict(update="cached", bound="worst_case"), "data-dependent"),
+    (dict(max_rank=0), "max_rank"),
+    (dict(refresh_cost_ratio=-1.0), "refresh_cost_ratio"),
+])
+def test_bad_cached_options_raise(kwargs, match):
+    base = dict(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4)
+    base.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        certified_removal(**base)
+    with pytest.raises(ValueError, match="update='cached'"):
+        cached_factor_solve(certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4).init(
+            load_digits_3v8().X_train[:50], load_digits_3v8().y_train[:50], jax.random.key(0)),
+            np.ones((64, 1)), 1e-2)
