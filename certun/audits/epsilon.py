@@ -425,7 +425,7 @@ def guo_removal_audit(X: Any, y: Any, canary: Canary, *, lam: float, sigma: floa
         raise _validate.ValidationError("guo_removal_audit needs float64; call certun.enable_x64()")
     worlds = guo_removal_worlds(Xn, yn, canary, lam=lam, sigma=sig, budget=budget, gamma=gamma,
                                 enforce_budget=enforce_budget, train_tol=train_tol)
-    world_in, retrain_in, world_out = worlds
+    world_in, retrain_in, world_out = worlds.world_in, worlds.retrain_in, worlds.world_out
     XD = jnp.asarray(Xn)
     d = XD.shape[1]
     x_spec = worlds.x_spectral
