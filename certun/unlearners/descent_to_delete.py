@@ -32,6 +32,7 @@ Reference: S. Neel, A. Roth, S. Sharifi-Malvajerdi, ALT 2021, arXiv:2007.02923.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, NamedTuple
@@ -83,6 +84,11 @@ class D2DState(NamedTuple):
     steps: tuple
     n_replaced: int
     spectral_sq: float
+
+
+@functools.partial(jax.jit, static_argnames=("loss",))
+def _grad_norm_jit(W, X, Y, mask, lam, *, loss: str):
+    return jnp.linalg.norm(glm.gradient_mean(glm.get_loss(loss), W, X, Y, lam, None, mask))
 
 
 def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | None = None,
@@ -233,9 +239,8 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
             W = W + gaussian_like(key, W, state.sigmas[-1])
         return NoisyRun(W, T, float("nan"), 0)
 
-    @jax.jit
     def _grad_norm(W, X, Y, mask):
-        return jnp.linalg.norm(glm.gradient_mean(lossf, W, X, Y, m, None, mask))
+        return _grad_norm_jit(W, X, Y, mask, m, loss=lossf.name)
 
     def unlearn(state: D2DState, indices: Any, key: jax.Array | None = None,
                 replacement: tuple[Any, Any] | None = None) -> UnlearnResult:
