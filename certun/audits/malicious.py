@@ -135,9 +135,11 @@ def influence_scores(W: Any, X: Any, y: Any, mask: Any, candidates: Any, *, lam:
                      gamma: float = 0.25, x_spectral: float | None = None) -> np.ndarray:
     """Predicted budget burn of deleting each candidate alone at the current model.
 
-    ``gamma ||X||_2 ||delta|| ||X_rem delta||`` with ``delta = H^{-1}(grad l_z(w) + lambda w)``
+    ``gamma ||X_rem||_2 ||delta|| ||X_rem delta||`` with ``delta = H^{-1}(grad l_z(w) + lambda w)``
     and ``H`` the sum-scale Hessian of the rows remaining without the candidate (Guo et
-    al.'s data-dependent bound on the Newton step's residual, sum scale).
+    al.'s data-dependent bound on the Newton step's residual, sum scale, as
+    ``certified_removal`` charges it for a first request after a factorisation; ``||X_rem||_2``
+    is bounded by ``min(x_spectral, sqrt(n_rem))``).
 
     Args:
       W: ``(d,)`` current model. X, y: all training rows and labels ``+-1``.
@@ -152,17 +154,28 @@ def influence_scores(W: Any, X: Any, y: Any, mask: Any, candidates: Any, *, lam:
     Y = jnp.asarray(y, Xj.dtype)[:, None]
     m = jnp.asarray(mask, Xj.dtype)
     w = jnp.asarray(W, Xj.dtype).reshape(-1, 1)
-    if isinstance(candidates, tuple):
+    if isinstance(candidates, tuple):  # outside points: the data stay as they are
         P, yp = jnp.asarray(candidates[0], Xj.dtype), jnp.asarray(candidates[1], Xj.dtype)
-    else:
+        drop = jnp.zeros((P.shape[0], Xj.shape[0]), Xj.dtype)
+    else:  # present rows: the Hessian and X_rem are those of the rows without the candidate
         idx = np.asarray(candidates, np.int64)
         P, yp = Xj[idx], Y[idx, 0]
+        drop = jax.nn.one_hot(jnp.asarray(idx), Xj.shape[0], dtype=Xj.dtype)
     xs = spectral_norm_upper_bound(np.asarray(X)).value if x_spectral is None else x_spectral
     H = glm.hessian_sum(glm.LOGISTIC, w, Xj, Y, lam, m)[0]
-    G = P * glm.LOGISTIC.d1(P @ w[:, 0], yp)[:, None] + lam * w[:, 0][None, :]
-    Dl = jnp.linalg.solve(H, G.T)  # (d, c), ignoring the candidate's own curvature in H
-    xd = jnp.linalg.norm((Xj * m[:, None]) @ Dl, axis=0)
-    return np.asarray(gamma * xs * jnp.linalg.norm(Dl, axis=0) * xd, np.float64)
+    d2 = glm.LOGISTIC.d2(Xj @ w, Y)[:, 0]
+    n = jnp.sum(m)
+
+    def one(p, yz, dr):
+        keep = m * (1.0 - dr)
+        Hr = H - jnp.einsum("i,ij,il->jl", dr * d2, Xj, Xj) - lam * jnp.sum(dr) * jnp.eye(
+            Xj.shape[1], dtype=Xj.dtype)
+        g = p * glm.LOGISTIC.d1(p @ w[:, 0], yz) + lam * w[:, 0]
+        delta = jnp.linalg.solve(Hr, g)
+        xsc = jnp.minimum(xs, jnp.sqrt(n - jnp.sum(dr)))
+        return gamma * xsc * jnp.linalg.norm(delta) * jnp.linalg.norm((Xj * keep[:, None]) @ delta)
+
+    return np.asarray(jax.vmap(one)(P, yp, drop), np.float64)
 
 
 def influence_threshold(scores_reference: Any, quantile: float = 0.99, factor: float = 1.0
