@@ -485,28 +485,36 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         shift = lam * n_rem
         U = W - state.W_factor  # (d, K)
         K = W.shape[1]
-        deltas, projs, res2, oks = [], [], [], []
-        for j in range(K):  # heads: a handful of matrix-vector passes each (GEMV, not thin GEMM)
-            Q = state.eigvecs[j]
-            y = Delta[:, j] @ Q  # Q^T Delta
-            P = lax.dynamic_update_slice(state.proj_buf[j], (xu @ Q) * jnp.sqrt(h_new[:, j])[:, None],
-                                         (k, zero))
-            xt, ok = _eig_woodbury(state.eigvals[j], P[:kb], shift, y)
+
+        def head(Q, lam_k, A, P, dk, hk_new, hk):
+            y = dk @ Q  # Q^T Delta_k
+            P = lax.dynamic_update_slice(P, (xu @ Q) * jnp.sqrt(hk_new)[:, None], (k, zero))
+            xt, ok = _eig_woodbury(lam_k, P[:kb], shift, y)
             dlt = Q @ xt
-            res = (state.curv[j] @ dlt - jnp.einsum("c,cd->d", hbuf[:kb, j] * (rows_k @ dlt), rows_k)
-                   + shift * dlt - Delta[:, j])
-            deltas.append(dlt)
-            projs.append(P)
-            res2.append(jnp.sum(res * res))
-            oks.append(ok)
-        delta = jnp.stack(deltas, axis=1)
-        res = jnp.sqrt(sum(res2))
+            res = (A @ dlt - jnp.einsum("c,cd->d", hk[:kb] * (rows_k @ dlt), rows_k)
+                   + shift * dlt - dk)
+            return dlt, P, jnp.sum(res * res), ok
+
+        args = (state.eigvecs, state.eigvals, state.curv, state.proj_buf, Delta.T, h_new.T,
+                hbuf.T)
+        if K <= 2:  # unrolled: matrix-vector passes (XLA:CPU's thin GEMMs are slower)
+            outs = [head(*(a[j] for a in args)) for j in range(K)]
+            delta = jnp.stack([o[0] for o in outs], axis=1)
+            proj = jnp.stack([o[1] for o in outs])
+            res2 = jnp.stack([o[2] for o in outs])
+            oks = jnp.stack([o[3] for o in outs])
+            qd = jnp.stack([delta[:, j] @ (state.gram @ delta[:, j]) for j in range(K)])
+            qu = jnp.stack([U[:, j] @ (state.gram @ U[:, j]) for j in range(K)])
+        else:  # one-vs-rest: vmapped over heads
+            dT, proj, res2, oks = jax.vmap(head)(*args)
+            delta = dT.T
+            qd = jnp.sum(delta * (state.gram @ delta), axis=0)
+            qu = jnp.sum(U * (state.gram @ U), axis=0)
+        res = jnp.sqrt(jnp.sum(res2))
         # ||X_rem v||^2 = v^T G_f v - ||X_R v||^2 for v = delta_k and u_k
-        qd = jnp.stack([delta[:, j] @ (state.gram @ delta[:, j]) for j in range(K)])
-        qu = jnp.stack([U[:, j] @ (state.gram @ U[:, j]) for j in range(K)])
         qd = qd - jnp.sum(jnp.square(rows_k @ delta), axis=0)
         qu = qu - jnp.sum(jnp.square(rows_k @ U), axis=0)
-        code = jnp.where(jnp.all(jnp.stack(oks)), jnp.int32(RESULTS.successful),
+        code = jnp.where(jnp.all(oks), jnp.int32(RESULTS.successful),
                          jnp.int32(RESULTS.not_positive_definite))
         code = jnp.where(jnp.all(jnp.isfinite(delta)) & jnp.isfinite(res), code,
                          jnp.int32(RESULTS.nonfinite))
@@ -517,7 +525,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             solver_residual=res, code=code, steps=jnp.int32(0),
         )
         big = dict(W_new=W_new, mask_new=mask_new, rows_buf=rows, h_buf=hbuf,
-                   proj_buf=jnp.stack(projs), buf_count=k + m,
+                   proj_buf=proj, buf_count=k + m,
                    params=W_new[:, 0] if W_new.shape[1] == 1 else W_new,
                    n_removed=state.n_removed + m, requests=state.requests + 1,
                    steps_since_factor=state.steps_since_factor + 1)

@@ -40,9 +40,20 @@ def _removed_grad(st, idx, lam, W, loss="logistic"):
     return out
 
 
+LAM = 1e-2
+
+
 @pytest.fixture(scope="module")
 def digits38():
     return load_digits_3v8()
+
+
+@pytest.fixture(scope="module")
+def cached(digits38):
+    """One cached-factor unlearner (compiled once for the module) and its trained state."""
+    unl = certified_removal(lam=LAM, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            max_rank=16, refresh_cost_ratio=None)
+    return unl, unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
 
 
 def test_auto_picks_cached_for_ridge_and_pcg_for_logistic(digits38):
@@ -55,17 +66,15 @@ def test_auto_picks_cached_for_ridge_and_pcg_for_logistic(digits38):
     assert logi.init(digits38.X_train[:100], digits38.y_train[:100], jax.random.key(0)).proj_buf is None
 
 
-def test_maintained_factor_solves_retained_hessian_at_factor_point(digits38):
+def test_maintained_factor_solves_retained_hessian_at_factor_point(cached):
     """Acceptance: after k updates the factor solves H(w_f; D_k) x = v to 1e-10 (float64)."""
-    lam = 1e-2
-    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
-                            max_rank=16, refresh_cost_ratio=None)
-    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    lam = LAM
+    unl, st = cached
     rng = np.random.default_rng(0)
     order = rng.permutation(st.X.shape[0])
     pos, k = 0, 0
     folded = False
-    for m in (1, 3, 1, 5, 2, 1, 4, 1, 6):  # 24 rows: one fold (capacity 16) on the way
+    for m in (1, 3, 1, 3, 2, 1, 3, 1, 3, 1, 2):  # 21 rows: one fold (capacity 16) on the way
         res = unl.unlearn(st, order[pos:pos + m])
         assert res.outcome == "unlearned"
         folded |= res.diagnostics["refreshed"] == "capacity"
@@ -76,18 +85,16 @@ def test_maintained_factor_solves_retained_hessian_at_factor_point(digits38):
         ref = np.linalg.solve(H, v[:, 0])
         assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 1e-10
         assert np.linalg.norm(H @ x - v[:, 0]) / np.linalg.norm(v) < 1e-10
-    assert folded and k == 9
+    assert folded and k == 11
     with jax.disable_jit():
         x2 = np.asarray(cached_factor_solve(st, v, lam))[:, 0]
     np.testing.assert_allclose(x2, x, rtol=1e-10)
 
 
-def test_cached_step_is_the_stale_newton_step_and_batch_is_one_summed_step(digits38):
-    lam = 1e-2
-    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
-                            refresh_cost_ratio=None)
-    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(1))
-    for idx in ([4], [10, 11, 12, 13], [30]):
+def test_cached_step_is_the_stale_newton_step_and_batch_is_one_summed_step(cached):
+    lam = LAM
+    unl, st = cached
+    for idx in ([4], [10, 11, 12], [30]):
         W, Wf = np.asarray(st.W), np.asarray(st.W_factor)
         mask = np.asarray(st.mask).copy()
         mask[idx] = 0
@@ -144,32 +151,29 @@ def test_staleness_chain_bounds_the_true_extra_residual():
 def test_cached_bound_covers_true_residual_over_many_removals():
     """True residual (with b) <= charged bound <= budget over 150+ sequential cached removals."""
     served = stale_seen = 0
-    for seed, (lam, sigma, ratio) in enumerate([(1e-2, 20.0, 0.25), (3e-2, 5.0, None),
-                                                 (1e-1, 2.0, 0.05)]):
+    for seed, (lam, sigma, ratio) in enumerate([(1e-2, 20.0, 0.25), (1e-1, 2.0, 0.05)]):
         ds = synthetic_logistic(300, 10, seed=seed)
-        unl = certified_removal(lam=lam, sigma=sigma, epsilon=4.0, delta=1e-4, diagnose=True,
-                                update="cached", max_rank=16, refresh_cost_ratio=ratio)
+        unl = certified_removal(lam=lam, sigma=sigma, epsilon=8.0, delta=1e-4, diagnose=True,
+                                update="cached", max_rank=16, refresh_cost_ratio=ratio,
+                                auto_retrain=True)
         st = unl.init(ds.X_train, ds.y_train, jax.random.key(seed))
         order = np.random.default_rng(seed).permutation(ds.X_train.shape[0])
-        for i in order[:60]:
+        for i in order[:85]:
             res = unl.unlearn(st, [int(i)])
             dg = res.diagnostics
-            assert dg["true_residual"] <= dg["residual_bound_after"]
-            if res.outcome != "unlearned":
-                assert res.params is None and res.certificate.status == "fails"
-                break
             assert res.certificate.valid and res.certificate.budget.used <= res.certificate.budget.total
-            stale_seen += dg["step_staleness_bound"] > 0
             st = res.state
+            if res.outcome == "retrained":  # budget spent: fresh b, new budget
+                assert res.certificate.budget.used == pytest.approx(float(st.train_grad_norm))
+                continue
+            assert dg["true_residual"] <= dg["residual_bound_after"]
+            stale_seen += dg["step_staleness_bound"] > 0
             served += 1
-    assert served >= 150 and stale_seen >= 50
+    assert served >= 150 and stale_seen >= 50, (served, stale_seen)
 
 
-def test_charged_staleness_equals_the_bound_with_exact_norms(digits38):
-    lam = 1e-2
-    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
-                            refresh_cost_ratio=None)
-    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+def test_charged_staleness_equals_the_bound_with_exact_norms(cached):
+    unl, st = cached
     st = unl.unlearn(st, [1, 2]).state
     res = unl.unlearn(st, [7])
     X = np.asarray(st.X)
@@ -187,7 +191,7 @@ def test_charged_staleness_equals_the_bound_with_exact_norms(digits38):
     assert "stale_curvature" in names and res.certificate.valid
 
 
-def test_refresh_policy_rule_and_budget_refresh(digits38):
+def test_refresh_policy_rule_and_budget_refresh(digits38, cached):
     kappa = 0.05
     unl = certified_removal(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
                             refresh_cost_ratio=kappa)
@@ -209,9 +213,7 @@ def test_refresh_policy_rule_and_budget_refresh(digits38):
         st = res.state
     assert policy >= 2
     # a request that only a stale step pushes over the budget is served after a refresh
-    tight = certified_removal(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
-                              refresh_cost_ratio=None)
-    st = tight.init(digits38.X_train, digits38.y_train, jax.random.key(2))
+    tight, st = cached
     for i in range(8):
         st = tight.unlearn(st, [i]).state
     R = float(st.residual_bound)
@@ -233,10 +235,12 @@ def test_refresh_policy_rule_and_budget_refresh(digits38):
 
 
 @pytest.mark.parametrize("update", ["cached", "pcg"])
-def test_what_if_is_vmapped_and_matches_each_request(digits38, update):
-    unl = certified_removal(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update=update,
-                            refresh_cost_ratio=None)
-    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+def test_what_if_is_vmapped_and_matches_each_request(digits38, cached, update):
+    if update == "cached":
+        unl, st = cached
+    else:
+        unl = certified_removal(lam=LAM, sigma=10.0, epsilon=8.0, delta=1e-4, update=update)
+        st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
     for first in (True, False):
         cands = [40, 7, 99, 250, 3]
         wi = unl.what_if(st, cands)
@@ -260,7 +264,7 @@ def test_one_vs_rest_cached_heads():
     unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
                             refresh_cost_ratio=None, max_rank=8)
     st = unl.init(ds.X_train, ds.y_train, jax.random.key(0), num_classes=10)
-    for idx in ([3], [5, 6], [8], [9, 10], [11, 12]):  # 8 rows: buffer folded at the last
+    for idx in ([3], [5, 6], [8], [9], [11, 12, 13]):  # 8 rows: buffer folded at the last
         st = unl.unlearn(st, idx).state
     Hs = _dense_hessian(st, lam, np.asarray(st.W_factor))
     V = np.random.default_rng(0).standard_normal((64, 10))
@@ -269,9 +273,8 @@ def test_one_vs_rest_cached_heads():
         np.testing.assert_allclose(x[:, k], np.linalg.solve(Hs[k], V[:, k]), rtol=1e-10)
 
 
-def test_jitted_and_unjitted_cached_paths_agree(digits38):
-    unl = certified_removal(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached")
-    st = unl.init(digits38.X_train[:120], digits38.y_train[:120], jax.random.key(1))
+def test_jitted_and_unjitted_cached_paths_agree(cached):
+    unl, st = cached
     a = unl.unlearn(unl.unlearn(st, [3]).state, [4, 5])
     with jax.disable_jit():
         b = unl.unlearn(unl.unlearn(st, [3]).state, [4, 5])
@@ -279,13 +282,11 @@ def test_jitted_and_unjitted_cached_paths_agree(digits38):
     assert a.certificate.budget.used == pytest.approx(b.certificate.budget.used, rel=1e-8)
 
 
-def test_oversized_request_is_one_exact_step(digits38):
-    lam = 1e-2
-    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
-                            max_rank=4, refresh_cost_ratio=None)
-    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+def test_oversized_request_is_one_exact_step(cached):
+    lam = LAM
+    unl, st = cached
     st = unl.unlearn(st, [0, 1]).state
-    idx = list(range(10, 20))
+    idx = list(range(10, 30))  # 20 rows > max_rank = 16
     W = np.asarray(st.W)
     mask = np.asarray(st.mask).copy()
     mask[idx] = 0
