@@ -203,7 +203,8 @@ def eps0(alpha: float | np.ndarray, *, sigma: float, m: float, n: int, changed: 
     d = drift_sensitivity(n, changed, M, adjacency)
     s = _validate.positive(sigma=sigma)
     mm = _validate.positive(m=m)
-    return _out(alpha, a * d * d / (mm * s * s))
+    with np.errstate(over="ignore"):  # a tiny sigma gives +inf, never a division by zero
+        return _out(alpha, a * (np.float64(d) / s) ** 2 / mm)
 
 
 def eps_after(alpha: float | np.ndarray, steps: int, *, sigma: float, m: float, eta: float,
@@ -282,7 +283,9 @@ def sequential_rdp(alpha: float | np.ndarray, requests: Sequence[Request | tuple
     e = _validate.positive(eta=eta)
     Mv = _validate.positive(M=M)
     _validate.choice(LANGEVIN_ADJACENCIES, adjacency=adjacency)
-    dz = [drift_sensitivity(r.n, r.changed, Mv, adjacency) ** 2 / (mm * s * s) for r in reqs]
+    with np.errstate(over="ignore"):  # Delta^2 / (m sigma^2); +inf for a tiny sigma
+        dz = [(np.float64(drift_sensitivity(r.n, r.changed, Mv, adjacency)) / s) ** 2 / mm
+              for r in reqs]
 
     def curve(j: int, x: np.ndarray) -> np.ndarray:
         decay = np.exp(-reqs[j].steps * mm * e / x)

@@ -297,3 +297,17 @@ def test_bound_is_within_a_factor_two_in_the_worst_direction():
         assert np.all(exact <= bound)
         if K == 0:
             np.testing.assert_allclose(exact / bound, (2 - eta * m) / 4, rtol=1e-6)
+
+
+def test_tiny_sigma_is_infinite_not_an_error_and_the_tv_shortcut():
+    """sigma -> 0 gives an infinite RDP (no guarantee); many steps give the (0, delta) shortcut."""
+    e = A.langevin_epsilon([A.Request(200, 1, 267)], sigma=1e-200, m=0.1, eta=1 / 0.35,
+                           delta=1e-5, conversion="tight")
+    assert e.epsilon == math.inf
+    assert A.eps0(2.0, sigma=1e-200, m=0.1, n=267) == math.inf
+    # 200 steps at m eta = 0.286: at orders near 1 the RDP is ~1e-24, so TV <= sqrt(1 - e^-r)
+    # < delta (dp-accounting's KL shortcut) and the tight conversion certifies (0, delta)
+    t = A.langevin_epsilon([A.Request(200, 1, 267)], sigma=0.03, m=0.1, eta=1 / 0.35,
+                           delta=1e-5, conversion="tight")
+    r = A.sequential_rdp(t.order, [A.Request(200, 1, 267)], sigma=0.03, m=0.1, eta=1 / 0.35)
+    assert t.epsilon == 0.0 and 1e-10 + math.expm1(-r) > 0
