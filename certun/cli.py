@@ -20,6 +20,9 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 # Add a command: write certun/commands/<name>.py (NAME, HELP, add_arguments, run) and list it.
 COMMANDS = (
     "certun.commands.demo",
+    "certun.commands.train",
+    "certun.commands.forget",
+    "certun.commands.status",
 )
 
 

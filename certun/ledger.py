@@ -196,7 +196,8 @@ class Ledger:
     @classmethod
     def create(cls, path: str | os.PathLike, X: Any, y: Any, key: jax.Array, *,
                config: dict, num_classes: int | None = None, dataset: dict | None = None,
-               public: dict | None = None) -> Ledger:
+               public: dict | None = None,
+               metrics: Callable[[jax.Array], dict] | None = None) -> Ledger:
         """Train a certified model and write generation 0 of a new ledger at ``path``.
 
         Args:
@@ -206,7 +207,9 @@ class Ledger:
             ``epsilon``, ``delta`` required; :data:`DEFAULT_CONFIG` fills in
             ``auto_retrain=True`` and ``update="cached"``).
           dataset: JSON-able description of the data (name, sizes, ...), public.
-          public: further public facts to keep in the manifest (e.g. test accuracy).
+          public: further public facts to keep in the training record.
+          metrics: ``params -> dict`` of public metrics of the trained model (e.g. test
+            accuracy), kept in the training record.
 
         Raises:
           ValidationError: if ``path`` holds anything, or for invalid hyperparameters/data.
@@ -231,6 +234,9 @@ class Ledger:
         seconds = time.perf_counter() - t0
         budget = {"total": unl_budget(state, cfg), "used": float(state.residual_bound)}
         budget["left"] = budget["total"] - budget["used"]
+        public = dict(public or {})
+        if metrics is not None:
+            public.update(metrics(unl.params(state)))
         d, K = state.W.shape
         ds = dict(dataset or {})
         ds.setdefault("n_train", int(state.X.shape[0]))
@@ -244,7 +250,7 @@ class Ledger:
             "public": {"record": 0, "kind": "train", "utc": _utc(), "version": __version__,
                        "mechanism": GUO_MECHANISM, "outcome": "trained", "removed_total": 0,
                        "n_remaining": int(state.X.shape[0]), "retrains": 0, "budget": budget,
-                       "seconds": {"compute": seconds}, **(public or {})},
+                       "seconds": {"compute": seconds}, **public},
             "private": {"train_grad_norm": float(state.train_grad_norm),
                         "b_norm": float(np.linalg.norm(np.asarray(state.b)))},
         }
@@ -352,7 +358,7 @@ class Ledger:
                                      "adjacency", "scale", "calibration", "removed")},
             "trained_utc": first["utc"], "last_utc": last["utc"],
         }
-        out["certificate_status"] = "holds" if cert is None else cert["status"]
+        out["certificate_status"] = "none (no removal yet)" if cert is None else cert["status"]
         for k in ("test_accuracy", "test_rmse"):
             if k in first:
                 out[k] = first[k]

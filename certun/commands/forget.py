@@ -1,0 +1,77 @@
+"""``certun forget DIR``: serve one deletion request and commit it to the ledger (:mod:`certun.ledger`)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from certun.commands._args import count, emit, fail
+
+NAME = "forget"
+HELP = "remove training rows from a ledger's model (one certified request, committed durably)"
+DESCRIPTION = ("Remove the given rows (positions in the original training set) in one summed "
+               "Newton step, certify it, and commit model, state and journal record atomically. "
+               "When the request would exceed the removal budget the model is retrained on the "
+               "remaining rows with fresh noise and a new budget (recorded).")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``certun forget``."""
+    p.add_argument("dir", metavar="DIR", help="ledger directory (from `certun train`)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--index", type=count(0), nargs="+", metavar="I",
+                   help="row indices to remove (positions in the original training set)")
+    g.add_argument("--index-file", metavar="F",
+                   help="file of row indices (separated by spaces, commas or newlines)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (public view)")
+
+
+def _read_indices(path: str) -> list[int]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
+    tokens = [t for t in re.split(r"[\s,\[\]]+", text) if t]
+    out = []
+    for t in tokens:
+        if not re.fullmatch(r"\d+", t):
+            raise ValueError(f"{path!r} holds {t!r}, not a non-negative integer row index")
+        out.append(int(t))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the request and print its public record."""
+    from certun._validate import ValidationError
+    from certun.ledger import Ledger, LedgerError
+    from certun.unlearners.base import RetrainRequired
+
+    if args.index_file is not None:
+        try:
+            indices = _read_indices(args.index_file)
+        except ValueError as exc:
+            return fail(NAME, f"--index-file: {exc}")
+        arg = "--index-file"
+    else:
+        indices, arg = args.index, "--index"
+    try:
+        led = Ledger.open(args.dir)
+    except LedgerError as exc:
+        return fail(NAME, f"DIR: {exc}")
+    try:
+        rec, _ = led.forget(indices)
+    except ValidationError as exc:
+        return fail(NAME, f"{arg}: {exc}")
+    except RetrainRequired as exc:
+        return fail(NAME, f"{arg}: {exc}")
+    pub = dict(rec["public"])
+    pub["ledger"] = str(led.path)
+    pub["save_seconds"] = led.last_save_seconds
+    b = pub["budget"]
+    text = (f"request {pub['record']}: {pub['outcome']} ({pub['removed_in_request']} rows; "
+            f"{pub['removed_total']} removed in total, {pub['n_remaining']} remain)\n"
+            f"certificate: {pub['certificate']['status']}; budget {b['used']:.4g} of "
+            f"{b['total']:.4g} used, {b['left']:.4g} left; retrains so far: {pub['retrains']}")
+    emit(pub, args.json, text)
+    return 0

@@ -1,0 +1,39 @@
+"""``certun status DIR``: the public view of a deletion ledger (:meth:`certun.ledger.Ledger.status`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from certun.commands._args import emit, fail
+
+NAME = "status"
+HELP = "show a ledger's public status: budget, removals, certificate status"
+DESCRIPTION = ("Print the public view of a deletion ledger: the removal budget used and left, "
+               "the number of requests, removals and retrains, and the certificate status. "
+               "No private field (noise, bounds, indices) is shown.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``certun status``."""
+    p.add_argument("dir", metavar="DIR", help="ledger directory (from `certun train`)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the ledger's public status."""
+    from certun.ledger import Ledger, LedgerError
+
+    try:
+        st = Ledger.open(args.dir).status()
+    except LedgerError as exc:
+        return fail(NAME, f"DIR: {exc}")
+    b = st["budget"]
+    ds = st["dataset"]
+    text = (f"ledger {args.dir}: {st['mechanism']} ({st['model']}) on {ds.get('name', '?')}, "
+            f"({st['epsilon']:g}, {st['delta']:g})\n"
+            f"requests {st['requests']}, removed {st['removed']}, remaining {st['remaining']}, "
+            f"retrains {st['retrains']}\n"
+            f"budget: {b['used']:.4g} of {b['total']:.4g} used, {b['left']:.4g} left; "
+            f"certificate: {st['certificate_status']}")
+    emit(st, args.json, text)
+    return 0

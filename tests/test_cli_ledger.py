@@ -1,0 +1,195 @@
+"""`certun train / forget / status`: the ledger from the command line."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from certun.cli import main
+from certun.ledger import Ledger
+
+PRIVATE_KEYS = {"bounds", "solver", "indices", "b", "b_norm", "train_grad_norm", "true_residual",
+                "diagnostics", "view", "key", "W", "X"}
+
+
+def _leaks(obj, path=""):
+    """Private fields in a JSON object: private keys, a ``private`` section (a bool flag of a
+    public assumption is fine), or a value of an assumption marked private."""
+    found = []
+    if isinstance(obj, dict):
+        if obj.get("private") is True and ("value" in obj or "limit" in obj):
+            found.append(path + "/value")
+        for k, v in obj.items():
+            if k in PRIVATE_KEYS or (k == "private" and not isinstance(v, bool)):
+                found.append(f"{path}/{k}")
+            found += _leaks(v, f"{path}/{k}")
+    elif isinstance(obj, list):
+        for v in obj:
+            found += _leaks(v, path)
+    return found
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "led"
+    assert main(["train", "--dataset", "digits_3v8", "--lam", "0.01", "--sigma", "10",
+                 "--epsilon", "8", "--delta", "1e-5", "--out", str(path), "--seed", "3",
+                 "--json"]) == 0
+    return path
+
+
+def _copy(trained, tmp_path):
+    dst = tmp_path / "led"
+    shutil.copytree(trained, dst)
+    return dst
+
+
+def test_train_forget_status_json(trained, tmp_path, capsys):
+    led = _copy(trained, tmp_path)
+    code, out, _ = _run(capsys, "status", str(led), "--json")
+    st = json.loads(out)
+    assert code == 0 and st["requests"] == 0 and st["removed"] == 0
+    assert (st["epsilon"], st["delta"]) == (8.0, 1e-5) and st["model"] == "logistic"
+    assert 0.5 < st["test_accuracy"] <= 1.0
+    code, out, _ = _run(capsys, "forget", str(led), "--index", "4", "7", "--json")
+    rec = json.loads(out)
+    assert code == 0 and rec["outcome"] == "unlearned" and rec["removed_in_request"] == 2
+    assert rec["certificate"]["status"] == "holds" and rec["budget"]["left"] > 0
+    idx_file = tmp_path / "idx.txt"
+    idx_file.write_text("10, 11\n12\n")
+    code, out, _ = _run(capsys, "forget", str(led), "--index-file", str(idx_file), "--json")
+    assert code == 0 and json.loads(out)["removed_total"] == 5
+    code, out, _ = _run(capsys, "status", str(led), "--json")
+    st = json.loads(out)
+    assert st["requests"] == 2 and st["removed"] == 5 and st["certificate_status"] == "holds"
+    assert st["budget"]["used"] == pytest.approx(json.loads(out)["budget"]["used"])
+    # the ledger itself holds the private parts, the printed status none of them
+    assert _leaks(st) == [], _leaks(st)
+    assert "indices" in Ledger.open(led).records[-1]["private"]
+    code, out, _ = _run(capsys, "status", str(led))
+    assert code == 0 and "budget" in out and "removed 5" in out
+
+
+def test_status_json_has_no_private_field_after_retrain(tmp_path, capsys):
+    led = tmp_path / "led"
+    code, _, _ = _run(capsys, "train", "--dataset", "breast_cancer", "--sigma", "0.01",
+                      "--out", str(led))
+    assert code == 0
+    code, out, _ = _run(capsys, "forget", str(led), "--index", "0", "1", "2", "3", "--json")
+    assert code == 0 and json.loads(out)["outcome"] == "retrained"
+    for argv in (("status", str(led), "--json"), ("forget", str(led), "--index", "9", "--json")):
+        code, out, _ = _run(capsys, *argv)
+        assert code == 0 and _leaks(json.loads(out)) == []
+    assert json.loads(_run(capsys, "status", str(led), "--json")[1])["retrains"] >= 1
+
+
+def test_ridge_ledger(tmp_path, capsys):
+    led = tmp_path / "led"
+    code, out, _ = _run(capsys, "train", "--dataset", "diabetes", "--model", "ridge",
+                        "--sigma", "0.1", "--out", str(led), "--json")
+    assert code == 0 and json.loads(out)["test_rmse"] > 0
+    code, out, _ = _run(capsys, "forget", str(led), "--index", "5", "--json")
+    assert code == 0 and json.loads(out)["certificate"]["status"] == "holds"
+
+
+@pytest.mark.parametrize("argv, arg", [
+    (["forget", "{led}", "--index", "3", "--index", "3"], None),  # argparse: last wins (3 only)
+    (["forget", "{led}", "--index", "100000"], "--index"),
+    (["forget", "{led}", "--index", "4", "4"], "--index"),
+    (["forget", "{led}", "--index-file", "{missing}"], "--index-file"),
+    (["forget", "{led}", "--index-file", "{bad}"], "--index-file"),
+    (["forget", "{empty}", "--index", "1"], "DIR"),
+    (["status", "{empty}"], "DIR"),
+    (["train", "--dataset", "digits_3v8", "--out", "{led}"], "--out"),
+    (["train", "--dataset", "diabetes", "--out", "{new}"], "--model"),
+    (["train", "--dataset", "digits_3v8", "--model", "ridge", "--out", "{new}"], "--model"),
+    (["train", "--dataset", "digits_3v8", "--epsilon", "20", "--out", "{new}"], "--epsilon"),
+])
+def test_bad_arguments_exit_2_with_one_line(trained, tmp_path, capsys, argv, arg):
+    led = _copy(trained, tmp_path)
+    (tmp_path / "bad.txt").write_text("1 2 x\n")
+    (tmp_path / "empty").mkdir()
+    subs = dict(led=str(led), missing=str(tmp_path / "nope.txt"), bad=str(tmp_path / "bad.txt"),
+                empty=str(tmp_path / "empty"), new=str(tmp_path / "new"))
+    argv = [a.format(**subs) for a in argv]
+    code, out, err = _run(capsys, *argv)
+    if arg is None:
+        assert code == 0
+        return
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and arg in lines[0], err
+    assert Ledger.open(led).generation == 0  # nothing was written
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+@pytest.mark.parametrize("argv, arg", [
+    (["forget", "X", "--index", "-1"], "--index"),
+    (["forget", "X"], "--index"),
+    (["forget", "X", "--index", "1", "--index-file", "f"], "--index-file"),
+    (["train", "--dataset", "digits_3v8", "--lam", "0", "--out", "o"], "--lam"),
+    (["train", "--dataset", "digits_3v8", "--delta", "1.5", "--out", "o"], "--delta"),
+    (["train", "--dataset", "nope", "--out", "o"], "--dataset"),
+    (["train", "--dataset", "digits_3v8"], "--out"),
+    (["status"], "DIR"),
+])
+def test_argparse_errors_exit_2_with_one_line(capsys, argv, arg):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and arg in err[0], err
+
+
+_DRIVER = """
+import os, sys, time
+import certun.ledger as L
+step = sys.argv[1]
+def pause(name):
+    if name == step:
+        sys.stdout.write("paused\\n"); sys.stdout.flush(); time.sleep(120)
+L._FAULT = pause
+from certun.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_real_cli_process_inside_write_window(trained, tmp_path):
+    """A real `certun forget` process paused at each step of the write path and SIGKILLed."""
+    led = _copy(trained, tmp_path)
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    steps = ["arrays_written", "record_written", "manifest_written", "committed", "cleanup",
+             "bundle"]
+    idx, gen = 20, 0
+    for trial in range(12):
+        step = steps[trial % len(steps)]
+        before = Ledger.open(led)
+        p = subprocess.Popen([sys.executable, "-c", _DRIVER, step, "forget", str(led), "--index",
+                              str(idx)], stdout=subprocess.PIPE, text=True, env=env)
+        t0 = time.time()
+        line = p.stdout.readline()
+        assert line.strip() == "paused", (step, line)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+        assert time.time() - t0 < 300
+        after = Ledger.open(led)
+        committed = step in ("committed", "cleanup")
+        assert after.generation == before.generation + int(committed), step
+        assert len(after.records) == after.generation + 1
+        mask = np.asarray(after.state.mask)
+        assert (mask[idx] == 0) == committed
+        if committed:
+            idx += 1
+        gen = after.generation
+    assert gen >= 4
