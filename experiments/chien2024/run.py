@@ -588,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--smoke", action="store_true", help="small version (CI, < 2 min)")
     ap.add_argument("--trials", type=int, default=None, help="removal trials per table cell")
     ap.add_argument("--seed", type=int, default=0, help="seed of rows and noise (default 0)")
+    ap.add_argument("--burn-in", type=int, default=None,
+                    help="Langevin training steps (default from config.py: 2000 digits, "
+                         "10000 MNIST; 500 with --smoke)")
     return ap
 
 
@@ -612,7 +615,10 @@ def main(argv: list[str] | None = None) -> int:
         guo_sigmas = cfg.SMOKE_GUO_SIGMAS if smoke else cfg.GUO_SIGMAS
         S_list = [S for S in (cfg.SMOKE_S_LIST if smoke else cfg.S_LIST) if S < ds.n_train]
         requests = cfg.SMOKE_SEQUENTIAL_REQUESTS if smoke else cfg.SEQUENTIAL_REQUESTS
-        burn_in = cfg.SMOKE_BURN_IN if smoke else s["burn_in"]
+        burn_in = (args.burn_in if args.burn_in is not None
+                   else cfg.SMOKE_BURN_IN if smoke else s["burn_in"])
+        if burn_in < 0:
+            raise UsageError(f"--burn-in must be >= 0, got {burn_in}")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
