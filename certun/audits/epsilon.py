@@ -32,6 +32,7 @@ Derivations and the expected size of the bounds: ``proofs/audit_epsilon.md``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -326,6 +327,7 @@ class GuoWorlds(NamedTuple):
     retrain_in: Callable[[jax.Array], tuple]
     world_out: Callable[[jax.Array], tuple]
     x_spectral: float
+    params: dict
 
 
 def guo_removal_worlds(X: np.ndarray, y: np.ndarray, canary: Canary, *, lam: float,
@@ -342,39 +344,56 @@ def guo_removal_worlds(X: np.ndarray, y: np.ndarray, canary: Canary, *, lam: flo
     XD, YD = jnp.asarray(X), jnp.asarray(y, jnp.asarray(X).dtype)[:, None]
     Xz = jnp.concatenate([XD, jnp.asarray(canary.x, XD.dtype)[None, :]])
     Yz = jnp.concatenate([YD, jnp.asarray([[canary.y]], XD.dtype)])
-    d = XD.shape[1]
     x_spec = spectral_norm_upper_bound(np.asarray(X)).value
-    start_z = glm.fit("logistic", Xz, Yz, lam, tol=train_tol).params
-    start_d = glm.fit("logistic", XD, YD, lam, tol=train_tol).params
+    f = functools.partial(jnp.asarray, dtype=XD.dtype)
+    P = {"XD": XD, "YD": YD, "Xz": Xz, "Yz": Yz,
+         "start_z": glm.fit("logistic", Xz, Yz, lam, tol=train_tol).params,
+         "start_d": glm.fit("logistic", XD, YD, lam, tol=train_tol).params,
+         "lam": f(lam), "sigma": f(sigma), "budget": f(budget), "gamma": f(gamma),
+         "x_spec": f(x_spec), "enforce": jnp.asarray(bool(enforce_budget)), "tol": f(train_tol)}
+    return GuoWorlds(lambda k: _guo_in(k, P), lambda k: _guo_retrain(k, P),
+                     lambda k: _guo_out(k, P), float(x_spec), P)
 
-    def fit(Xa, Ya, b, W0):
-        return glm.fit("logistic", Xa, Ya, lam, b, None, W0, tol=train_tol)
 
-    def world_in(k):
-        b = objective_perturbation(k, (d, 1), sigma, XD.dtype, release=0)
-        fr = fit(Xz, Yz, b, start_z)
-        W = fr.params
-        r0 = jnp.linalg.norm(glm.gradient_sum(glm.LOGISTIC, W, Xz, Yz, lam, b))
-        Delta = Xz[-1:].T @ glm.LOGISTIC.d1(Xz[-1:] @ W, Yz[-1:]) + lam * W
-        H = glm.hessian_sum(glm.LOGISTIC, W, XD, YD, lam)[0]
-        step = jnp.linalg.solve(H, Delta)
-        res = jnp.linalg.norm(H @ step - Delta)
-        dd = gamma * x_spec * jnp.linalg.norm(step) * jnp.linalg.norm(XD @ step)
-        charged = r0 + dd + res
-        served = jnp.logical_or(charged <= budget, not enforce_budget)
-        return (W + step)[:, 0], served, charged, fr.result == 0
+# The worlds are module-level functions of (key, parameters): every audit on data of the
+# same shape reuses one compilation (sigma, lam, budget, ... are traced arguments).
+def _guo_fit(P, Xa, Ya, b, W0):
+    return glm.fit("logistic", Xa, Ya, P["lam"], b, None, W0, tol=P["tol"])
 
-    def retrain_in(k):
-        b1 = objective_perturbation(k, (d, 1), sigma, XD.dtype, release=1)
-        fr = fit(XD, YD, b1, start_d)
-        return fr.params[:, 0], fr.result == 0
 
-    def world_out(k):
-        b = objective_perturbation(k, (d, 1), sigma, XD.dtype, release=0)
-        fr = fit(XD, YD, b, start_d)
-        return fr.params[:, 0], fr.result == 0
+def _guo_in(k, P):
+    d = P["XD"].shape[1]
+    b = objective_perturbation(k, (d, 1), P["sigma"], P["XD"].dtype, release=0)
+    fr = _guo_fit(P, P["Xz"], P["Yz"], b, P["start_z"])
+    W, lam = fr.params, P["lam"]
+    r0 = jnp.linalg.norm(glm.gradient_sum(glm.LOGISTIC, W, P["Xz"], P["Yz"], lam, b))
+    Delta = P["Xz"][-1:].T @ glm.LOGISTIC.d1(P["Xz"][-1:] @ W, P["Yz"][-1:]) + lam * W
+    H = glm.hessian_sum(glm.LOGISTIC, W, P["XD"], P["YD"], lam)[0]
+    step = jnp.linalg.solve(H, Delta)
+    res = jnp.linalg.norm(H @ step - Delta)
+    dd = P["gamma"] * P["x_spec"] * jnp.linalg.norm(step) * jnp.linalg.norm(P["XD"] @ step)
+    charged = r0 + dd + res
+    served = jnp.logical_or(charged <= P["budget"], jnp.logical_not(P["enforce"]))
+    return (W + step)[:, 0], served, charged, fr.result == 0
 
-    return GuoWorlds(world_in, retrain_in, world_out, float(x_spec))
+
+def _guo_retrain(k, P):  # auto_retrain: fresh b (release 1), trained on D
+    d = P["XD"].shape[1]
+    b1 = objective_perturbation(k, (d, 1), P["sigma"], P["XD"].dtype, release=1)
+    fr = _guo_fit(P, P["XD"], P["YD"], b1, P["start_d"])
+    return fr.params[:, 0], fr.result == 0
+
+
+def _guo_out(k, P):
+    d = P["XD"].shape[1]
+    b = objective_perturbation(k, (d, 1), P["sigma"], P["XD"].dtype, release=0)
+    fr = _guo_fit(P, P["XD"], P["YD"], b, P["start_d"])
+    return fr.params[:, 0], fr.result == 0
+
+
+_guo_in_batch = jax.jit(jax.vmap(_guo_in, in_axes=(0, None)))
+_guo_retrain_batch = jax.jit(jax.vmap(_guo_retrain, in_axes=(0, None)))
+_guo_out_batch = jax.jit(jax.vmap(_guo_out, in_axes=(0, None)))
 
 
 def guo_removal_audit(X: Any, y: Any, canary: Canary, *, lam: float, sigma: float,
@@ -425,11 +444,18 @@ def guo_removal_audit(X: Any, y: Any, canary: Canary, *, lam: float, sigma: floa
         raise _validate.ValidationError("guo_removal_audit needs float64; call certun.enable_x64()")
     worlds = guo_removal_worlds(Xn, yn, canary, lam=lam, sigma=sig, budget=budget, gamma=gamma,
                                 enforce_budget=enforce_budget, train_tol=train_tol)
-    world_in, retrain_in, world_out = worlds.world_in, worlds.retrain_in, worlds.world_out
-    XD = jnp.asarray(Xn)
+    P = worlds.params
+    XD = P["XD"]
     d = XD.shape[1]
     x_spec = worlds.x_spectral
-    run_in, run_re, run_out = (jax.jit(jax.vmap(f)) for f in (world_in, retrain_in, world_out))
+    def run_in(keys):
+        return _guo_in_batch(keys, P)
+
+    def run_re(keys):
+        return _guo_retrain_batch(keys, P)
+
+    def run_out(keys):
+        return _guo_out_batch(keys, P)
     k_in, k_out = jax.random.fold_in(key, 1), jax.random.fold_in(key, 0)
     W_in, W_out, served, charged, ok = [], [], [], [], []
     done, j = 0, 0

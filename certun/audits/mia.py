@@ -289,6 +289,8 @@ class AttackResult(NamedTuple):
       degradation_count, degradation_rate: of ``feature`` against ``basic_mia``.
       feature: the feature the degradation metrics refer to.
       classifier: the attack classifier used.
+      scores: feature -> the attack's membership probability of every target row (for
+        cluster-bootstrap intervals over training sets, ``target.set_id``).
     """
 
     auc: dict
@@ -297,6 +299,7 @@ class AttackResult(NamedTuple):
     degradation_rate: float
     feature: str
     classifier: str
+    scores: dict
 
 
 def _classifier(kind: str, seed: int):
@@ -357,6 +360,7 @@ def chen_attack(shadow: PosteriorPairs, target: PosteriorPairs, *,
     aucs: dict[str, AUC] = {}
     accs: dict[str, float] = {}
     conf: dict[str, np.ndarray] = {}
+    scores: dict[str, np.ndarray] = {}
     yt = target.member
     for f in feats:
         clf = _classifier(classifier, seed)
@@ -366,5 +370,6 @@ def chen_attack(shadow: PosteriorPairs, target: PosteriorPairs, *,
         aucs[f] = auc_with_ci(p1[yt == 1], p1[yt == 0], alpha)
         accs[f] = float(np.mean((p1 >= 0.5) == (yt == 1)))
         conf[f] = np.where(yt == 1, p1, 1.0 - p1)
+        scores[f] = p1
     dc, dr = degradation(conf[degradation_feature], conf["basic_mia"])
-    return AttackResult(aucs, accs, dc, dr, degradation_feature, classifier)
+    return AttackResult(aucs, accs, dc, dr, degradation_feature, classifier, scores)

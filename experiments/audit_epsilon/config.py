@@ -1,0 +1,60 @@
+"""Settings of the empirical epsilon audits and the Hard-to-Forget experiment, in one place.
+
+Part A -- Gaussian output mechanism (certun's ``calibrate`` + ``gaussian_like``) on a clipped
+sum query over a pytree, on a pair attaining the sensitivity; honest and 10x under-noised.
+Part B -- Guo et al.'s certified removal on digits 3-vs-8 with the worst-case canaries of
+REFERENCES.md section 17.5; negative control: the same mechanism with the budget check off
+and a tiny sigma (a bookkeeping bug), which must be caught.
+Part C -- certun's private release on digits 3-vs-8 with the canary that moves the model
+most (the release's calibration against a real neighbouring pair).
+Part D -- Hard to Forget (Marchant et al. 2022): crafted deletion requests against Guo et
+al.'s budget, with and without the influence-based defence.
+
+Every audit uses a two-sided 95 % Clopper-Pearson bound (2.5 % per rate), a test chosen on
+a separate half of the runs and evaluated on the other half.
+"""
+
+from __future__ import annotations
+
+ALPHA = 0.05
+
+# Part A
+GAUSSIAN_EPSILONS = (0.5, 1.0, 2.0)
+GAUSSIAN_DELTA = 1e-5
+GAUSSIAN_RUNS = 2_000_000          # per world: 1e6 choose the test, 1e6 evaluate it
+UNDER_NOISE = 0.1                  # the negative control adds 10x less noise than it claims
+
+# Part B (digits 3-vs-8, certun's bundled split)
+GUO_LAM = 0.01
+GUO_SIGMAS = (1.5, 4.0)            # 1.5: the demo's sigma; 4.0: the canary always served
+GUO_EPSILON, GUO_DELTA = 1.0, 1e-4
+GUO_CANARIES = ("grnb_norm", "influence_norm")
+GUO_RUNS = 20000
+BUG_SIGMA, BUG_RUNS = 1e-4, 4000
+
+# Part C
+RELEASE_LAM = 0.1
+RELEASE_EPSILON, RELEASE_DELTA = 1.0, 1e-5
+RELEASE_RUNS = 2_000_000
+
+# Part D
+H2F_LAM, H2F_SIGMA = 0.01, 1.5
+H2F_POISONS = 30
+H2F_RADIUS = 0.5
+H2F_SURROGATES = ("influence_norm", "grnb_norm")
+H2F_QUANTILE = 0.99                # defence threshold: 99th percentile of public clean scores
+H2F_SEEDS = (0, 1, 2, 3, 4)
+
+SEED = 0
+
+# --------------------------------------------------------------------------- smoke mode
+SMOKE_GAUSSIAN_EPSILONS = (1.0,)
+SMOKE_GAUSSIAN_RUNS = 200_000
+SMOKE_GUO_SIGMAS = (4.0,)
+SMOKE_GUO_CANARIES = ("grnb_norm",)
+SMOKE_GUO_RUNS = 600
+SMOKE_BUG_RUNS = 600
+SMOKE_RELEASE_RUNS = 200_000
+SMOKE_H2F_POISONS = 12
+SMOKE_H2F_SURROGATES = ("influence_norm",)
+SMOKE_H2F_SEEDS = (0,)

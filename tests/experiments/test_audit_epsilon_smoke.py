@@ -1,0 +1,48 @@
+"""Smoke test of experiments/audit_epsilon/run.py (epsilon audits, Hard to Forget), in-process."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_PY = REPO / "experiments" / "audit_epsilon" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("certun_experiments_audit_epsilon_run", RUN_PY)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path_factory.mktemp("audit_epsilon_smoke")
+    assert mod.main(["--smoke", "--out", str(out)]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_audits(smoke):
+    out, res = smoke
+    assert res["config"]["smoke"] is True and res["versions"]["certun"]
+    for name in res["plots"]:
+        assert (out / name).stat().st_size > 1000
+    honest = [r for r in res["gaussian"] if r["noise_scale"] == 1.0]
+    under = [r for r in res["gaussian"] if r["noise_scale"] != 1.0]
+    assert all(r["verdict"] == "consistent" and 0.2 < r["epsilon_lower"] <= 1.0 for r in honest)
+    assert all(r["verdict"] == "violated" and r["epsilon_lower"] > 1.0 for r in under)
+    assert all("separate split" in r["test_rule"] for r in res["gaussian"])
+    assert all(r["epsilon_lower"] <= r["epsilon_claimed"] for r in res["guo"]["audits"])
+    assert res["guo"]["negative_control"]["verdict"] == "violated"
+    assert res["release"]["verdict"] == "consistent"
+    assert 0 < res["release"]["shift_over_sensitivity"] <= 1.0
+
+
+def test_hard_to_forget(smoke):
+    _, res = smoke
+    s = res["hard_to_forget"]["influence_norm"]["summary"]
+    assert s["attack"]["first_forced_retrain"] < s["clean"]["first_forced_retrain"]
+    assert s["attack_defended"]["first_forced_retrain"] >= 0.8 * s["clean"]["first_forced_retrain"]
+    assert s["attack"]["budget_per_request"] > 2 * s["clean"]["budget_per_request"]
+    assert s["attack_defended"]["flagged"] > 0 and s["clean_defended"]["flagged"] == 0
+    assert res["acceptance"]["hard_to_forget"]["pass"]
