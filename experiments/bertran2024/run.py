@@ -150,6 +150,7 @@ NEWTON_TYPE = ("certified_removal", "newton_noiseless")  # H at theta (exact for
 
 
 def _stats(v: list[float]) -> dict:
+    """Mean, median, 10th percentile and minimum of the cosines over deletions."""
     a = np.asarray(v)
     return {"mean": float(a.mean()), "median": float(np.median(a)),
             "p10": float(np.quantile(a, 0.1)), "min": float(a.min()), "n": int(a.size)}
@@ -180,9 +181,12 @@ def run_setting(name: str, loss: str, lam_bertran: float, max_del: int | None, s
         st = unl.init(X, y, jax.random.fold_in(jax.random.key(seed), 1))
         th0 = np.asarray(unl.params(st))
         cos = {"exact_hessian": [], "public_hessian": []}
-        err, cert = [], None
+        err, cert, refused = [], None, 0
         for z in dels:
             res = unl.unlearn(st, [int(z)])
+            if res.params is None:  # certified removal refused (budget): nothing published
+                refused += 1
+                continue
             th1 = np.asarray(res.params)
             keep = np.delete(np.arange(n), z)
             at = th0 if (m in NEWTON_TYPE or loss == "squared") else th1
@@ -193,7 +197,8 @@ def run_setting(name: str, loss: str, lam_bertran: float, max_del: int | None, s
             if m == "private_release":
                 err.append(_test_error(loss, th1, Xp, yp))
                 cert = res.certificate
-        row = {k: _stats(v) for k, v in cos.items()}
+        row = {k: _stats(v) if v else None for k, v in cos.items()}
+        row["refused"] = refused
         row["hessian_at"] = "theta (before)" if (m in NEWTON_TYPE or loss == "squared") \
             else "theta' (after)"
         row["test_error_original"] = _test_error(loss, th0, Xp, yp)
@@ -207,8 +212,11 @@ def run_setting(name: str, loss: str, lam_bertran: float, max_del: int | None, s
                                   "releases": cert.releases, "sigma": cert.sigma,
                                   "sensitivity": cert.sensitivity}
         out["methods"][m] = row
-        _log(f"  {name} lambda={lam_bertran:g} {m:24s} exact {row['exact_hessian']['mean']:.4f} "
-             f"public {row['public_hessian']['mean']:.4f} ({row['seconds']:.1f}s)")
+        ex, pu = row["exact_hessian"], row["public_hessian"]
+        _log(f"  {name} lambda={lam_bertran:g} {m:24s} exact "
+             f"{ex['mean'] if ex else float('nan'):.4f} public "
+             f"{pu['mean'] if pu else float('nan'):.4f} refused {refused} "
+             f"({row['seconds']:.1f}s)")
     return out
 
 
@@ -233,8 +241,9 @@ def make_plots(results: dict, out: Path) -> list[str]:
         ms = list(s["methods"])
         xs = np.arange(len(ms))
         for off, att, col in ((-0.2, "exact_hessian", "C0"), (0.2, "public_hessian", "C1")):
-            ax.bar(xs + off, [s["methods"][k][att]["mean"] for k in ms], 0.4, color=col,
-                   label=att.replace("_", " "))
+            ax.bar(xs + off, [(s["methods"][k][att] or {"mean": 0.0})["mean"] for k in ms], 0.4,
+                   color=col,
+                   label=att.replace("_", " "))  # refused-only rows drawn as 0
         ax.axhline(s["averaging_baseline"]["mean"], color="k", ls=":", lw=1,
                    label="averaging baseline")
         ax.set_xticks(xs, [k.replace("_", "\n") for k in ms], fontsize=6)
