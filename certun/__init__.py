@@ -49,3 +49,5 @@ from certun.unlearners import langevin_unlearning as langevin_unlearning  # noqa
 from certun import audits as audits  # noqa: E402
 from certun import release as release  # noqa: E402
 from certun.release import private_release as private_release  # noqa: E402
+from certun import nn as nn  # noqa: E402
+from certun.unlearners import zhang_unlearning as zhang_unlearning  # noqa: E402

@@ -9,3 +9,4 @@ sensitivity with training and solve tolerances).
 from certun.bounds import guo as guo
 from certun.bounds import sekhari as sekhari
 from certun.bounds import descent_to_delete as descent_to_delete
+from certun.bounds import zhang as zhang

@@ -21,3 +21,5 @@ from certun.unlearners.langevin import LangevinState as LangevinState
 from certun.unlearners.langevin import langevin_unlearning as langevin_unlearning
 from certun.unlearners.descent_to_delete import D2DState as D2DState
 from certun.unlearners.descent_to_delete import descent_to_delete as descent_to_delete
+from certun.unlearners.zhang import ZhangState as ZhangState
+from certun.unlearners.zhang import zhang_unlearning as zhang_unlearning
