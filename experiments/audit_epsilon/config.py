@@ -9,6 +9,9 @@ Part C -- certun's private release on digits 3-vs-8 with the canary that moves t
 most (the release's calibration against a real neighbouring pair).
 Part D -- Hard to Forget (Marchant et al. 2022): crafted deletion requests against Guo et
 al.'s budget, with and without the influence-based defence.
+Part E -- distance to retraining: parameter distance, prediction agreement, KLoM per split
+(95th percentile, with the oracle-vs-oracle null) and per-example U-LiRA AUC, for
+certified removal, Newton unlearning, the private release and "do nothing".
 
 Every audit uses a two-sided 95 % Clopper-Pearson bound (2.5 % per rate), a test chosen on
 a separate half of the runs and evaluated on the other half.
@@ -45,6 +48,15 @@ H2F_SURROGATES = ("influence_norm", "grnb_norm")
 H2F_QUANTILE = 0.99                # defence threshold: 99th percentile of public clean scores
 H2F_SEEDS = (0, 1, 2, 3, 4)
 
+# Part E -- distance to retraining (digits 3-vs-8): ensembles over the mechanisms' randomness
+DIST_LAM = 0.01
+DIST_GUO_SIGMA = 1.5
+DIST_FORGET = 10                   # one batch request of 10 rows
+DIST_MODELS = 100                  # N per ensemble (KLoM, U-LiRA fits)
+DIST_TARGETS = 50                  # fresh models per side for the per-example U-LiRA AUC
+DIST_RETAIN_SAMPLE = 60
+DIST_METHODS = ("certified_removal", "newton_unlearning", "private_release", "do_nothing")
+
 SEED = 0
 
 # --------------------------------------------------------------------------- smoke mode
@@ -58,3 +70,6 @@ SMOKE_RELEASE_RUNS = 200_000
 SMOKE_H2F_POISONS = 12
 SMOKE_H2F_SURROGATES = ("influence_norm",)
 SMOKE_H2F_SEEDS = (0,)
+SMOKE_DIST_MODELS = 12
+SMOKE_DIST_TARGETS = 6
+SMOKE_DIST_METHODS = ("certified_removal", "do_nothing")

@@ -8,7 +8,8 @@ Part A audits the Gaussian output mechanism (honest and 10x under-noised), part 
 al.'s certified removal on digits 3-vs-8 with the worst-case canaries (and a budget-check
 bug as negative control), part C certun's private release on digits 3-vs-8, part D replays
 Marchant et al.'s crafted deletion requests against Guo et al.'s budget with and without
-the influence-based defence. Every run samples through certun's own code under ``vmap``;
+the influence-based defence, part E measures the distance to retraining (parameters,
+predictions, KLoM per split, U-LiRA) over ensembles of each mechanism's randomness. Every run samples through certun's own code under ``vmap``;
 bounds are two-sided 95 % Clopper-Pearson with the test chosen on a separate split. An
 honest mechanism whose bound exceeded its certificate would make this script exit 1.
 Writes ``results.json`` (atomically) and PNG plots.
@@ -266,6 +267,96 @@ def part_h2f(ds, surrogates, n_poisons: int, seeds) -> dict:
     return out
 
 
+def part_distance(ds, N: int, T: int, methods) -> dict:
+    """Distance to retraining over ensembles of each mechanism's randomness (REFERENCES 15, 18)."""
+    import certun
+    from certun.audits import distance as dist
+    from certun.audits import lira
+    from certun.release import private_release
+
+    X, y, Xt, yt = ds.X_train, ds.y_train, ds.X_test, ds.y_test
+    n, lam = X.shape[0], cfg.DIST_LAM
+    rng = np.random.default_rng(cfg.SEED)
+    forget = rng.choice(n, cfg.DIST_FORGET, replace=False)
+    keep = np.setdiff1d(np.arange(n), forget)
+    retain = rng.choice(keep, cfg.DIST_RETAIN_SAMPLE, replace=False)
+    Q = np.concatenate([X[forget], X[retain], Xt])
+    yq = np.concatenate([y[forget], y[retain], yt])
+    F, R = forget.size, retain.size
+    splits = {"forget": np.arange(F), "retain": np.arange(F, F + R),
+              "val": np.arange(F + R, Q.shape[0])}
+
+    def margins(W):
+        return np.asarray(dist.binary_margins(Q @ np.asarray(W).reshape(-1), yq))
+
+    guo = certun.certified_removal(lam=lam, sigma=cfg.DIST_GUO_SIGMA, epsilon=1.0, delta=1e-4,
+                                   auto_retrain=True)
+    sek = certun.newton_unlearning(lam=lam, epsilon=1.0, delta=1e-4, max_removals=F)
+    rel = private_release(certun.exact_retraining(lam=lam), lam=lam, epsilon=1.0, delta=1e-5)
+    mechs = {"certified_removal": guo, "newton_unlearning": sek, "private_release": rel,
+             "do_nothing": guo}
+
+    def unlearned(name, k):
+        u = mechs[name]
+        st = u.init(X, y, k)
+        if name == "do_nothing":
+            return u.params(st), 0
+        retrained = 0
+        for i in forget:  # one request per row
+            r = u.unlearn(st, [int(i)])
+            st = r.state
+            retrained += r.outcome == "retrained"
+        return r.params, retrained
+
+    def oracle(name, k):
+        if name == "newton_unlearning":  # Sekhari et al.'s reference: A(S minus U) + noise
+            st = sek.init(X, y, k)
+            st = st._replace(removed=st.removed.at[jnp.asarray(forget)].set(1.0))
+            return sek.retrain(st, jax.random.fold_in(k, 99), noised=True).params[:, 0]
+        u = rel if name == "private_release" else guo
+        return u.params(u.init(X[keep], y[keep], k))
+
+    out = {}
+    for name in methods:
+        t0 = time.perf_counter()
+        ku = [jax.random.fold_in(jax.random.key(11), i) for i in range(N + T)]
+        ko = [jax.random.fold_in(jax.random.key(12), i) for i in range(2 * N + T)]
+        U = [unlearned(name, k) for k in ku]
+        Wu = [w for w, _ in U]
+        Wo = [oracle(name, k) for k in ko]
+        mu, mo = np.stack([margins(w) for w in Wu]), np.stack([margins(w) for w in Wo])
+        rep = dist.klom_report(mu[:N], mo[:N], splits, oracle_reference=mo[N:2 * N])
+        fs = splits["forget"]
+        su = lira.ulira_scores(mu[N:, fs], mu[:N, fs], mo[:N, fs], fix_variance=True)
+        so = lira.ulira_scores(mo[2 * N:, fs], mu[:N, fs], mo[:N, fs], fix_variance=True)
+        auc = lira.per_example_auc(su, so)
+        # paired distance to the retrained model with the same randomness (Guo: same b)
+        pd, agree = [], []
+        for k, w in zip(ku[:T], Wu[:T]):
+            if name in ("certified_removal", "do_nothing"):
+                st = guo.init(X, y, k)
+                st = st._replace(mask=st.mask.at[jnp.asarray(forget)].set(0.0))
+                ref = guo.retrain(st).params[:, 0]
+                pd.append(dist.parameter_distance(w, ref))
+                agree.append(dist.prediction_agreement(np.sign(Xt @ np.asarray(w)),
+                                                       np.sign(Xt @ np.asarray(ref))))
+        out[name] = {"klom": rep, "ulira_auc_forget_mean": float(np.mean(auc)),
+                     "ulira_auc_forget_max": float(np.max(auc)),
+                     "retrained_requests_mean": float(np.mean([r for _, r in U])),
+                     "parameter_distance_same_b": float(np.mean(pd)) if pd else None,
+                     "prediction_agreement_same_b": float(np.mean(agree)) if agree else None,
+                     "models_per_ensemble": N, "target_models_per_side": T,
+                     "seconds": time.perf_counter() - t0}
+        _log(f"  E {name}: KLoM p95 forget {rep['forget']['p95']:.3f} (null "
+             f"{rep['forget']['null_p95']:.3f}), retain {rep['retain']['p95']:.3f}, val "
+             f"{rep['val']['p95']:.3f}; U-LiRA AUC {np.mean(auc):.3f}")
+    return {"forget_rows": forget.tolist(), "lam": lam, "guo_sigma": cfg.DIST_GUO_SIGMA,
+            "methods": out,
+            "note": "oracle = the mechanism's own reference: retraining with a fresh b (Guo), "
+                    "A(D minus F) + noise (Sekhari), release of retraining (private release); "
+                    "'do_nothing' publishes the original model"}
+
+
 # --------------------------------------------------------------------------- plots
 
 
@@ -358,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     h2f = part_h2f(ds, cfg.SMOKE_H2F_SURROGATES if sm else cfg.H2F_SURROGATES,
                    cfg.SMOKE_H2F_POISONS if sm else cfg.H2F_POISONS,
                    cfg.SMOKE_H2F_SEEDS if sm else cfg.H2F_SEEDS)
+    dist = part_distance(ds, cfg.SMOKE_DIST_MODELS if sm else cfg.DIST_MODELS,
+                         cfg.SMOKE_DIST_TARGETS if sm else cfg.DIST_TARGETS,
+                         cfg.SMOKE_DIST_METHODS if sm else cfg.DIST_METHODS)
 
     g1 = [r for r in gauss if r["epsilon_claimed"] == 1.0]
     honest = next(r for r in g1 if r["noise_scale"] == 1.0)
@@ -395,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                    "hard_to_forget": {"lam": cfg.H2F_LAM, "sigma": cfg.H2F_SIGMA,
                                       "radius": cfg.H2F_RADIUS, "quantile": cfg.H2F_QUANTILE}},
         "gaussian": gauss, "guo": guo, "release": rel, "hard_to_forget": h2f,
+        "distance_to_retraining": dist,
         "acceptance": acc,
     }
     results["plots"] = make_plots(_clean(results), out)

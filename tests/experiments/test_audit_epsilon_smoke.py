@@ -46,3 +46,16 @@ def test_hard_to_forget(smoke):
     assert s["attack"]["budget_per_request"] > 2 * s["clean"]["budget_per_request"]
     assert s["attack_defended"]["flagged"] > 0 and s["clean_defended"]["flagged"] == 0
     assert res["acceptance"]["hard_to_forget"]["pass"]
+
+
+def test_distance_to_retraining(smoke):
+    _, res = smoke
+    d = res["distance_to_retraining"]["methods"]
+    for name in ("certified_removal", "do_nothing"):
+        k = d[name]["klom"]
+        assert set(k) == {"forget", "retain", "val"}
+        assert all("null_p95" in v and v["p95"] >= 0 for v in k.values())
+    assert 0 <= d["certified_removal"]["ulira_auc_forget_mean"] <= 1
+    # certified removal is much closer to retraining with the same b than doing nothing
+    assert (d["certified_removal"]["parameter_distance_same_b"]
+            < 0.1 * d["do_nothing"]["parameter_distance_same_b"])
