@@ -594,7 +594,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
     def _grad_allowance(n: float, d: int, mag: float) -> float:
         return (n + d + 2) * UNIT_ROUNDOFF * mag
 
-    def _train_state(X, Y, key, retrains, mask, n_removed, requests):
+    def _train_state(X, Y, key, retrains, mask, n_removed, requests, reuse=None):
         d, K = X.shape[1], Y.shape[1]
         b = objective_perturbation(key, (d, K), sigma, X.dtype, release=int(retrains))
         fitres = _train(X, Y, b, mask, jnp.zeros((d, K), X.dtype))
@@ -610,15 +610,22 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         n = float(jnp.sum(mask))
         r0 = float(gnorm) + _grad_allowance(n, d, float(mag))
         G, w, Q = _factor(W, X, Y, mask)
-        Xm = np.asarray(X) * np.asarray(mask)[:, None]
-        gram = Xm.T @ Xm
-        fro2 = float(np.sum(np.asarray(X) ** 2))
-        xs = spectral_norm_upper_bound(np.asarray(X))
-        gram_err = (X.shape[0] + 2) * UNIT_ROUNDOFF / (1 - (X.shape[0] + 2) * UNIT_ROUNDOFF) * fro2
         f = jnp.asarray
+        if reuse is not None:
+            # a retrain: the Gram matrix of the remaining rows, ||X||_F^2 and the bound on
+            # ||X||_2 (valid for every subset of rows) carry over from the state
+            gram, gram_err = reuse["gram"], float(reuse["gram_err"])
+            fro2, xs_value = float(reuse["fro2"]), reuse["x_spectral"]
+        else:
+            Xm = np.asarray(X) * np.asarray(mask)[:, None]
+            gram = Xm.T @ Xm
+            fro2 = float(np.sum(np.asarray(X) ** 2))
+            xs_value = spectral_norm_upper_bound(np.asarray(X)).value
+            gram_err = ((X.shape[0] + 2) * UNIT_ROUNDOFF / (1 - (X.shape[0] + 2) * UNIT_ROUNDOFF)
+                        * fro2)
         st = GuoState(
             X=X, Y=Y, mask=mask, W=W, b=b, W_factor=W, factor_mask=mask, curv=G, eigvals=w,
-            eigvecs=Q, gram=f(gram, X.dtype), gram_err=f(gram_err), x_spectral=f(xs.value),
+            eigvecs=Q, gram=f(gram, X.dtype), gram_err=f(gram_err), x_spectral=f(xs_value),
             fro2=f(fro2), residual_bound=f(r0), train_grad_norm=f(r0),
             n_removed=f(n_removed, jnp.int32), requests=f(requests, jnp.int32),
             retrains=f(retrains, jnp.int32), steps_since_factor=f(0, jnp.int32), key=key,
@@ -959,9 +966,17 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                     return res
                 return res._replace(state=state)
             if solver_ok and x64 and auto_retrain:
+                if cached and not oversized:  # Gram of the remaining rows, downdated lazily
+                    gram = _downdate_gram(state.gram, big["rows_buf"])
+                    k = int(h["count"]) + m
+                    g_err = float(h["gram_err"]) + (k + 2) * UNIT_ROUNDOFF * (k + float(h["fro2"]))
+                else:
+                    gram, g_err = big["gram_new"], gram_err
                 rstate = _train_state(state.X, state.Y, state.key, int(state.retrains) + 1,
                                       new_state.mask, int(new_state.n_removed),
-                                      int(new_state.requests))
+                                      int(new_state.requests),
+                                      reuse=dict(gram=gram, gram_err=g_err, fro2=h["fro2"],
+                                                 x_spectral=h["xs"]))
                 used = float(rstate.residual_bound)
                 cert = _cert(rstate, used, _assumptions(rstate, x64, True, RESULTS.successful),
                              {"residual_bound_after": used, "retrained": True},
