@@ -18,9 +18,12 @@ Loss scales are defined once in :mod:`certun.scale`; host-side argument checks i
 from certun import accounting as accounting
 from certun import bounds as bounds
 from certun import data as data
+from certun import ledger as ledger
 from certun import models as models
 from certun import primitives as primitives
 from certun import scale as scale
+from certun import sharding as sharding
+from certun import sisa as sisa
 from certun import unlearners as unlearners
 from certun._validate import ValidationError as ValidationError
 from certun._version import __version__ as __version__

@@ -106,7 +106,7 @@ def _step(name: str) -> None:
 
 
 def _utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
 def _json_safe(x: Any) -> Any:
@@ -189,7 +189,8 @@ class Ledger:
         self.state = state
         self.records = records
         self.generation = generation
-        self._entries = hashes  # field -> (array object, manifest entry): unchanged ones not rewritten
+        # field -> (array object, manifest entry): an unchanged array is not rewritten
+        self._entries = hashes
         self.last_save_seconds: float | None = None
 
     # ------------------------------------------------------------------ creation / opening
@@ -202,7 +203,10 @@ class Ledger:
 
         Args:
           path: a directory that does not exist yet or is empty.
-          X, y, key, num_classes: as in ``certified_removal(...).init``.
+          X: ``(n, d)`` training rows (``||x_i|| <= 1``).
+          y: labels or targets, as in ``certified_removal(...).init``.
+          key: PRNG key of the perturbation ``b``.
+          num_classes: number of classes for one-vs-rest.
           config: keyword arguments of :func:`certified_removal` (``lam``, ``sigma``,
             ``epsilon``, ``delta`` required; :data:`DEFAULT_CONFIG` fills in
             ``auto_retrain=True`` and ``update="cached"``).
@@ -336,7 +340,7 @@ class Ledger:
         return self.unlearner.params(self.state)
 
     def certificate(self, record: int = -1) -> Certificate | None:
-        """The certificate of request ``record`` (private view; ``None`` for the training record)."""
+        """The certificate of request ``record`` (private view; ``None`` for the training)."""
         priv = self.records[record]["private"]
         return Certificate.from_dict(priv["certificate"]) if "certificate" in priv else None
 
@@ -491,7 +495,19 @@ def _read_current(p: Path) -> str:
             "`certun train --out DIR`") from None
 
 
-def _read_generation(p: Path, verify: bool):
+def _read_generation(p: Path, verify: bool, attempts: int = 3):
+    """Load the generation ``CURRENT`` names (retrying if a concurrent commit moved it on)."""
+    for attempt in range(attempts):
+        name = _read_current(p) if p.is_dir() else None
+        try:
+            return _read_generation_once(p, verify)
+        except LedgerError:
+            if attempt + 1 == attempts or name is None or _read_current(p) == name:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_generation_once(p: Path, verify: bool):
     if not p.is_dir():
         raise LedgerError(f"{str(p)!r} is not a directory; give the ledger directory")
     try:
@@ -499,12 +515,14 @@ def _read_generation(p: Path, verify: bool):
     except (FileNotFoundError, json.JSONDecodeError):
         raise LedgerError(f"{str(p)!r} is not a certun ledger (no LEDGER marker)") from None
     if marker.get("format") != FORMAT:
-        raise LedgerError(f"unsupported ledger format {marker.get('format')!r}; expected {FORMAT!r}")
+        raise LedgerError(
+            f"unsupported ledger format {marker.get('format')!r}; expected {FORMAT!r}")
     name = _read_current(p)
     try:
         man = json.loads((p / name).read_text())
     except (FileNotFoundError, json.JSONDecodeError) as exc:
-        raise LedgerError(f"manifest {name!r} named by CURRENT is missing or corrupt: {exc}") from None
+        raise LedgerError(
+            f"manifest {name!r} named by CURRENT is missing or corrupt: {exc}") from None
     gen = int(man["generation"])
     arrays, bundles = {}, {}
     for field, info in man["arrays"].items():
@@ -513,7 +531,8 @@ def _read_generation(p: Path, verify: bool):
                 bundles[info["file"]] = np.load(p / info["file"], allow_pickle=False)
             arr = bundles[info["file"]][field]
         except (OSError, ValueError, KeyError) as exc:
-            raise LedgerError(f"array {field!r} ({info['file']}) is missing or corrupt: {exc}") from None
+            raise LedgerError(
+                f"array {field!r} ({info['file']}) is missing or corrupt: {exc}") from None
         if arr.dtype.str != info["dtype"] or list(arr.shape) != info["shape"] or (
                 verify and _sha256(arr) != info["sha256"]):
             raise LedgerError(f"array {field!r} ({info['file']}) does not match the manifest")

@@ -73,8 +73,11 @@ class SisaDeletion(NamedTuple):
 
 
 class Sisa(NamedTuple):
-    """SISA ensemble: ``init(X, y, key, num_classes=None)``, ``delete(state, indices)``,
-    ``predict(state, X)``, ``fit_slices(state, shard, start, mask=None, w0=None)``."""
+    """A SISA ensemble's functions.
+
+    ``init(X, y, key, num_classes=None)``, ``delete(state, indices)``, ``predict(state, X)``,
+    ``fit_slices(state, shard, start, mask=None, w0=None)``.
+    """
 
     init: Callable[..., SisaState]
     delete: Callable[..., SisaDeletion]

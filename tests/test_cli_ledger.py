@@ -19,8 +19,11 @@ PRIVATE_KEYS = {"bounds", "solver", "indices", "b", "b_norm", "train_grad_norm",
 
 
 def _leaks(obj, path=""):
-    """Private fields in a JSON object: private keys, a ``private`` section (a bool flag of a
-    public assumption is fine), or a value of an assumption marked private."""
+    """Private fields in a JSON object.
+
+    Private keys, a ``private`` section (a bool flag of a public assumption is fine), or a
+    value of an assumption marked private.
+    """
     found = []
     if isinstance(obj, dict):
         if obj.get("private") is True and ("value" in obj or "limit" in obj):

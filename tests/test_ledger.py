@@ -88,7 +88,8 @@ def test_reopen_reproduces_state_records_and_certificates_exactly(base, tmp_path
     _assert_same_state(back.state, res.state)
     assert back.records == led.records and back.generation == led.generation == 3
     assert back.certificate().to_dict() == res.certificate.to_dict()
-    assert Certificate.from_dict(rec["private"]["certificate"]).to_dict() == res.certificate.to_dict()
+    stored = Certificate.from_dict(rec["private"]["certificate"])
+    assert stored.to_dict() == res.certificate.to_dict()
     np.testing.assert_array_equal(np.asarray(back.params), np.asarray(res.params))
     pub = back.records[-1]["public"]
     assert pub["utc"].endswith("+00:00") and pub["version"] and pub["outcome"] == "unlearned"
@@ -295,19 +296,19 @@ def _kill_trials(led, n_trials, rng):
                 count = [0]
                 real_replace, real_fsync = os.replace, os.fsync
 
-                def pause():
+                def pause(count=count, pause_at=pause_at, w=w):
                     count[0] += 1
                     if count[0] == pause_at:
                         os.write(w, b"p")
                         time.sleep(120)
 
-                def replace(*a, **k):
+                def replace(*a, _real=real_replace, **k):
                     pause()
-                    return real_replace(*a, **k)
+                    return _real(*a, **k)
 
-                def fsync(*a, **k):
+                def fsync(*a, _real=real_fsync, **k):
                     pause()
-                    return real_fsync(*a, **k)
+                    return _real(*a, **k)
 
                 os.replace, os.fsync = replace, fsync
                 led._write(prep)

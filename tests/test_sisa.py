@@ -102,5 +102,6 @@ def test_multiclass_and_ridge():
     rst = rens.init(reg.X_train, reg.y_train, jax.random.key(0))
     out = rens.delete(rst, [7])
     pred = np.asarray(rens.predict(out.state, reg.X_test))
-    manual = np.mean([reg.X_test @ np.asarray(out.state.checkpoints[s, -1, :, 0]) for s in range(2)], 0)
+    ck = np.asarray(out.state.checkpoints)
+    manual = np.mean([reg.X_test @ ck[s, -1, :, 0] for s in range(2)], 0)
     np.testing.assert_allclose(pred, manual, rtol=1e-12)

@@ -1,4 +1,4 @@
-"""``certun forget DIR``: serve one deletion request and commit it to the ledger (:mod:`certun.ledger`)."""
+"""``certun forget DIR``: serve one deletion request and commit it (:mod:`certun.ledger`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``certun status DIR``: the public view of a deletion ledger (:meth:`certun.ledger.Ledger.status`)."""
+"""``certun status DIR``: the public view of a ledger (:meth:`certun.ledger.Ledger.status`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``certun train``: train a certified model and start its deletion ledger (:mod:`certun.ledger`)."""
+"""``certun train``: train a certified model and start its ledger (:mod:`certun.ledger`)."""
 
 from __future__ import annotations
 

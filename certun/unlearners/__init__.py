@@ -12,6 +12,9 @@ from certun.unlearners.base import RetrainRequired as RetrainRequired
 from certun.unlearners.base import Unlearner as Unlearner
 from certun.unlearners.base import UnlearnResult as UnlearnResult
 from certun.unlearners.guo import GuoState as GuoState
+from certun.unlearners.guo import GuoUnlearner as GuoUnlearner
+from certun.unlearners.guo import WhatIf as WhatIf
+from certun.unlearners.guo import cached_factor_solve as cached_factor_solve
 from certun.unlearners.guo import certified_removal as certified_removal
 from certun.unlearners.retrain import RetrainState as RetrainState
 from certun.unlearners.retrain import exact_retraining as exact_retraining

@@ -625,8 +625,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                         * fro2)
         st = GuoState(
             X=X, Y=Y, mask=mask, W=W, b=b, W_factor=W, factor_mask=mask, curv=G, eigvals=w,
-            eigvecs=Q, gram=f(gram, X.dtype), gram_err=f(gram_err), x_spectral=f(xs_value),
-            fro2=f(fro2), residual_bound=f(r0), train_grad_norm=f(r0),
+            eigvecs=Q, gram=f(gram, X.dtype), gram_err=_scalar(gram_err),
+            x_spectral=_scalar(xs_value), fro2=_scalar(fro2), residual_bound=_scalar(r0),
+            train_grad_norm=_scalar(r0),
             n_removed=f(n_removed, jnp.int32), requests=f(requests, jnp.int32),
             retrains=f(retrains, jnp.int32), steps_since_factor=f(0, jnp.int32), key=key,
         )
@@ -634,10 +635,15 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             st = st._replace(**_empty_buffers(d, K, X.dtype))
         return _place(st)
 
+    def _scalar(x: Any) -> jax.Array:
+        # float64 scalars of the state, never weakly typed: a state read back from disk (or
+        # made by a retrain) must have the same jit signature as one made in memory
+        return jnp.asarray(float(x), jnp.float64)
+
     def _empty_buffers(d: int, K: int, dtype) -> dict:
         return dict(rows_buf=jnp.zeros((max_rank, d), dtype), h_buf=jnp.zeros((max_rank, K), dtype),
                     proj_buf=jnp.zeros((K, max_rank, d), dtype),
-                    buf_count=jnp.asarray(0, jnp.int32), stale_sum=jnp.asarray(0.0, dtype))
+                    buf_count=jnp.asarray(0, jnp.int32), stale_sum=_scalar(0.0))
 
     def _place(state: GuoState) -> GuoState:
         """Lay the state out for data parallelism when its rows are sharded over a mesh.
@@ -674,7 +680,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             gram_err = float(state.gram_err) + (k + 2) * UNIT_ROUNDOFF * (k + fro2)
             d, K = state.W.shape
             new = new._replace(gram=_downdate_gram(state.gram, state.rows_buf),
-                               gram_err=jnp.asarray(gram_err),
+                               gram_err=_scalar(gram_err),
                                **_empty_buffers(d, K, state.X.dtype))
         return _place(new)
 
@@ -691,7 +697,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         bufs = _empty_buffers(d, K, state.X.dtype)
         bufs["stale_sum"] = state.stale_sum
         return _place(state._replace(curv=curv, eigvals=w, eigvecs=Q, gram=gram,
-                                     gram_err=jnp.asarray(gram_err), factor_mask=state.mask,
+                                     gram_err=_scalar(gram_err), factor_mask=state.mask,
                                      **bufs))
 
     def init(X: Any, y: Any, key: jax.Array, num_classes: int | None = None,
@@ -880,7 +886,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         return _serve(state, idx_np, t0, allow_refresh=True)
 
     def _serve(state: GuoState, idx_np: np.ndarray, t0: float, allow_refresh: bool,
-               refreshed: str | None = None) -> UnlearnResult:
+               refreshed: str | None = None, t_maint: float = 0.0) -> UnlearnResult:
         n_total = int(state.X.shape[0])
         m = int(idx_np.size)
         h = _host(state)
@@ -890,6 +896,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             raise _validate.ValidationError(
                 f"indices would remove all {n_prev} remaining rows; keep at least one")
         oversized = cached and m > max_rank
+        t_m = time.perf_counter()
         if cached and not oversized and int(h["count"]) + m > max_rank:
             # the buffer of removed rows is full: fold it into the factorisation first
             state = fold(state)
@@ -900,6 +907,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             state = fold(state) if int(h["count"]) else state
             h = _host(state)
             h["stale_sum"], since_factor, refreshed = 0.0, 0, "oversized"
+        t_maint += time.perf_counter() - t_m if refreshed in ("capacity", "oversized") else 0.0
         idx = jnp.asarray(idx_np, jnp.int32)
         if cached:
             path = "cached_factor"
@@ -937,7 +945,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                    "train_grad_norm": float(h["tg"])}
 
         new_state = state._replace(
-            mask=big["mask_new"], W=big["W_new"], residual_bound=jnp.asarray(R_new),
+            mask=big["mask_new"], W=big["W_new"], residual_bound=_scalar(R_new),
             n_removed=big["n_removed"], requests=big["requests"],
             steps_since_factor=big["steps_since_factor"],
         )
@@ -945,12 +953,12 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             new_state = new_state._replace(
                 W_factor=state.W, factor_mask=big["mask_new"], curv=big["curv"],
                 eigvals=big["eigvals"], eigvecs=big["eigvecs"], gram=big["gram_new"],
-                gram_err=jnp.asarray(gram_err), steps_since_factor=jnp.asarray(1, jnp.int32))
+                gram_err=_scalar(gram_err), steps_since_factor=jnp.asarray(1, jnp.int32))
         elif cached:
             new_state = new_state._replace(rows_buf=big["rows_buf"], h_buf=big["h_buf"],
                                            proj_buf=big["proj_buf"], buf_count=big["buf_count"])
         else:
-            new_state = new_state._replace(gram=big["gram_new"], gram_err=jnp.asarray(gram_err))
+            new_state = new_state._replace(gram=big["gram_new"], gram_err=_scalar(gram_err))
         if diagnose:
             tr = float(_true_residual(new_state.W, state.X, state.Y, state.b, new_state.mask))
             private["true_residual"] = tr
@@ -960,8 +968,11 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             if cached and allow_refresh and since_factor > 0 and x64:
                 # a step at a fresh factorisation has no staleness and an exact solve: try it
                 # before refusing or retraining
-                res = _serve(refresh(state), idx_np, t0, allow_refresh=False,
-                             refreshed="budget" if solver_ok else "solver")
+                t_m = time.perf_counter()
+                fresh = refresh(state)
+                res = _serve(fresh, idx_np, t0, allow_refresh=False,
+                             refreshed="budget" if solver_ok else "solver",
+                             t_maint=t_maint + time.perf_counter() - t_m)
                 if res.outcome != "retrain_required":
                     return res
                 return res._replace(state=state)
@@ -1003,13 +1014,15 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                     and t * s_t - S >= refresh_cost_ratio * budget_total):
                 after = "policy"
             else:
-                new_state = new_state._replace(stale_sum=jnp.asarray(S))
+                new_state = new_state._replace(stale_sum=_scalar(S))
         if after is not None:
             t_r = time.perf_counter()
             new_state = refresh(new_state)
             diagnostics["seconds_refresh"] = time.perf_counter() - t_r
+            t_maint += diagnostics["seconds_refresh"]
         if cached:
             diagnostics["refreshed_after"] = after
+            diagnostics["seconds_maintenance"] = t_maint  # folds and refreshes of this request
         cert = _cert(new_state, R_new, _assumptions(new_state, x64, True, code, h["xs"], h["tg"]),
                      bounds, solver, private, removed=n_removed + m)
         diagnostics["seconds_total"] = time.perf_counter() - t0
