@@ -12,8 +12,9 @@ of two neighbouring datasets differs by at most ``Delta = 2 S M / n`` everywhere
 (:func:`drift_sensitivity`; ``n`` is the number of rows *before* the change, for
 removal as for replacement). Then, for every Renyi order ``alpha > 1``:
 
-* learning is RDP with :func:`eps0` ``= alpha Delta^2 / (m sigma^2) = 4 alpha S^2 M^2 / (m sigma^2 n^2)``
-  for any number of steps (Ye & Shokri 2022; Chien et al. 2024 *[R]*);
+* learning is RDP with :func:`eps0`
+  ``= alpha Delta^2 / (m sigma^2) = 4 alpha S^2 M^2 / (m sigma^2 n^2)`` for any number of
+  steps (Ye & Shokri 2022; Chien et al. 2024 *[R]*);
 * ``K`` unlearning steps on the new data contract it (LSI constant ``C = 2 sigma^2 / m``):
   :func:`eps_after` ``= exp(-K m eta / alpha) eps0(alpha)``;
 * sequential requests use the weak triangle inequality for Renyi divergences
@@ -115,7 +116,7 @@ class LangevinEpsilon(NamedTuple):
 
 
 def default_orders(num: int = 2000, lowest: float = 1.001, highest: float = 1e6) -> np.ndarray:
-    """A log-spaced grid of Renyi orders in ``[lowest, highest]`` (the minimisation starts on it)."""
+    """A log-spaced grid of Renyi orders in ``[lowest, highest]`` (where minimisation starts)."""
     n = _validate.integer(num=num, minimum=2)
     a = _validate.in_range(1.0, math.inf, lowest=lowest)
     b = _validate.positive(highest=highest)
@@ -180,7 +181,9 @@ def _out(alpha: float | np.ndarray, value: np.ndarray) -> float | np.ndarray:
 
 def eps0(alpha: float | np.ndarray, *, sigma: float, m: float, n: int, changed: int = 1,
          M: float = 1.0, adjacency: str = "removal") -> float | np.ndarray:
-    r"""RDP of noisy-GD learning: ``eps_0(alpha) = alpha Delta^2 / (m sigma^2) = 4 alpha S^2 M^2 / (m sigma^2 n^2)``.
+    r"""RDP of noisy-GD learning: ``eps_0(alpha) = alpha Delta^2 / (m sigma^2)``.
+
+    That is ``4 alpha S^2 M^2 / (m sigma^2 n^2)`` with ``Delta = 2 S M / n``.
 
     Holds for any number of steps from the initial distribution ``N(0, 2 sigma^2/m I)``
     (Ye & Shokri 2022, stationary limit; Chien et al. 2024's ``epsilon0_``, REFERENCES.md
@@ -261,7 +264,8 @@ def sequential_rdp(alpha: float | np.ndarray, requests: Sequence[Request | tuple
 
     * ``recursion="paper"`` (Chien et al.'s ``epsilon_s_with_alpha``):
       ``eps^{(s)}(alpha) = exp(-K_s m eta/alpha) c (Z(2 alpha) + E(2 alpha))``;
-    * ``recursion="tight"``: ``exp(-K_s m eta/alpha) max(c E(2a) + Z(2a - 1), c Z(2a) + E(2a - 1))``,
+    * ``recursion="tight"``:
+      ``exp(-K_s m eta/alpha) max(c E(2a) + Z(2a - 1), c Z(2a) + E(2a - 1))``,
       Mironov's Prop. 11 in both directions; never above ``"paper"``.
 
     The first request is :func:`eps_after` (no triangle inequality).
@@ -458,7 +462,7 @@ def steps_needed(target_epsilon: float, *, sigma: float, m: float, eta: float, n
 def sigma_needed(target_epsilon: float, steps: int, *, m: float, eta: float, n: int,
                  delta: float, changed: int = 1, M: float = 1.0, adjacency: str = "removal",
                  conversion: str = "simple", rtol: float = 1e-6) -> float:
-    """The smallest ``sigma`` (to ``rtol``) whose ``K = steps`` guarantee reaches ``target_epsilon``.
+    """The smallest ``sigma`` (to ``rtol``) with which ``K = steps`` reach ``target_epsilon``.
 
     One request. Epsilon is decreasing in ``sigma``; bisection on ``log sigma`` returns
     the upper end of the final bracket, so the result always meets the target. This is

@@ -63,7 +63,10 @@ def step_size(L: float, m: float) -> float:
 
 
 def contraction(L: float, m: float) -> float:
-    """``gamma = (L - m)/(L + m)``: ``||w - eta grad J(w) - w*|| <= gamma ||w - w*||`` at ``eta = 2/(L + m)``."""
+    """``gamma = (L - m)/(L + m)``.
+
+    At ``eta = 2/(L + m)``: ``||w - eta grad J(w) - w*|| <= gamma ||w - w*||``.
+    """
     Lv, mv = _Lm(L, m)
     return (Lv - mv) / (Lv + mv)
 
@@ -141,7 +144,8 @@ def sigma_paper(L: float, m: float, n: int, steps: int, epsilon: float, delta: f
                 M: float = 1.0) -> float:
     """Chien et al.'s D2D baseline noise (``baseline.py``; REFERENCES.md §5).
 
-    ``sigma = 4 sqrt(2) M gamma^I / (m n (1 - gamma^I) (sqrt(ln(1/delta) + epsilon) - sqrt(ln(1/delta))))``.
+    ``sigma = 4 sqrt(2) M gamma^I / (m n (1 - gamma^I) r)`` with
+    ``r = sqrt(ln(1/delta) + epsilon) - sqrt(ln(1/delta))``.
     At MNIST 3-vs-8 (``m = 0.011982``, ``L = 1/4 + m``, ``n = 11982``, ``delta = 1/n``,
     ``epsilon = 1``) it is 2.58 (``I = 1``), 1.23 (``I = 2``) and 0.43 (``I = 5``). Not used by
     certun's unlearner, which calibrates :func:`sensitivity` with the analytic Gaussian

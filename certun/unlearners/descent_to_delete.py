@@ -22,8 +22,8 @@ the noise depends on (``S``, ``n``, ``I``, constants) is public.
 
 **Threat.** Each release is ``(epsilon, delta)``-indistinguishable from the noised retrained
 model; ``epsilon_composed`` covers an observer of all releases against the sequence of
-noised retrained models (exact Gaussian composition). Like every removal guarantee it does not hide a
-deletion from someone who saw the model before and after.
+noised retrained models (exact Gaussian composition). Like every removal guarantee it does not
+hide a deletion from someone who saw the model before and after.
 
 Derivations: ``proofs/descent_to_delete.md``.
 
@@ -350,7 +350,8 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
                    "run from scratch on the current data (T projected GD steps from 0) and "
                    "published with the same Gaussian noise; fresh noise per release from the "
                    "internal noiseless model.",
-                   "epsilon_composed (exact Gaussian composition) covers an observer of all releases since training "
+                   "epsilon_composed (exact Gaussian composition) covers an observer of all "
+                   "releases since training "
                    "against the sequence of noised retrained models; it does not hide a "
                    "deletion from an observer of the model before and after.",
                    f"sensitivity = e + e_ref = {e_new:.6g} + {e_ref:.6g} (mean-scale parameter "

@@ -258,7 +258,8 @@ def accuracy_table(ctx: Ctx, K_list, trials: int, guo_sigmas, seed: int) -> dict
                                      burn_in=ctx.burn_in, conversion="tight")
             du = descent_to_delete(lam=ctx.lam, epsilon=eps, delta=ctx.delta, steps=K)
             acc_t, certs_t = [], []
-            acc_l, acc_lr, acc_d, certs_l, certs_d, ks, eps_l, eps_t = [], [], [], [], [], [], [], []
+            acc_l, acc_lr, acc_d, certs_l, certs_d = [], [], [], [], []
+            ks, eps_l, eps_t = [], [], []
             d2d_sig = None
             for t, row in enumerate(rows):
                 key = jax.random.key(seed * 1_000_003 + 7919 * t + K)
@@ -442,11 +443,13 @@ def reference_block() -> dict:
                     "adjacency": "replacement (the paper's)"},
         "epsilon_k1": {"sigma": P["sigma_k1"], "simple": e_s.epsilon, "simple_order": e_s.order,
                        "tight": e_t.epsilon, "tight_order": e_t.order,
-                       "published_simple": P["epsilon_k1"], "published_tight": P["epsilon_k1_tight"]},
+                       "published_simple": P["epsilon_k1"],
+                       "published_tight": P["epsilon_k1_tight"]},
         "fig5": {"sigma": P["fig5_sigma"], "S": list(P["fig5_S"]), "K": K_fig5,
                  "K_published": list(P["fig5_K_eps1"]), "K_tight_conversion": K_fig5_tight,
                  "K_removal_adjacency": K_fig5_removal,
-                 "note": "published K were searched on the grid 1, 11, 21, ...; certun's are exact"},
+                 "note": ("published K were searched on the grid 1, 11, 21, ...; certun's are "
+                          "exact")},
         "K10_loose_L": {"K": K10_loose, "published": P["K10_loose"]},
         "d2d_paper_sigma": [{"I": I, "sigma": s, "published": p} for I, s, p in d2d_sig],
         "accuracy_published_eps1_k1": P["accuracy_eps1_k1"],
@@ -489,7 +492,8 @@ def make_plots(results: dict, out: Path) -> list[str]:
     styles = {"langevin": ("Langevin", "o-"),
               "langevin_tight": ("Langevin (tight conversion)", "o--"),
               "langevin_reference": ("Langevin retrain (ref.)", "o:"),
-              "d2d": ("D2D", "s-"), "guo": ("Guo et al.", "^-"), "retrain": ("exact retrain", "k--")}
+              "d2d": ("D2D", "s-"), "guo": ("Guo et al.", "^-"),
+              "retrain": ("exact retrain", "k--")}
     for ax, K in zip(axes[0], Ks):
         cs = sorted((c for c in cells if c["K"] == K), key=lambda c: c["epsilon"])
         eps = [c["epsilon"] for c in cs]
@@ -584,7 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mnist-path", default=None,
                     help="directory with the MNIST idx files, or a keras mnist.npz")
     ap.add_argument("--out", default=None,
-                    help="output directory (default experiments/chien2024/results/<dataset>[-smoke])")
+                    help="output directory (default "
+                         "experiments/chien2024/results/<dataset>[-smoke])")
     ap.add_argument("--smoke", action="store_true", help="small version (CI, < 2 min)")
     ap.add_argument("--trials", type=int, default=None, help="removal trials per table cell")
     ap.add_argument("--seed", type=int, default=0, help="seed of rows and noise (default 0)")

@@ -80,7 +80,7 @@ def test_fig5_steps_vs_changed_points(target, published):
 
 
 def test_fig3b_sequential_schedules():
-    """Chien et al. Fig. 3b: 100 replacements in batches, sigma = 0.03, epsilon = 1 (unit search)."""
+    """Chien et al. Fig. 3b: 100 replacements in batches, sigma = 0.03, epsilon = 1."""
     expected = {5: ([263, 531, 586, 630], 1566), 10: ([579, 776], 1082),
                 20: ([864, 1030, 1044, 1054, 1066], 1066)}
     for batch, (head, last) in expected.items():
@@ -280,8 +280,11 @@ def test_sequential_bound_dominates_the_exact_divergence():
 
 
 def test_bound_is_within_a_factor_two_in_the_worst_direction():
-    """Drift difference along the flattest direction: the learning bound alpha Delta^2/(m sigma^2)
-    is at most about twice the exact stationary divergence alpha Delta^2 (2 - eta m)/(4 m sigma^2)."""
+    """Drift difference along the flattest direction.
+
+    The learning bound alpha Delta^2/(m sigma^2) is about twice the exact stationary
+    divergence alpha Delta^2 (2 - eta m)/(4 m sigma^2).
+    """
     H = np.array([0.02, 0.3])  # m = 0.02, L = 0.3
     m, L = H.min(), H.max()
     eta, sigma, n, S = 1.0 / L, 0.1, 50, 1
