@@ -427,9 +427,14 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
         elif not x64:
             bound_note = "the residual is certified only in float64: the bound is not used"
         else:
+            # ||w - w_r|| <= ||w|| + ||w_r|| <= 2C' (both in the rounding-safe ball); the
+            # projection toward w_r (in the C' ball) costs C' - C, the subtraction and
+            # projection in floating point a few ulps of ||w|| + ||x||
+            excess = (C_safe - C) + 10.0 * (p + 4) * UNIT_ROUNDOFF * (C_safe + step_norm)
             bound = zb.distance_bound(C, M, lam, lm_val, retrained_grad_norm=Gr,
                                       solve_residual=residual + rounding,
-                                      base_grad_term=base_term, radius_excess=C_safe - C)
+                                      base_grad_term=base_term, radius_excess=excess,
+                                      distance=2.0 * C_safe)
         sens, which = zb.sensitivity(bound, C_safe)
 
         # --- noise

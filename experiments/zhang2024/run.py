@@ -347,25 +347,37 @@ def summarise(seeds: list[dict], methods: list[str]) -> dict:
         "seconds_median": float(np.median([x["seconds"] for x in seq])) if seq else None,
         "epsilon_composed_last": _mean_std([x["requests"][-1]["epsilon_composed"] for x in seq]),
     }
-    # acceptance (headline: CG, paper's D_u form), means over seeds
-    head = methods[0]
-    rows = [(r, r["methods"][head]) for r in seeds if "noiseless" in r["methods"][head]]
+    # acceptance, means over seeds; the headline is the first method (CG, the paper's D_u form)
+    for name in methods:
+        rows = [(r, r["methods"][name]) for r in seeds if "noiseless" in r["methods"][name]]
+        if rows:
+            s["methods"][name]["acceptance"] = _acceptance(
+                name, [(r, x["dist_retrained"], x["noiseless"]) for r, x in rows])
+    rows = [(r, r["sequential"]["dist_retrained"], r["sequential"]["noiseless"]) for r in seeds
+            if r["sequential"]["completed"]]
     if rows:
-        d_unl = np.mean([x["dist_retrained"] for _, x in rows])
-        d_orig = np.mean([r["dist_original_retrained"] for r, _ in rows])
-        f_unl = np.mean([abs(x["noiseless"]["forget"] - r["retrained"]["forget"]) for r, x in rows])
-        f_orig = np.mean([abs(r["original"]["forget"] - r["retrained"]["forget"]) for r, _ in rows])
-        t_gap = max(abs(x["noiseless"]["test"] - r["retrained"]["test"]) for r, x in rows)
-        s["acceptance"] = {
-            "method": head, "seeds": len(rows),
-            "mean_dist_unlearned_retrained": float(d_unl),
-            "mean_dist_original_retrained": float(d_orig),
-            "distance_smaller": bool(d_unl < d_orig),
-            "mean_forget_gap_unlearned": float(f_unl), "mean_forget_gap_original": float(f_orig),
-            "forget_accuracy_closer": bool(f_unl < f_orig),
-            "max_test_gap_to_retrained": float(t_gap), "test_within_2_points": bool(t_gap <= 0.02),
-        }
+        s["sequential"]["acceptance"] = _acceptance("sequential", rows)
+    if "acceptance" in s["methods"][methods[0]]:
+        s["acceptance"] = s["methods"][methods[0]]["acceptance"]
     return s
+
+
+def _acceptance(name: str, rows: list) -> dict:
+    """The issue's checks on ``(seed result, distance to retrained, noiseless accuracies)`` rows."""
+    d_unl = np.mean([d for _, d, _ in rows])
+    d_orig = np.mean([r["dist_original_retrained"] for r, _, _ in rows])
+    f_unl = np.mean([abs(a["forget"] - r["retrained"]["forget"]) for r, _, a in rows])
+    f_orig = np.mean([abs(r["original"]["forget"] - r["retrained"]["forget"]) for r, _, _ in rows])
+    t_gap = max(abs(a["test"] - r["retrained"]["test"]) for r, _, a in rows)
+    return {
+        "method": name, "seeds": len(rows),
+        "mean_dist_unlearned_retrained": float(d_unl),
+        "mean_dist_original_retrained": float(d_orig),
+        "distance_smaller": bool(d_unl < d_orig),
+        "mean_forget_gap_unlearned": float(f_unl), "mean_forget_gap_original": float(f_orig),
+        "forget_accuracy_closer": bool(f_unl < f_orig),
+        "max_test_gap_to_retrained": float(t_gap), "test_within_2_points": bool(t_gap <= 0.02),
+    }
 
 
 def plot(summary: dict, path: Path) -> None:
@@ -412,27 +424,48 @@ def plot(summary: dict, path: Path) -> None:
 
 
 def table(summary: dict) -> str:
-    """A plain-text table of the headline numbers."""
+    """Plain-text tables of the headline numbers (mean ± sd over seeds)."""
     def f(x, p=3):
         return "n/a" if x["mean"] is None else f"{x['mean']:.{p}f} ± {x['std']:.{p}f}"
 
-    lines = ["model | dist to retrained | forget acc | retain acc | test acc",
+    def ok(m):
+        a = m.get("acceptance")
+        if not a:
+            return "-"
+        return "/".join("yes" if a[k] else "no" for k in
+                        ("distance_smaller", "forget_accuracy_closer", "test_within_2_points"))
+
+    rt = summary["retrain_seconds_median"]
+    lines = ["model | dist to retrained | forget acc | retain acc | test acc | seconds (x retrain)"
+             " | closer/forget closer/test within 2 pts",
              f"original | {f(summary['dist_original_retrained'])} | "
-             + " | ".join(f(summary["original"][a]) for a in ("forget", "retain", "test")),
+             + " | ".join(f(summary["original"][a]) for a in ("forget", "retain", "test"))
+             + f" | train {summary['train_seconds_median']:.2f} | -",
              "retrained | 0 | " + " | ".join(f(summary["retrained"][a])
-                                             for a in ("forget", "retain", "test"))]
+                                             for a in ("forget", "retain", "test"))
+             + f" | {rt:.2f} (1) | -"]
     for k, m in summary["methods"].items():
         lines.append(f"{k} | {f(m['dist_retrained'])} | "
-                     + " | ".join(f(m["noiseless"][a]) for a in ("forget", "retain", "test")))
+                     + " | ".join(f(m["noiseless"][a]) for a in ("forget", "retain", "test"))
+                     + f" | {m['seconds_median']:.2f} ({m['unlearn_over_retrain']:.2f}) | {ok(m)}")
     sq = summary["sequential"]
+    sq_t = "n/a" if sq["seconds_median"] is None else (
+        f"{sq['seconds_median']:.2f} ({sq['seconds_median'] / rt:.2f})")
     lines.append(f"sequential | {f(sq['dist_retrained'])} | "
-                 + " | ".join(f(sq["noiseless"][a]) for a in ("forget", "retain", "test")))
+                 + " | ".join(f(sq["noiseless"][a]) for a in ("forget", "retain", "test"))
+                 + f" | {sq_t} | {ok(sq)}")
     e = summary["empirical"]["accuracy"]
-    lines.append("empirical std (headline) | - | " + " | ".join(f(e[a]) for a in
-                                                                 ("forget", "retain", "test")))
-    c = summary["methods"][next(iter(summary["methods"]))]["certified_sigma"]
-    lines.append("certified sigma (headline) | - | " + " | ".join(f(c[a]) for a in
-                                                                   ("forget", "retain", "test")))
+    lines.append("empirical std 1e-3 (headline; not certified) | - | "
+                 + " | ".join(f(e[a]) for a in ("forget", "retain", "test")) + " | - | -")
+    head = summary["methods"][next(iter(summary["methods"]))]
+    c = head["certified_sigma"]
+    lines.append(f"certified sigma {head['sigma']['mean']:.4g} (headline; epsilon "
+                 f"{head['epsilon']['mean']:.3g} at 2C) | - | "
+                 + " | ".join(f(c[a]) for a in ("forget", "retain", "test")) + " | - | -")
+    if summary.get("sigma_sweep"):
+        lines += ["", "sigma | epsilon certified at 2C (delta 1e-5) | test acc"]
+        lines += [f"{p['sigma']:g} | {p['epsilon_at_2C']:.4g} | {f(p['test'])}"
+                  for p in summary["sigma_sweep"]]
     return "\n".join(lines)
 
 
