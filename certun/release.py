@@ -31,7 +31,8 @@ one record (add or remove), ``||x|| <= 1`` and ``n_t = |D_t|``:
 
 * logistic (binary or ``K`` one-vs-rest heads): ``G = sqrt(K) (1 + min(1, sqrt(2 lambda ln 2)))``
   (``|l'| <= 1``; ``lambda ||w_k|| <= 1`` by stationarity and ``<= sqrt(2 lambda ln 2)`` by
-  ``J_k(w_k) <= J_k(0) = ln 2``); heads projected onto ``||w_k|| <= sqrt(2 ln 2 / lambda) + tau/lambda``;
+  ``J_k(w_k) <= J_k(0) = ln 2``); heads projected onto
+  ``||w_k|| <= sqrt(2 ln 2 / lambda) + tau/lambda``;
 * ridge (squared loss) with labels **clipped** to ``[-B, B]``: ``R = B / sqrt(lambda)``
   (``J(w) <= J(0) <= B^2/2``), ``G = sqrt(K) (R + B + lambda R)``; heads projected onto
   ``||w_k|| <= R + tau/lambda``.
@@ -67,7 +68,6 @@ from certun.certificate import Certificate, check, make_certificate, verified
 from certun.models import glm
 from certun.primitives.noise import gaussian_like
 from certun.primitives.spectral import UNIT_ROUNDOFF
-from certun.results import RESULTS
 from certun.unlearners.base import Unlearner, UnlearnResult
 
 __all__ = ["MECHANISM", "Sensitivity", "release_sensitivity", "ReleaseState",

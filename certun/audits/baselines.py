@@ -1,4 +1,4 @@
-r"""Uncertified unlearning shortcuts, for comparison in audits. **NOT CERTIFIED.**
+r"""Uncertified unlearning shortcuts, for comparison in audits (NOT CERTIFIED).
 
 These are the heuristics the literature compares certified unlearning with. They come
 with **no guarantee of any kind**: their results carry ``certificate=None`` and outcome

@@ -60,7 +60,7 @@ def parameter_distance(a: Any, b: Any) -> float:
     if ta != tb:
         raise _validate.ValidationError(f"a and b have different structures: {ta} vs {tb}")
     sq = 0.0
-    for x, y in zip(la, lb):
+    for x, y in zip(la, lb, strict=True):
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         if x.shape != y.shape:
             raise _validate.ValidationError(f"leaf shapes differ: {x.shape} vs {y.shape}")

@@ -183,7 +183,7 @@ def audit_scores(in_scores: Any, out_scores: Any, *, mechanism: str, epsilon_cla
 
 def _tree_dot(a: Any, b: Any) -> jax.Array:
     return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
-                                                jax.tree_util.tree_leaves(b)))
+                                                jax.tree_util.tree_leaves(b), strict=True))
 
 
 def gaussian_output_audit(f_in: Any, f_out: Any, *, epsilon: float, delta: float,
@@ -351,8 +351,8 @@ def guo_removal_worlds(X: np.ndarray, y: np.ndarray, canary: Canary, *, lam: flo
          "start_d": glm.fit("logistic", XD, YD, lam, tol=train_tol).params,
          "lam": f(lam), "sigma": f(sigma), "budget": f(budget), "gamma": f(gamma),
          "x_spec": f(x_spec), "enforce": jnp.asarray(bool(enforce_budget)), "tol": f(train_tol)}
-    return GuoWorlds(lambda k: _guo_in(k, P), lambda k: _guo_retrain(k, P),
-                     lambda k: _guo_out(k, P), float(x_spec), P)
+    return GuoWorlds(lambda k: _guo_in_jit(k, P), lambda k: _guo_retrain_jit(k, P),
+                     lambda k: _guo_out_jit(k, P), float(x_spec), P)
 
 
 # The worlds are module-level functions of (key, parameters): every audit on data of the
@@ -391,6 +391,8 @@ def _guo_out(k, P):
     return fr.params[:, 0], fr.result == 0
 
 
+_guo_in_jit, _guo_retrain_jit, _guo_out_jit = (jax.jit(f) for f in (_guo_in, _guo_retrain,
+                                                                       _guo_out))
 _guo_in_batch = jax.jit(jax.vmap(_guo_in, in_axes=(0, None)))
 _guo_retrain_batch = jax.jit(jax.vmap(_guo_retrain, in_axes=(0, None)))
 _guo_out_batch = jax.jit(jax.vmap(_guo_out, in_axes=(0, None)))
@@ -438,7 +440,7 @@ def guo_removal_audit(X: Any, y: Any, canary: Canary, *, lam: float, sigma: floa
     frac = _validate.in_range(0.0, 1.0, search_fraction=search_fraction)
     shrink = _validate.positive(shrinkage=shrinkage)
     n = _validate.integer(num_runs=num_runs, minimum=4)
-    bs = _validate.integer(batch_size=batch_size, minimum=1)
+    bs = min(_validate.integer(batch_size=batch_size, minimum=1), n)  # one compiled shape
     budget = guo_budget(sig, eps, dlt)
     if jnp.zeros(()).dtype != jnp.float64:
         raise _validate.ValidationError("guo_removal_audit needs float64; call certun.enable_x64()")

@@ -103,7 +103,7 @@ def likelihood_ratio(target_phi: Any, fit: GaussianFit) -> np.ndarray:
 
 def lira_scores(target_phi: Any, shadow_phi: Any, keep: Any, *, center: str = "median",
                 fix_variance: bool = False) -> np.ndarray:
-    """Online LiRA: ``shadow_phi`` ``(N, P)`` with ``keep[i, j]`` true when model ``i`` trained on ``j``."""
+    """Online LiRA; ``keep[i, j]`` is true when shadow model ``i`` trained on example ``j``."""
     k = np.asarray(keep, bool)
     fit = fit_gaussians(shadow_phi, shadow_phi, in_mask=k, out_mask=~k, center=center,
                         fix_variance=fix_variance)
@@ -118,8 +118,11 @@ def ulira_scores(target_phi: Any, unlearned_phi: Any, retrained_phi: Any, *,
 
 
 def per_example_auc(member_scores: Any, nonmember_scores: Any) -> np.ndarray:
-    """Per-example AUC over target models: ``(T1, P)`` scores where the example was
-    in (unlearned), ``(T0, P)`` where it was out; 0.5 means no information."""
+    """Per-example AUC over target models (0.5 means no information).
+
+    ``member_scores`` are ``(T1, P)`` scores of target models where the example was in (and
+    unlearned), ``nonmember_scores`` ``(T0, P)`` where it was out.
+    """
     a = _validate.finite_array(member_scores=member_scores, ndim=2)
     b = _validate.finite_array(nonmember_scores=nonmember_scores, ndim=2)
     if a.shape[1] != b.shape[1]:

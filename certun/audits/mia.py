@@ -264,7 +264,7 @@ def collect_pairs(unlearner: Any, X: Any, y: Any, positive: Any, negative: Any, 
         acc.append(accuracy(p0, outside))
         dels = rng.choice(m, size=U, replace=False)
         negs = rng.choice(neg, size=U, replace=True)
-        for j, nj in zip(dels, negs):
+        for j, nj in zip(dels, negs, strict=True):
             res = unlearner.unlearn(state, [int(j)])
             if res.params is None:
                 raise RuntimeError(

@@ -1,4 +1,4 @@
-r"""Reconstruction of a deleted record from the model before and after (Bertran et al., NeurIPS 2024).
+r"""Reconstruction of a deleted record from two model versions (Bertran et al., NeurIPS 2024).
 
 **Threat** (REFERENCES.md section 12.1, erratum 9): the attacker sees the parameters
 ``theta`` before and ``theta'`` after one deletion, knows the hyperparameters (``lambda``,
@@ -73,7 +73,7 @@ def exact_hessian(loss: str, theta: Any, X_rem: Any, y_rem: Any, lam: float) -> 
 
 
 def public_hessian(loss: str, theta: Any, X_pub: Any, lam: float, n_rem: int) -> np.ndarray:
-    """Public-data estimate ``((n_rem / m) X_pub^T D X_pub + lambda n_rem I)`` of the sum-scale Hessian.
+    """Public-data Hessian estimate ``(n_rem / m) X_pub^T D X_pub + lambda n_rem I`` (sum scale).
 
     Args:
       loss: ``"logistic"`` or ``"squared"``.

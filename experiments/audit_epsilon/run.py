@@ -9,10 +9,11 @@ al.'s certified removal on digits 3-vs-8 with the worst-case canaries (and a bud
 bug as negative control), part C certun's private release on digits 3-vs-8, part D replays
 Marchant et al.'s crafted deletion requests against Guo et al.'s budget with and without
 the influence-based defence, part E measures the distance to retraining (parameters,
-predictions, KLoM per split, U-LiRA) over ensembles of each mechanism's randomness. Every run samples through certun's own code under ``vmap``;
-bounds are two-sided 95 % Clopper-Pearson with the test chosen on a separate split. An
-honest mechanism whose bound exceeded its certificate would make this script exit 1.
-Writes ``results.json`` (atomically) and PNG plots.
+predictions, KLoM per split, U-LiRA) over ensembles of each mechanism's randomness. Every
+run samples through certun's own code under ``vmap``; bounds are two-sided 95 %
+Clopper-Pearson with the test chosen on a separate split. An honest mechanism whose bound
+exceeded its certificate would make this script exit 1. Writes ``results.json``
+(atomically) and PNG plots.
 """
 
 from __future__ import annotations
@@ -241,15 +242,14 @@ def part_h2f(ds, surrogates, n_poisons: int, seeds) -> dict:
                              "budget_per_request": float(np.mean(r.budget_burnt)),
                              "flagged": r.flagged, "pending_at_end": r.pending}
             per_seed.append(row)
-            _log(f"  D {sur} seed {seed}: first retrain clean {row['clean']['first_forced_retrain']}"
-                 f", attack {row['attack']['first_forced_retrain']}, defended "
-                 f"{row['attack_defended']['first_forced_retrain']}")
+            first = {k: row[k]["first_forced_retrain"] for k in ("clean", "attack",
+                                                                 "attack_defended")}
+            _log(f"  D {sur} seed {seed}: first forced retrain {first}")
 
-        def agg(stream: str, key: str):
-            v = [r[stream][key] for r in per_seed]
-            v = [len(per_seed[0][stream]) and (x if x is not None else
-                                               per_seed[0][stream]["requests"] + 1) for x in v]
-            return float(np.mean(v))
+        def agg(rows: list, stream: str, key: str) -> float:
+            # a stream without a forced retrain counts as its length + 1 (a lower bound)
+            return float(np.mean([r[stream][key] if r[stream][key] is not None
+                                  else r[stream]["requests"] + 1 for r in rows]))
 
         summary = {}
         for stream in ("clean", "attack", "attack_defended", "clean_defended", "mixed",
@@ -257,7 +257,7 @@ def part_h2f(ds, surrogates, n_poisons: int, seeds) -> dict:
             summary[stream] = {
                 "forced_retrains": float(np.mean([r[stream]["forced_retrains"]
                                                   for r in per_seed])),
-                "first_forced_retrain": agg(stream, "first_forced_retrain"),
+                "first_forced_retrain": agg(per_seed, stream, "first_forced_retrain"),
                 "budget_per_request": float(np.mean([r[stream]["budget_per_request"]
                                                      for r in per_seed])),
                 "flagged": float(np.mean([r[stream]["flagged"] for r in per_seed]))}

@@ -280,7 +280,8 @@ def make_plots(results: dict, out: Path) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Chen et al. (2021) two-version MIA audit.")
     ap.add_argument("--out", default=None,
-                    help="output directory (default experiments/chen2021/results/<dataset>[-smoke])")
+                    help="output directory (default "
+                         "experiments/chen2021/results/<dataset>[-smoke])")
     ap.add_argument("--smoke", action="store_true", help="1 seed, 4 methods (CI; < 1 minute)")
     ap.add_argument("--seed", type=int, default=None, help="run this one seed")
     return ap

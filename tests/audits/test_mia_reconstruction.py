@@ -79,36 +79,34 @@ def test_chen_pipeline_rows_are_the_models(digits):
 
 
 def test_chen_attack_retraining_vs_private_release(digits):
-    """The two-version attack beats retraining and certified removal alike; the release stops it."""
+    """The two-version attack beats retraining; the private release stops it; label-only too.
+
+    (Certified removal against retraining is compared in the chen2021 smoke test.)
+    """
     X, y = digits
     lam = 0.1
     split = mia.record_split(len(X), seed=0, disjoint=False)
     kw = dict(num_sets=5, deletions_per_set=12, set_size=200)
 
-    def run(u):
+    def pairs(u):
         sh = mia.collect_pairs(u, X, y, split.shadow_positive, split.shadow_negative,
                                key=jax.random.key(1), seed=1, **kw)
         tg = mia.collect_pairs(u, X, y, split.target_positive, split.target_negative,
                                key=jax.random.key(2), seed=2, **kw)
-        return mia.chen_attack(sh, tg, features=("sorted_diff",)), tg
+        return sh, tg
 
-    ret, _ = run(exact_retraining(lam=lam))
-    guo, _ = run(certified_removal(lam=lam, sigma=1.0, epsilon=1.0, delta=1e-4))
-    rel, tg = run(private_release(exact_retraining(lam=lam), lam=lam, epsilon=1.0, delta=1e-5))
+    sh, tg = pairs(exact_retraining(lam=lam))
+    ret = mia.chen_attack(sh, tg, features=("sorted_diff",))
     assert ret.auc["sorted_diff"].auc > 0.85
     assert ret.auc["sorted_diff"].auc > ret.auc["basic_mia"].auc + 0.2
     assert ret.degradation_count > 0.7 and ret.degradation_rate > 0.1
-    assert abs(guo.auc["sorted_diff"].auc - ret.auc["sorted_diff"].auc) < 0.05
-    assert abs(rel.auc["sorted_diff"].auc - 0.5) < 0.15
-    assert np.mean(tg.accuracy) > 0.6  # the released models are not pure noise
-    lab = mia.chen_attack(*[mia.collect_pairs(exact_retraining(lam=lam), X, y, p, q,
-                                              key=jax.random.key(i), seed=i, **kw)
-                            for i, (p, q) in enumerate(
-                                [(split.shadow_positive, split.shadow_negative),
-                                 (split.target_positive, split.target_negative)])],
-                          features=("sorted_diff",),
+    lab = mia.chen_attack(sh, tg, features=("sorted_diff",),
                           mitigation=lambda lg: mia.label_only(mia.posteriors(lg)))
     assert lab.auc["sorted_diff"].auc < ret.auc["sorted_diff"].auc - 0.2
+    sh, tg = pairs(private_release(exact_retraining(lam=lam), lam=lam, epsilon=1.0, delta=1e-5))
+    rel = mia.chen_attack(sh, tg, features=("sorted_diff",))
+    assert abs(rel.auc["sorted_diff"].auc - 0.5) < 0.15
+    assert np.mean(tg.accuracy) > 0.6  # the released models are not pure noise
 
 
 def test_shortcuts_are_labelled_and_do_what_they_say(digits):
