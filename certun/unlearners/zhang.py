@@ -383,20 +383,25 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
         mask_r = jnp.asarray(~removed, dtype)
         release = state.releases + 1
         base = state.key if key is None else key
+        # separate streams: noise (release-folded by gaussian_like), solver batches, Lanczos
+        noise_key, solver_key, lanczos_key = (jax.random.fold_in(base, i) for i in range(3))
         p = num_params(state.params_bar)
         x64 = dtype == jnp.float64
 
         t1 = time.perf_counter()
         out = _step(state.params_bar, state.X, state.y, mask_r, mask_prev,
-                    jax.random.fold_in(jax.random.fold_in(base, 1), release))
+                    jax.random.fold_in(solver_key, release))
         w_new = jax.block_until_ready(out[0])
         (residual, solver_residual, steps, code, step_norm, rhs_norm, base_term,
          lissa_s) = (float(out[1]), float(out[2]), int(out[3]), int(out[4]), float(out[5]),
                      float(out[6]), float(out[7]), float(out[8]))
         t_solve = time.perf_counter() - t1
         t1 = time.perf_counter()
-        lm = _lam_min(state.params_bar, state.X, state.y, mask_r,
-                      jax.random.fold_in(jax.random.fold_in(base, 2), release))
+        if solver == "ggn":  # the Gauss-Newton step is always defined; the bound never applies
+            lm = {"value": None, "kind": "not used (Gauss-Newton step)", "largest": None}
+        else:
+            lm = _lam_min(state.params_bar, state.X, state.y, mask_r,
+                          jax.random.fold_in(lanczos_key, release))
         t_lam = time.perf_counter() - t1
 
         C_safe = radius_bound(C, p, dtype)
@@ -408,6 +413,9 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
         if code == RESULTS.not_positive_definite and solver == "cg":
             failures.append("CG met p^T (H + lam I) p <= 0: H + lam I is not positive definite; "
                             "raise lam")
+        if not in_ball:
+            failures.append(f"the unlearned model's norm {w_norm:.9g} exceeds the rounding-safe "
+                            f"radius {C_safe:.9g}")
         lm_val = lm["value"]
         if lm_val is not None and not lam + lm_val > 0:
             failures.append(f"lam + lam_min = {lam:g} + ({lm_val:.4g}) <= 0 by the {lm['kind']} "
@@ -527,7 +535,7 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
                        "step_norm": step_norm, "params_noiseless": w_new}
         if failures:
             return UnlearnResult(None, state, cert, "retrain_required", diagnostics)
-        noise = gaussian_like(base, w_new, sig, release=release)
+        noise = gaussian_like(noise_key, w_new, sig, release=release)
         pub = jax.tree.map(jnp.add, w_new, noise)
         new_state = state._replace(removed=jnp.asarray(removed, dtype), params_bar=w_new,
                                    published=pub, releases=release, sigmas=sig_all,
