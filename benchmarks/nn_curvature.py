@@ -91,12 +91,12 @@ def summarize(ts: list[float]) -> dict:
             "q75_ms": float(np.percentile(a, 75)), "n": int(a.size)}
 
 
-def time_round_robin(ops: dict, rounds: int) -> dict:
+def time_round_robin(ops: dict, rounds: int, warmup: int = 2) -> dict:
     """Time each zero-argument callable once per round, order rotated every round."""
     names = list(ops)
     for name in names:  # compile + warm up
-        jax.block_until_ready(ops[name]())
-        jax.block_until_ready(ops[name]())
+        for _ in range(warmup):
+            jax.block_until_ready(ops[name]())
     samples: dict[str, list[float]] = {k: [] for k in names}
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
@@ -254,7 +254,7 @@ def run(args) -> dict:
         "bare_loop100_full": lambda: bare_loop(p, v),
         "lissa100_mb": lambda: lissa_mb(p, v, keys[0]), "hvp_mb_sampled_x100": hundred_sampled,
     }
-    t_loops = time_round_robin(loops, max(3, args.rounds // 3))
+    t_loops = time_round_robin(loops, max(3, args.rounds // 3), warmup=1)
 
     # unlearning 10% vs retraining from the same initialisation on the remaining rows
     rng = np.random.default_rng(args.seed)

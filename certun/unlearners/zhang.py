@@ -52,7 +52,9 @@ sensitivity is ``min(bound, 2C')``, and the certificate says which applies:
 
 * ``holds`` at :math:`2C'` whenever the bound is not below it -- always for a network
   with :math:`\lambda_{\min}\le0` (the bound is below :math:`2C` only if :math:`MC<\lambda_{\min}`):
-  the Newton step then buys utility, not a tighter guarantee;
+  the Newton step then buys utility, not a tighter guarantee (a solve stopped by its
+  iteration cap is reported with its residual: the guarantee at :math:`2C'` does not depend
+  on it, and the bound charges it);
 * ``conditional`` (on :math:`M`, :math:`G_r` and an estimated :math:`\lambda_{\min}`) when the bound
   is below :math:`2C'`, which needs a locally strongly convex problem;
 * ``fails`` (no model released, outcome ``"retrain_required"``) when
