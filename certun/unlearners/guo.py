@@ -899,7 +899,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         t_m = time.perf_counter()
         if cached and not oversized and int(h["count"]) + m > max_rank:
             # the buffer of removed rows is full: fold it into the factorisation first
-            state = fold(state)
+            state = jax.block_until_ready(fold(state))
             h = _host(state)
             refreshed = "capacity"
         if oversized:
@@ -969,7 +969,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                 # a step at a fresh factorisation has no staleness and an exact solve: try it
                 # before refusing or retraining
                 t_m = time.perf_counter()
-                fresh = refresh(state)
+                fresh = jax.block_until_ready(refresh(state))
                 res = _serve(fresh, idx_np, t0, allow_refresh=False,
                              refreshed="budget" if solver_ok else "solver",
                              t_maint=t_maint + time.perf_counter() - t_m)
@@ -1017,7 +1017,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                 new_state = new_state._replace(stale_sum=_scalar(S))
         if after is not None:
             t_r = time.perf_counter()
-            new_state = refresh(new_state)
+            new_state = jax.block_until_ready(refresh(new_state))
             diagnostics["seconds_refresh"] = time.perf_counter() - t_r
             t_maint += diagnostics["seconds_refresh"]
         if cached:
