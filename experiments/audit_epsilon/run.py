@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Empirical epsilon audits of certun's mechanisms, and the Hard-to-Forget attack.
 
-    python experiments/audit_epsilon/run.py            # all parts (~6 min on 2 CPU cores)
+    python experiments/audit_epsilon/run.py            # all parts (~9 min on 2 CPU cores)
     python experiments/audit_epsilon/run.py --smoke    # small run counts (CI)
 
 Part A audits the Gaussian output mechanism (honest and 10x under-noised), part B Guo et
