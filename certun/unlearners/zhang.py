@@ -14,12 +14,13 @@ approximation :math:`\lambda` (the paper's ``gamma``):
     x \approx (H+\lambda I)^{-1} g,\qquad w_k = P_C(w_{k-1} - x),\qquad
     \text{release}_k = w_k + \mathcal N(0,\sigma^2 I)\ \text{(fresh noise, key folded by } k),
 
-with ``gradient="retained"``: :math:`g=\nabla F_r(w_{k-1})` (the authors' code, and the
-update as the lead specified), or ``gradient="forget"``: the paper's displayed form
+with ``gradient="forget"`` (default): the paper's displayed form
 :math:`g=-\frac{m_k}{n_r}\nabla F(w_{k-1};U_k)=\nabla F_r(w_{k-1})-\frac{n_{k-1}}{n_r}
 \nabla F(w_{k-1};D_{k-1})` (identical when :math:`w_{k-1}` is stationary; it does not try to
 finish an unconverged training run, and moves a network trained by Adam much closer to
-its retrained counterpart, see ``experiments/zhang2024``).
+its retrained counterpart, see ``experiments/zhang2024``), or ``gradient="retained"``:
+:math:`g=\nabla F_r(w_{k-1})` (the authors' code), which also tries to finish an
+unconverged training run and then moves *away* from the retrained model.
 
 Inverse-Hessian-vector products (``solver``):
 
@@ -230,7 +231,7 @@ def _lanczos_fn(net: Network, weight_decay: float, steps: int) -> Callable:
 
 
 def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
-                     solver: str = "cg", gradient: str = "retained", mode: str = "certified",
+                     solver: str = "cg", gradient: str = "forget", mode: str = "certified",
                      sigma: float | None = None, epsilon: float | None = None,
                      delta: float = 1e-5, empirical_std: float = 1e-3,
                      hessian_lipschitz: float | None = None, lam_min: str | float = "lanczos",
@@ -252,7 +253,7 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
       config: the learning algorithm (training and retraining).
       lam: damping of the local convex approximation, ``>= 0``.
       solver: ``"cg"``, ``"lissa"`` or ``"ggn"`` (see the module docstring).
-      gradient: ``"retained"`` (``grad F_r``) or ``"forget"`` (the paper's ``D_u`` form).
+      gradient: ``"forget"`` (default; the paper's ``D_u`` form) or ``"retained"`` (``grad F_r``).
       mode: ``"certified"`` or ``"empirical"`` (fixed uncalibrated std, not certified).
       sigma: noise std per coordinate (certified mode; exactly one of ``sigma``/``epsilon``).
       epsilon: target epsilon: ``sigma`` is calibrated to ``2C'`` (analytic Gaussian).
