@@ -52,7 +52,7 @@ def count(minimum: int):
 
 
 def emit(obj: Any, as_json: bool, text: str) -> None:
-    """Print ``obj`` as one JSON object (``--json``) or ``text`` for people."""
+    """Print ``obj`` as one JSON object on one line (``--json``, keys sorted) or ``text``."""
     if as_json:
         print(json.dumps(obj, sort_keys=True))
     else:
@@ -60,6 +60,10 @@ def emit(obj: Any, as_json: bool, text: str) -> None:
 
 
 def fail(command: str, message: str) -> int:
-    """Print a one-line error for ``certun <command>`` and return exit status 2."""
-    print(f"certun {command}: error: {message}", file=sys.stderr)
+    """Print a one-line error for ``certun <command>`` on stderr and return exit status 2.
+
+    Line breaks inside ``message`` are folded into spaces, so the error is always one line;
+    nothing is printed on stdout, with or without ``--json``.
+    """
+    print(f"certun {command}: error: {' '.join(message.split())}", file=sys.stderr)
     return 2

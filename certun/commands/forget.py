@@ -65,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
         return fail(NAME, f"{arg}: {exc}")
     except RetrainRequired as exc:
         return fail(NAME, f"{arg}: {exc}")
+    except LedgerError as exc:
+        return fail(NAME, f"DIR: {exc}")
+    except OSError as exc:
+        return fail(NAME, f"DIR: cannot commit the request to {args.dir!r} ({exc.strerror or exc}"
+                          f"{': ' + str(exc.filename) if exc.filename else ''}); the ledger holds "
+                          "the state before or after it: see `certun status DIR`")
     pub = dict(rec["public"])
     pub["ledger"] = str(led.path)
     pub["save_seconds"] = led.last_save_seconds

@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
         msg = str(exc)
         arg = "--out" if "out directory" in msg else ("--epsilon" if "epsilon" in msg else "")
         return fail(NAME, f"{arg}: {msg}" if arg else msg)
+    except OSError as exc:
+        return fail(NAME, f"--out: cannot write the ledger to {args.out!r} ({exc.strerror or exc}"
+                          f"{': ' + str(exc.filename) if exc.filename else ''}); choose a "
+                          "writable directory")
     st = led.status()
     st["ledger"] = str(led.path)
     metric = {k: st[k] for k in ("test_accuracy", "test_rmse") if k in st}
