@@ -28,9 +28,11 @@ certificates use (``proofs/zhang2024_sensitivity.md``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -45,6 +47,8 @@ from certun import _validate
 from certun._tree import tree_norm, tree_vdot
 from certun.nn.models import Network, num_params
 from certun.nn.objective import cross_entropy, objective
+from certun.progress import enabled as progress_enabled
+from certun.progress import progress_bar
 
 __all__ = [
     "TrainConfig",
@@ -150,12 +154,29 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTrans
     return optax.adam(lr)
 
 
-def _progress_fn(progress: Callable[[int, float], None] | bool | None, epochs: int):
+def _progress_fn(progress: Callable[[int, float], None] | bool | None, epochs: int,
+                 stack: contextlib.ExitStack) -> Callable[[int, float], None] | None:
+    """The reporter called between compiled chunks (host side, never inside ``jit``).
+
+    ``True`` draws a :mod:`certun.progress` bar (closed by ``stack``) when bars are
+    enabled -- stderr is a terminal and ``CERTUN_PROGRESS`` is not ``0`` -- and otherwise
+    prints one line per chunk on stderr (stdout stays free for a command's ``--json``).
+    """
     if progress is True:
+        if progress_enabled():
+            bar = stack.enter_context(progress_bar(epochs, "training"))
+            done = [0]
+
+            def advance(epoch: int, loss: float) -> None:
+                bar.advance(epoch - done[0], info=f"loss {loss:.5f}")
+                done[0] = epoch
+
+            return advance
         width = len(str(epochs))
 
         def show(epoch: int, loss: float) -> None:
-            print(f"  epoch {epoch:>{width}}/{epochs}  loss {loss:.5f}", flush=True)
+            print(f"  epoch {epoch:>{width}}/{epochs}  loss {loss:.5f}", file=sys.stderr,
+                  flush=True)
 
         return show
     return progress or None
@@ -220,8 +241,11 @@ def train(net: Network, X: Any, y: Any, key: jax.Array, config: TrainConfig = Tr
       y: integer labels ``(n,)`` in ``0 .. num_classes - 1``.
       key: the training randomness (initialisation and batch order).
       config: the hyperparameters.
-      progress: ``True`` prints one line every ``log_every`` epochs; a callable
-        ``progress(epoch, loss)`` is called instead; ``None`` is silent.
+      progress: ``True`` reports every ``log_every`` epochs: a progress bar on stderr
+        when it is a terminal (:mod:`certun.progress`; ``CERTUN_PROGRESS=0`` turns bars
+        off), one line on stderr per report otherwise; a callable ``progress(epoch, loss)``
+        is called instead; ``None`` is silent. Reporting happens between compiled chunks
+        and never changes the result.
 
     Returns:
       A :class:`TrainResult`.
@@ -249,20 +273,21 @@ def train(net: Network, X: Any, y: Any, key: jax.Array, config: TrainConfig = Tr
     opt, run_chunk = _compiled(net, config, n)
     params0 = net.init(jax.random.fold_in(key, 0), dtype)
     data_key = jax.random.fold_in(key, 1)
-    show = _progress_fn(progress, config.epochs)
     t0 = time.perf_counter()
     params, opt_state = project_ball(params0, config.radius), opt.init(params0)
     history: list[np.ndarray] = []
     done = 0
-    while done < config.epochs:
-        k = min(config.log_every, config.epochs - done)
-        (params, opt_state), losses = run_chunk(params, opt_state, jnp.arange(done, done + k),
-                                                Xj, yj, data_key)
-        losses = np.asarray(losses)
-        history.append(losses)
-        done += k
-        if show is not None:
-            show(done, float(losses[-1]))
+    with contextlib.ExitStack() as stack:
+        show = _progress_fn(progress, config.epochs, stack)
+        while done < config.epochs:  # host loop: one compiled chunk of log_every epochs a pass
+            k = min(config.log_every, config.epochs - done)
+            (params, opt_state), losses = run_chunk(params, opt_state,
+                                                    jnp.arange(done, done + k), Xj, yj, data_key)
+            losses = np.asarray(losses)
+            history.append(losses)
+            done += k
+            if show is not None:
+                show(done, float(losses[-1]))
     gnorm = float(tree_norm(_full_grad(net, config.weight_decay)(params, Xj, yj)))
     seconds = time.perf_counter() - t0
     return TrainResult(params, params0, np.concatenate(history), gnorm, seconds)
