@@ -19,9 +19,11 @@ exceeded its certificate would make this script exit 1. Writes ``results.json``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import json
 import math
 import platform
 import subprocess
@@ -417,16 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output directory (default experiments/audit_epsilon/results/"
                          "digits_3v8[-smoke])")
     ap.add_argument("--smoke", action="store_true", help="small run counts (CI; < 1 minute)")
+    ap.add_argument("--json", action="store_true",
+                    help="log to stderr; print results.json as one JSON object on stdout")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
+    """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
-    args = build_parser().parse_args(argv)
     t_start, started = time.perf_counter(), _now()
     from certun.audits.epsilon import AuditViolation
     from certun.data import load_digits_3v8
     from certun.io import atomic_write_json
+    from certun.progress import progress_bar
 
     sm = args.smoke
     out = Path(args.out) if args.out else HERE / "results" / ("digits_3v8" + ("-smoke" if sm
@@ -434,24 +439,33 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ds = load_digits_3v8()
     _log(f"audit_epsilon: {'smoke' if sm else 'full'} run; out {out}")
-    try:
-        gauss = part_gaussian(cfg.SMOKE_GAUSSIAN_EPSILONS if sm else cfg.GAUSSIAN_EPSILONS,
-                              cfg.SMOKE_GAUSSIAN_RUNS if sm else cfg.GAUSSIAN_RUNS)
-        guo = part_guo(ds.X_train, ds.y_train, cfg.SMOKE_GUO_SIGMAS if sm else cfg.GUO_SIGMAS,
-                       cfg.SMOKE_GUO_CANARIES if sm else cfg.GUO_CANARIES,
-                       cfg.SMOKE_GUO_RUNS if sm else cfg.GUO_RUNS,
-                       cfg.SMOKE_BUG_RUNS if sm else cfg.BUG_RUNS)
-        rel = part_release(ds.X_train, ds.y_train,
-                           cfg.SMOKE_RELEASE_RUNS if sm else cfg.RELEASE_RUNS)
-    except AuditViolation as exc:
-        print(f"AUDIT FAILED: {exc}", file=sys.stderr)
-        return 1
-    h2f = part_h2f(ds, cfg.SMOKE_H2F_SURROGATES if sm else cfg.H2F_SURROGATES,
-                   cfg.SMOKE_H2F_POISONS if sm else cfg.H2F_POISONS,
-                   cfg.SMOKE_H2F_SEEDS if sm else cfg.H2F_SEEDS)
-    dist = part_distance(ds, cfg.SMOKE_DIST_MODELS if sm else cfg.DIST_MODELS,
-                         cfg.SMOKE_DIST_TARGETS if sm else cfg.DIST_TARGETS,
-                         cfg.SMOKE_DIST_METHODS if sm else cfg.DIST_METHODS)
+    # a bar over the five parts on stderr when it is a terminal (CERTUN_PROGRESS=0 turns it
+    # off); host side only
+    with progress_bar(5, "audit_epsilon parts") as bar:
+        try:
+            gauss = part_gaussian(cfg.SMOKE_GAUSSIAN_EPSILONS if sm else cfg.GAUSSIAN_EPSILONS,
+                                  cfg.SMOKE_GAUSSIAN_RUNS if sm else cfg.GAUSSIAN_RUNS)
+            bar.advance(1, info="A: Gaussian mechanism")
+            guo = part_guo(ds.X_train, ds.y_train,
+                           cfg.SMOKE_GUO_SIGMAS if sm else cfg.GUO_SIGMAS,
+                           cfg.SMOKE_GUO_CANARIES if sm else cfg.GUO_CANARIES,
+                           cfg.SMOKE_GUO_RUNS if sm else cfg.GUO_RUNS,
+                           cfg.SMOKE_BUG_RUNS if sm else cfg.BUG_RUNS)
+            bar.advance(1, info="B: certified removal")
+            rel = part_release(ds.X_train, ds.y_train,
+                               cfg.SMOKE_RELEASE_RUNS if sm else cfg.RELEASE_RUNS)
+            bar.advance(1, info="C: private release")
+        except AuditViolation as exc:
+            print(f"AUDIT FAILED: {exc}", file=sys.stderr)
+            return 1, None
+        h2f = part_h2f(ds, cfg.SMOKE_H2F_SURROGATES if sm else cfg.H2F_SURROGATES,
+                       cfg.SMOKE_H2F_POISONS if sm else cfg.H2F_POISONS,
+                       cfg.SMOKE_H2F_SEEDS if sm else cfg.H2F_SEEDS)
+        bar.advance(1, info="D: Hard to Forget")
+        dist = part_distance(ds, cfg.SMOKE_DIST_MODELS if sm else cfg.DIST_MODELS,
+                             cfg.SMOKE_DIST_TARGETS if sm else cfg.DIST_TARGETS,
+                             cfg.SMOKE_DIST_METHODS if sm else cfg.DIST_METHODS)
+        bar.advance(1, info="E: distance to retraining")
 
     g1 = [r for r in gauss if r["epsilon_claimed"] == 1.0]
     honest = next(r for r in g1 if r["noise_scale"] == 1.0)
@@ -498,7 +512,25 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out / "results.json", _clean(results), allow_nan=False)
     _log(f"acceptance: {_clean(acc)}")
     _log(f"wrote {out / 'results.json'} ({results['seconds']:.0f}s)")
-    return 0
+    return 0, out / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiment from the command line; returns the exit status.
+
+    The log goes to stdout; with ``--json`` it goes to stderr instead and stdout receives
+    exactly one JSON object: the ``results.json`` just written, plus its path as
+    ``results_file``. Usage errors exit with status 2 and print nothing on stdout.
+    """
+    args = build_parser().parse_args(argv)
+    if not args.json:
+        return _run(args, argv)[0]
+    with contextlib.redirect_stdout(sys.stderr):
+        code, path = _run(args, argv)
+    if code == 0:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
+    return code
 
 
 if __name__ == "__main__":

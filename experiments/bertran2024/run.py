@@ -17,9 +17,11 @@ private release's test error are reported next to it. Writes ``results.json`` an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import json
 import math
 import platform
 import subprocess
@@ -265,30 +267,37 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--smoke", action="store_true",
                     help="12 deletions, diabetes only, 4 methods (CI)")
     ap.add_argument("--seed", type=int, default=None, help="seed of the deletion order")
+    ap.add_argument("--json", action="store_true",
+                    help="log to stderr; print results.json as one JSON object on stdout")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
+    """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
-    args = build_parser().parse_args(argv)
     t_start, started = time.perf_counter(), _now()
     from certun.io import atomic_write_json
 
     seed = cfg.SEED if args.seed is None else args.seed
     if seed < 0:
         print(f"error: --seed must be >= 0, got {seed}", file=sys.stderr)
-        return 2
+        return 2, None
     max_del = cfg.SMOKE_MAX_DELETIONS if args.smoke else cfg.MAX_DELETIONS
     log_sets = cfg.SMOKE_LOGISTIC_DATASETS if args.smoke else cfg.LOGISTIC_DATASETS
     out = Path(args.out) if args.out else HERE / "results" / ("all-smoke" if args.smoke else "all")
     out.mkdir(parents=True, exist_ok=True)
     _log(f"bertran2024: seed {seed}; deletions per setting: {max_del or 'all'}")
     methods = cfg.SMOKE_METHODS if args.smoke else METHODS
-    settings = [run_setting("diabetes", "squared", lb, max_del, seed, methods)
-                for lb in cfg.RIDGE_LAMBDAS]
-    for name in log_sets:
-        settings += [run_setting(name, "logistic", lb, max_del, seed, methods)
-                     for lb in cfg.LOGISTIC_LAMBDAS]
+    from certun.progress import progress_bar
+
+    todo = ([("diabetes", "squared", lb) for lb in cfg.RIDGE_LAMBDAS]
+            + [(name, "logistic", lb) for name in log_sets for lb in cfg.LOGISTIC_LAMBDAS])
+    settings = []
+    # a bar on stderr when it is a terminal (CERTUN_PROGRESS=0 turns it off); host loop only
+    with progress_bar(len(todo), "bertran2024 settings") as bar:
+        for name, loss, lb in todo:
+            settings.append(run_setting(name, loss, lb, max_del, seed, methods))
+            bar.advance(1, info=f"{name} lambda={lb:g}")
 
     ridge = [s for s in settings if s["dataset"] == "diabetes"]
     best = max(ridge, key=lambda s: s["methods"]["retraining"]["public_hessian"]["mean"])
@@ -341,7 +350,25 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out / "results.json", _clean(results), allow_nan=False)
     _log(f"acceptance: {_clean(acc)}")
     _log(f"wrote {out / 'results.json'} ({results['seconds']:.0f}s)")
-    return 0
+    return 0, out / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiment from the command line; returns the exit status.
+
+    The log goes to stdout; with ``--json`` it goes to stderr instead and stdout receives
+    exactly one JSON object: the ``results.json`` just written, plus its path as
+    ``results_file``. Usage errors exit with status 2 and print nothing on stdout.
+    """
+    args = build_parser().parse_args(argv)
+    if not args.json:
+        return _run(args, argv)[0]
+    with contextlib.redirect_stdout(sys.stderr):
+        code, path = _run(args, argv)
+    if code == 0:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
+    return code
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ top-1 and temperature mitigations. Writes ``results.json`` (atomically) and PNG 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import json
 import math
 import platform
 import subprocess
@@ -284,19 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "experiments/chen2021/results/<dataset>[-smoke])")
     ap.add_argument("--smoke", action="store_true", help="1 seed, 4 methods (CI; < 1 minute)")
     ap.add_argument("--seed", type=int, default=None, help="run this one seed")
+    ap.add_argument("--json", action="store_true",
+                    help="log to stderr; print results.json as one JSON object on stdout")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
+    """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
-    args = build_parser().parse_args(argv)
     t_start, started = time.perf_counter(), _now()
     from certun.audits import mia
     from certun.io import atomic_write_json
+    from certun.progress import progress_bar
 
     if args.seed is not None and args.seed < 0:
         print(f"error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
-        return 2
+        return 2, None
     if args.smoke:
         seeds, S, U = cfg.SMOKE_SEEDS, cfg.SMOKE_NUM_SETS, cfg.SMOKE_DELETIONS_PER_SET
         methods, temps, n_boot = cfg.SMOKE_METHODS, cfg.SMOKE_TEMPERATURES, \
@@ -314,16 +319,19 @@ def main(argv: list[str] | None = None) -> int:
          f"{list(seeds)}; {S} sets x {U} deletions per side; methods {list(methods)}")
 
     per_method: dict[str, list] = {m: [] for m in methods}
-    for seed in seeds:
-        split = mia.record_split(X.shape[0], seed=seed, disjoint=False)
-        for m in methods:
-            t0 = time.perf_counter()
-            r = attack_method(m, X, y, split, seed, S, U, temps, n_boot)
-            per_method[m].append(dict(r, seed=seed))
-            a = r["auc"][cfg.HEADLINE_FEATURE]
-            _log(f"  seed {seed} {m:26s} AUC {a['auc']:.3f} classical "
-                 f"{r['auc']['basic_mia']['auc']:.3f} acc {r['accuracy_original_mean']:.3f} "
-                 f"({time.perf_counter() - t0:.1f}s)")
+    # a bar on stderr when it is a terminal (CERTUN_PROGRESS=0 turns it off); host loop only
+    with progress_bar(len(seeds) * len(methods), "chen2021 seeds x methods") as bar:
+        for seed in seeds:
+            split = mia.record_split(X.shape[0], seed=seed, disjoint=False)
+            for m in methods:
+                t0 = time.perf_counter()
+                r = attack_method(m, X, y, split, seed, S, U, temps, n_boot)
+                per_method[m].append(dict(r, seed=seed))
+                bar.advance(1, info=f"seed {seed} {m}")
+                a = r["auc"][cfg.HEADLINE_FEATURE]
+                _log(f"  seed {seed} {m:26s} AUC {a['auc']:.3f} classical "
+                     f"{r['auc']['basic_mia']['auc']:.3f} acc {r['accuracy_original_mean']:.3f} "
+                     f"({time.perf_counter() - t0:.1f}s)")
 
     pooled = {}
     for m in methods:
@@ -395,7 +403,25 @@ def main(argv: list[str] | None = None) -> int:
              f"{p['accuracy_original_mean']:6.3f}")
     _log(f"acceptance: {_clean(acc)}")
     _log(f"wrote {out / 'results.json'} ({results['seconds']:.0f}s)")
-    return 0
+    return 0, out / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiment from the command line; returns the exit status.
+
+    The log goes to stdout; with ``--json`` it goes to stderr instead and stdout receives
+    exactly one JSON object: the ``results.json`` just written, plus its path as
+    ``results_file``. Usage errors exit with status 2 and print nothing on stdout.
+    """
+    args = build_parser().parse_args(argv)
+    if not args.json:
+        return _run(args, argv)[0]
+    with contextlib.redirect_stdout(sys.stderr):
+        code, path = _run(args, argv)
+    if code == 0:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
+    return code
 
 
 if __name__ == "__main__":

@@ -30,9 +30,11 @@ Writes ``results.json`` (atomically) and PNG plots into ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import json
 import math
 import platform
 import subprocess
@@ -218,6 +220,7 @@ def guo_runs(ctx: Ctx, sigmas, rows, key_base: int) -> dict:
 def accuracy_table(ctx: Ctx, K_list, trials: int, guo_sigmas, seed: int) -> dict:
     from certun.accounting import langevin as acct
     from certun.accounting.gaussian import guo_budget
+    from certun.progress import progress_bar
     from certun.unlearners.descent_to_delete import descent_to_delete
     from certun.unlearners.langevin import langevin_unlearning
 
@@ -244,69 +247,72 @@ def accuracy_table(ctx: Ctx, K_list, trials: int, guo_sigmas, seed: int) -> dict
                           "certified_trials": len(accs)}
 
     cells = []
-    for K in K_list:
-        for eps in cfg.EPSILONS:
-            t1 = time.perf_counter()
-            sig = acct.sigma_needed(eps, K, m=ctx.lam, eta=ctx.eta, n=ctx.n, delta=ctx.delta,
-                                    changed=1, adjacency="removal")
-            lu = langevin_unlearning(lam=ctx.lam, sigma=sig, epsilon=eps, delta=ctx.delta,
-                                     burn_in=ctx.burn_in)
-            # the same, calibrated with dp-accounting's conversion (smaller sigma for K steps)
-            sig_t = acct.sigma_needed(eps, K, m=ctx.lam, eta=ctx.eta, n=ctx.n, delta=ctx.delta,
-                                      changed=1, adjacency="removal", conversion="tight")
-            lt = langevin_unlearning(lam=ctx.lam, sigma=sig_t, epsilon=eps, delta=ctx.delta,
-                                     burn_in=ctx.burn_in, conversion="tight")
-            du = descent_to_delete(lam=ctx.lam, epsilon=eps, delta=ctx.delta, steps=K)
-            acc_t, certs_t = [], []
-            acc_l, acc_lr, acc_d, certs_l, certs_d = [], [], [], [], []
-            ks, eps_l, eps_t = [], [], []
-            d2d_sig = None
-            for t, row in enumerate(rows):
-                key = jax.random.key(seed * 1_000_003 + 7919 * t + K)
-                st = lu.init(ctx.ds.X_train, ctx.ds.y_train, key)
-                res = lu.unlearn(st, [int(row)])
-                certs_l.append(res.certificate.status)
-                ks.append(res.diagnostics["K"])
-                eps_l.append(res.certificate.epsilon)
-                eps_t.append(res.diagnostics["epsilon_tight"])
-                if res.params is not None:
-                    acc_l.append(ctx.acc(res.params))
-                    ref = lu.retrain(res.state, jax.random.fold_in(key, 1))
-                    acc_lr.append(ctx.acc(ref.params))
-                rt_ = lt.unlearn(lt.init(ctx.ds.X_train, ctx.ds.y_train, key), [int(row)])
-                certs_t.append(rt_.certificate.status)
-                if rt_.params is not None:
-                    acc_t.append(ctx.acc(rt_.params))
-                sd = du.init(ctx.ds.X_train, ctx.ds.y_train, key)
-                rd = du.unlearn(sd, [int(row)])
-                certs_d.append(rd.certificate.status)
-                d2d_sig = rd.certificate.sigma
-                if rd.params is not None:
-                    acc_d.append(ctx.acc(rd.params))
-            cell = {
-                "K": K, "epsilon": eps,
-                "langevin": {"sigma": sig, "steps": ks, "certificates": certs_l,
-                             "epsilon_simple": float(max(eps_l)),
-                             "epsilon_tight": float(max(eps_t)),
-                             "accuracy": _stats(acc_l) if acc_l else None},
-                "langevin_tight": {"sigma": sig_t, "certificates": certs_t,
-                                   "conversion": "dp_accounting_tight",
-                                   "accuracy": _stats(acc_t) if acc_t else None},
-                "langevin_reference": {"accuracy": _stats(acc_lr) if acc_lr else None,
-                                       "steps": ctx.burn_in + K},
-                "d2d": {"steps": K, "sigma": d2d_sig, "certificates": certs_d,
-                        "accuracy": _stats(acc_d) if acc_d else None},
-                "guo": guo_cells[eps],
-                "retrain": {"accuracy": _stats(retrain_acc)},
-                "seconds": time.perf_counter() - t1,
-            }
-            cells.append(cell)
-            _log(f"  K={K:<4} eps={eps:<4g} langevin sigma={sig:.4g} acc "
-                 f"{_fmt_acc(cell['langevin'])} (ref {_fmt_acc(cell['langevin_reference'])}, "
-                 f"tight conv. sigma={sig_t:.4g} {_fmt_acc(cell['langevin_tight'])}) | "
-                 f"d2d sigma={d2d_sig:.3g} acc {_fmt_acc(cell['d2d'])} | guo "
-                 f"{_fmt_acc(guo_cells[eps])} | retrain {_fmt_acc(cell['retrain'])} "
-                 f"({cell['seconds']:.1f} s)")
+    # a bar on stderr when it is a terminal (CERTUN_PROGRESS=0 turns it off); host loop only
+    with progress_bar(len(K_list) * len(cfg.EPSILONS), "accuracy table (K x epsilon)") as bar:
+        for K in K_list:
+            for eps in cfg.EPSILONS:
+                t1 = time.perf_counter()
+                sig = acct.sigma_needed(eps, K, m=ctx.lam, eta=ctx.eta, n=ctx.n, delta=ctx.delta,
+                                        changed=1, adjacency="removal")
+                lu = langevin_unlearning(lam=ctx.lam, sigma=sig, epsilon=eps, delta=ctx.delta,
+                                         burn_in=ctx.burn_in)
+                # the same, calibrated with dp-accounting's conversion (smaller sigma for K steps)
+                sig_t = acct.sigma_needed(eps, K, m=ctx.lam, eta=ctx.eta, n=ctx.n, delta=ctx.delta,
+                                          changed=1, adjacency="removal", conversion="tight")
+                lt = langevin_unlearning(lam=ctx.lam, sigma=sig_t, epsilon=eps, delta=ctx.delta,
+                                         burn_in=ctx.burn_in, conversion="tight")
+                du = descent_to_delete(lam=ctx.lam, epsilon=eps, delta=ctx.delta, steps=K)
+                acc_t, certs_t = [], []
+                acc_l, acc_lr, acc_d, certs_l, certs_d = [], [], [], [], []
+                ks, eps_l, eps_t = [], [], []
+                d2d_sig = None
+                for t, row in enumerate(rows):
+                    key = jax.random.key(seed * 1_000_003 + 7919 * t + K)
+                    st = lu.init(ctx.ds.X_train, ctx.ds.y_train, key)
+                    res = lu.unlearn(st, [int(row)])
+                    certs_l.append(res.certificate.status)
+                    ks.append(res.diagnostics["K"])
+                    eps_l.append(res.certificate.epsilon)
+                    eps_t.append(res.diagnostics["epsilon_tight"])
+                    if res.params is not None:
+                        acc_l.append(ctx.acc(res.params))
+                        ref = lu.retrain(res.state, jax.random.fold_in(key, 1))
+                        acc_lr.append(ctx.acc(ref.params))
+                    rt_ = lt.unlearn(lt.init(ctx.ds.X_train, ctx.ds.y_train, key), [int(row)])
+                    certs_t.append(rt_.certificate.status)
+                    if rt_.params is not None:
+                        acc_t.append(ctx.acc(rt_.params))
+                    sd = du.init(ctx.ds.X_train, ctx.ds.y_train, key)
+                    rd = du.unlearn(sd, [int(row)])
+                    certs_d.append(rd.certificate.status)
+                    d2d_sig = rd.certificate.sigma
+                    if rd.params is not None:
+                        acc_d.append(ctx.acc(rd.params))
+                cell = {
+                    "K": K, "epsilon": eps,
+                    "langevin": {"sigma": sig, "steps": ks, "certificates": certs_l,
+                                 "epsilon_simple": float(max(eps_l)),
+                                 "epsilon_tight": float(max(eps_t)),
+                                 "accuracy": _stats(acc_l) if acc_l else None},
+                    "langevin_tight": {"sigma": sig_t, "certificates": certs_t,
+                                       "conversion": "dp_accounting_tight",
+                                       "accuracy": _stats(acc_t) if acc_t else None},
+                    "langevin_reference": {"accuracy": _stats(acc_lr) if acc_lr else None,
+                                           "steps": ctx.burn_in + K},
+                    "d2d": {"steps": K, "sigma": d2d_sig, "certificates": certs_d,
+                            "accuracy": _stats(acc_d) if acc_d else None},
+                    "guo": guo_cells[eps],
+                    "retrain": {"accuracy": _stats(retrain_acc)},
+                    "seconds": time.perf_counter() - t1,
+                }
+                cells.append(cell)
+                bar.advance(1, info=f"K={K} eps={eps:g}")
+                _log(f"  K={K:<4} eps={eps:<4g} langevin sigma={sig:.4g} acc "
+                     f"{_fmt_acc(cell['langevin'])} (ref {_fmt_acc(cell['langevin_reference'])}, "
+                     f"tight conv. sigma={sig_t:.4g} {_fmt_acc(cell['langevin_tight'])}) | "
+                     f"d2d sigma={d2d_sig:.3g} acc {_fmt_acc(cell['d2d'])} | guo "
+                     f"{_fmt_acc(guo_cells[eps])} | retrain {_fmt_acc(cell['retrain'])} "
+                     f"({cell['seconds']:.1f} s)")
     return {"rows_removed": [int(r) for r in rows], "trials": trials, "cells": cells,
             "guo_sigma_grid": list(guo_sigmas), "guo_seconds": t_guo,
             "guo_residual_bounds": {str(s): [p["R"] for p in guo[s]] for s in guo_sigmas}}
@@ -596,12 +602,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--burn-in", type=int, default=None,
                     help="Langevin training steps (default from config.py: 2000 digits, "
                          "10000 MNIST; 500 with --smoke)")
+    ap.add_argument("--json", action="store_true",
+                    help="log to stderr; print results.json as one JSON object on stdout")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
+    """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
-    args = build_parser().parse_args(argv)
     t_start = time.perf_counter()
     started = _now()
     dataset = args.dataset or ("mnist_3v8" if args.mnist_path else cfg.DEFAULT_DATASET)
@@ -626,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--burn-in must be >= 0, got {burn_in}")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
 
     out = Path(args.out) if args.out else HERE / "results" / (dataset + ("-smoke" if smoke
                                                                           else ""))
@@ -691,7 +699,25 @@ def main(argv: list[str] | None = None) -> int:
     _log(results["table_markdown"])
     _log(f"\nwrote {out / 'results.json'} and {', '.join(results['plots'])} "
          f"({results['seconds_total']:.1f} s; experiment {time.perf_counter() - t0:.1f} s)")
-    return 0
+    return 0, out / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiment from the command line; returns the exit status.
+
+    The log goes to stdout; with ``--json`` it goes to stderr instead and stdout receives
+    exactly one JSON object: the ``results.json`` just written, plus its path as
+    ``results_file``. Usage errors exit with status 2 and print nothing on stdout.
+    """
+    args = build_parser().parse_args(argv)
+    if not args.json:
+        return _run(args, argv)[0]
+    with contextlib.redirect_stdout(sys.stderr):
+        code, path = _run(args, argv)
+    if code == 0:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
+    return code
 
 
 if __name__ == "__main__":

@@ -31,9 +31,11 @@ Residual bookkeeping (all on Guo et al.'s *sum* scale, with ``b``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import json
 import math
 import platform
 import subprocess
@@ -520,17 +522,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="removal requests per grid point (default from config.py)")
     ap.add_argument("--seed", type=int, default=None,
                     help="run this one seed instead of config.SEEDS")
+    ap.add_argument("--json", action="store_true",
+                    help="log to stderr; print results.json as one JSON object on stdout")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
+    """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
-    args = build_parser().parse_args(argv)
     t_start = time.perf_counter()
     started = _now()
 
     from certun.accounting.gaussian import guo_budget, guo_c
     from certun.bounds.guo import worst_case_bound_printed
+    from certun.progress import progress_bar
 
     dataset = args.dataset or ("mnist_3v8" if args.mnist_path else cfg.DEFAULT_DATASET)
     try:
@@ -551,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--seed must be >= 0, got {args.seed}")
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
 
     out = Path(args.out) if args.out else HERE / "results" / (dataset + ("-smoke" if args.smoke
                                                                           else ""))
@@ -577,26 +582,26 @@ def main(argv: list[str] | None = None) -> int:
     grad_fn = _make_grad_fn()
     grid = []
     total = len(lams) * len(sigmas) * len(seeds)
-    k = 0
-    for seed in seeds:
-        order = np.random.default_rng(seed).permutation(ds.n_train)[:N]
-        for lam in lams:
-            for sigma in sigmas:
-                k += 1
-                t0 = time.perf_counter()
-                p = run_point(ds, lam, sigma, seed, order, grad_fn)
-                grid.append(p)
-                if p["status"] != "ok":
-                    _log(f"[{k}/{total}] lambda={lam:g} sigma={sigma:g} seed={seed}: training "
-                         f"failed at every tolerance ({time.perf_counter() - t0:.1f} s)")
-                    continue
-                a = p["test_accuracy"]
-                _log(f"[{k}/{total}] lambda={lam:g} sigma={sigma:g} seed={seed}: "
-                     f"{'>=' if p['capped'] else ''}{p['supported_removals']}/{N} removals "
-                     f"supported; acc orig {a['original']:.4f} unl {a['unlearned']:.4f} "
-                     f"retrain {a['retrained']:.4f}; budget {p['budget_total']:.4g}, first dd "
-                     f"{p['first_request']['data_dependent_bound']:.3g} "
-                     f"({time.perf_counter() - t0:.1f} s)")
+    points = [(seed, lam, sigma) for seed in seeds for lam in lams for sigma in sigmas]
+    orders = {seed: np.random.default_rng(seed).permutation(ds.n_train)[:N] for seed in seeds}
+    # a bar on stderr when it is a terminal (CERTUN_PROGRESS=0 turns it off); host loop only
+    with progress_bar(total, "guo2020 grid") as bar:
+        for k, (seed, lam, sigma) in enumerate(points, start=1):
+            t0 = time.perf_counter()
+            p = run_point(ds, lam, sigma, seed, orders[seed], grad_fn)
+            grid.append(p)
+            bar.advance(1, info=f"lambda={lam:g} sigma={sigma:g} seed={seed}")
+            if p["status"] != "ok":
+                _log(f"[{k}/{total}] lambda={lam:g} sigma={sigma:g} seed={seed}: training "
+                     f"failed at every tolerance ({time.perf_counter() - t0:.1f} s)")
+                continue
+            a = p["test_accuracy"]
+            _log(f"[{k}/{total}] lambda={lam:g} sigma={sigma:g} seed={seed}: "
+                 f"{'>=' if p['capped'] else ''}{p['supported_removals']}/{N} removals "
+                 f"supported; acc orig {a['original']:.4f} unl {a['unlearned']:.4f} "
+                 f"retrain {a['retrained']:.4f}; budget {p['budget_total']:.4g}, first dd "
+                 f"{p['first_request']['data_dependent_bound']:.3g} "
+                 f"({time.perf_counter() - t0:.1f} s)")
 
     # ---- the paper's reference point (lambda 1e-3, sigma 10)
     ref_seed = seeds[0]
@@ -698,7 +703,25 @@ def main(argv: list[str] | None = None) -> int:
              f"{sec['retrain'] * 1e3:>10.2f}")
     _log(f"\nwrote {out / 'results.json'} and {', '.join(results['plots'])} "
          f"({results['seconds_total']:.1f} s)")
-    return 0
+    return 0, out / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiment from the command line; returns the exit status.
+
+    The log goes to stdout; with ``--json`` it goes to stderr instead and stdout receives
+    exactly one JSON object: the ``results.json`` just written, plus its path as
+    ``results_file``. Usage errors exit with status 2 and print nothing on stdout.
+    """
+    args = build_parser().parse_args(argv)
+    if not args.json:
+        return _run(args, argv)[0]
+    with contextlib.redirect_stdout(sys.stderr):
+        code, path = _run(args, argv)
+    if code == 0:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
+    return code
 
 
 if __name__ == "__main__":

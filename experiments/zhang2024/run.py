@@ -25,9 +25,11 @@ and over a sigma sweep, and unlearning vs retraining time. ``results.json`` (ato
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import json
 import math
 import platform
 import subprocess
@@ -478,17 +480,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="2 seeds, short training (CI)")
     p.add_argument("--seed", type=int, default=None, help="one seed instead of the default five")
     p.add_argument("--out", default=None, help="output directory (default results/<dataset>)")
-    p.add_argument("--quiet", action="store_true", help="no training progress lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or training progress lines")
+    p.add_argument("--json", action="store_true",
+                   help="log to stderr; print results.json as one JSON object on stdout")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
+    """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     """Run the experiment; 0 on success, 2 on a usage or data error."""
     jax.config.update("jax_enable_x64", True)
-    args = build_parser().parse_args(argv)
     t_start = time.perf_counter()
     started = _now()
     from certun.nn import TrainConfig, mlp
+    from certun.progress import progress_bar
     from certun.unlearners.zhang import zhang_unlearning
 
     dataset = args.dataset or ("mnist" if args.mnist_path else cfg.DEFAULT_DATASET)
@@ -498,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = load_dataset(dataset, args.mnist_path)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
     smoke = bool(args.smoke)
     seeds = (args.seed,) if args.seed is not None else (cfg.SMOKE_SEEDS if smoke else cfg.SEEDS)
     train_kw = dict(cfg.TRAIN if dataset == "digits" else cfg.TRAIN_MNIST)
@@ -521,17 +527,22 @@ def main(argv: list[str] | None = None) -> int:
          f"seeds {list(seeds)}; methods {list(methods)}; backend {jax.default_backend()}; "
          f"out {out}")
     per_seed = []
-    for seed in seeds:
-        t0 = time.perf_counter()
-        r = run_seed(seed, ds, net, tcfg, unls, emp_unl, seq_requests, sweep)
-        per_seed.append(r)
-        h = r["methods"]["newton_cg"]
-        _log(f"seed {seed}: dist original->retrained {r['dist_original_retrained']:.4f}, "
-             f"unlearned->retrained {h.get('dist_retrained', float('nan')):.4f} ({h['status']}, "
-             f"{h['which']}, eps {h['epsilon']:.3g}); forget acc o/u/r "
-             f"{r['original']['forget']:.3f}/"
-             f"{h.get('noiseless', {}).get('forget', float('nan')):.3f}"
-             f"/{r['retrained']['forget']:.3f}; {time.perf_counter() - t0:.1f} s")
+    # a bar on stderr when it is a terminal (CERTUN_PROGRESS=0 or --quiet turn it off); the
+    # training bars of certun.nn.train nest under it
+    quiet = False if args.quiet else None
+    with progress_bar(len(seeds), "zhang2024 seeds", enable=quiet) as bar:
+        for seed in seeds:
+            t0 = time.perf_counter()
+            r = run_seed(seed, ds, net, tcfg, unls, emp_unl, seq_requests, sweep)
+            per_seed.append(r)
+            bar.advance(1, info=f"seed {seed}")
+            h = r["methods"]["newton_cg"]
+            _log(f"seed {seed}: dist original->retrained {r['dist_original_retrained']:.4f}, "
+                 f"unlearned->retrained {h.get('dist_retrained', float('nan')):.4f} "
+                 f"({h['status']}, {h['which']}, eps {h['epsilon']:.3g}); forget acc o/u/r "
+                 f"{r['original']['forget']:.3f}/"
+                 f"{h.get('noiseless', {}).get('forget', float('nan')):.3f}"
+                 f"/{r['retrained']['forget']:.3f}; {time.perf_counter() - t0:.1f} s")
     summary = summarise(per_seed, list(methods))
     config = {
         "dataset": dataset, "smoke": smoke, "seeds": list(seeds), "network": net.name,
@@ -556,7 +567,25 @@ def main(argv: list[str] | None = None) -> int:
     acc = summary.get("acceptance", {})
     _log(f"acceptance: {acc}")
     _log(f"wrote {out / 'results.json'} in {time.perf_counter() - t_start:.1f} s")
-    return 0
+    return 0, out / "results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiment from the command line; returns the exit status.
+
+    The log goes to stdout; with ``--json`` it goes to stderr instead and stdout receives
+    exactly one JSON object: the ``results.json`` just written, plus its path as
+    ``results_file``. Usage errors exit with status 2 and print nothing on stdout.
+    """
+    args = build_parser().parse_args(argv)
+    if not args.json:
+        return _run(args, argv)[0]
+    with contextlib.redirect_stdout(sys.stderr):
+        code, path = _run(args, argv)
+    if code == 0:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
+    return code
 
 
 if __name__ == "__main__":
