@@ -11,8 +11,13 @@ import argparse
 
 from certun.commands._args import count, emit, fail, positive, unit_interval
 
+__all__ = ["NAME", "HELP", "DESCRIPTION", "add_arguments", "run"]
+
+#: The subcommand (``certun demo``).
 NAME = "demo"
+#: One line for ``certun --help``.
 HELP = "certified unlearning on digits 3-vs-8 (Guo et al. 2020; --method langevin, d2d)"
+#: The description ``certun demo --help`` prints.
 DESCRIPTION = ("Train certified logistic regression on digits 3-vs-8, remove k rows one at a "
                "time, retrain without them, compare. --method picks the unlearner: guo "
                "(certified removal, default), langevin (Chien et al. 2024) or d2d "

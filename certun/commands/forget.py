@@ -7,8 +7,13 @@ import re
 
 from certun.commands._args import count, emit, fail
 
+__all__ = ["NAME", "HELP", "DESCRIPTION", "add_arguments", "run"]
+
+#: The subcommand (``certun forget``).
 NAME = "forget"
+#: One line for ``certun --help``.
 HELP = "remove training rows from a ledger's model (one certified request, committed durably)"
+#: The description ``certun forget --help`` prints.
 DESCRIPTION = ("Remove the given rows (positions in the original training set) in one summed "
                "Newton step, certify it, and commit model, state and journal record atomically. "
                "When the request would exceed the removal budget the model is retrained on the "

@@ -6,8 +6,13 @@ import argparse
 
 from certun.commands._args import emit, fail
 
+__all__ = ["NAME", "HELP", "DESCRIPTION", "add_arguments", "run"]
+
+#: The subcommand (``certun status``).
 NAME = "status"
+#: One line for ``certun --help``.
 HELP = "show a ledger's public status: budget, removals, certificate status"
+#: The description ``certun status --help`` prints.
 DESCRIPTION = ("Print the public view of a deletion ledger: the removal budget used and left, "
                "the number of requests, removals and retrains, and the certificate status. "
                "No private field (noise, bounds, indices) is shown.")

@@ -6,14 +6,23 @@ import argparse
 
 from certun.commands._args import count, emit, fail, positive, unit_interval
 
+__all__ = ["NAME", "HELP", "DESCRIPTION", "DATASETS", "REGRESSION", "DEFAULTS", "add_arguments",
+           "run"]
+
+#: The subcommand (``certun train``).
 NAME = "train"
+#: One line for ``certun --help``.
 HELP = "train a certified model (Guo et al. 2020) and create its deletion ledger"
+#: The description ``certun train --help`` prints.
 DESCRIPTION = ("Train L2-regularised logistic regression (one-vs-rest for multiclass data) or "
                "ridge regression with objective perturbation on a bundled dataset, and write a "
                "deletion ledger to --out (then use `certun forget` and `certun status`).")
 
+#: The bundled datasets ``--dataset`` accepts.
 DATASETS = ("digits_3v8", "breast_cancer", "digits", "diabetes", "mnist_5k")
+#: The regression datasets (``--model ridge``); the others are classification.
 REGRESSION = ("diabetes",)
+#: Default hyperparameters of ``certun train``.
 DEFAULTS = dict(lam=1e-2, sigma=1.5, epsilon=1.0, delta=1e-4, seed=0)
 
 
