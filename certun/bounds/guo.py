@@ -53,9 +53,18 @@ __all__ = [
     "remainder_chain",
     "spectral_cap",
     "staleness_bound",
+    "l1_remainder_bound",
+    "self_concordant_remainder_bound",
+    "CachedRemainder",
+    "cached_remainder_bound",
+    "LOGISTIC_D3_OVER_D2",
     "StaleChain",
     "stale_remainder_chain",
 ]
+
+#: ``sup_a |l'''(a)| / l''(a)`` for the logistic loss: ``l''' = l'' (1 - 2 sigmoid(a))``, so
+#: ``|d/da log l''| <= 1`` and ``l''(b) <= l''(a) exp(|b - a|)`` (``proofs/cached_factors.md``).
+LOGISTIC_D3_OVER_D2 = 1.0
 
 
 def spectral_cap(x_spectral: float, n_rem: int) -> float:
@@ -215,11 +224,129 @@ def staleness_bound(gamma: float, x_spectral: float, u_norm: float, x_u_norm: fl
     return float(gamma * x_spectral * min(u_norm * x_delta_norm, x_u_norm * delta_norm))
 
 
+def l1_remainder_bound(gamma: float, x_u_norm: float, x_delta_norm: float) -> float:
+    """Remainder of a step with stale curvature by the row-wise l1 route (sum scale).
+
+    With unit rows, ``||sum_i e_i x_i|| <= sum_i |e_i|`` and
+    ``|e_i| <= gamma |u_i| |v_i| + (gamma/2) v_i^2`` (``u = X_rem (w - w_f)``,
+    ``v = X_rem delta``), so by Cauchy-Schwarz
+
+    .. math:: \\|\\varepsilon\\| \\le \\gamma\\,\\|X_{rem}u\\|\\,\\|X_{rem}\\delta\\|
+              + \\tfrac\\gamma2\\|X_{rem}\\delta\\|^2 .
+
+    It covers Guo et al.'s Taylor remainder *and* the staleness term together and is never
+    above ``staleness_bound + (gamma/2) ||X_rem||_2 ||delta|| ||X_rem delta||`` (with exact
+    norms, since ``||X_rem v|| <= ||X_rem||_2 ||v||``). ``proofs/cached_factors.md``, (L1)-(L3).
+
+    Args:
+      gamma: Lipschitz constant of ``l''``.
+      x_u_norm: an upper bound on ``||X_rem (w - w_f)||`` (0 at a fresh factorisation).
+      x_delta_norm: an upper bound on ``||X_rem delta||``.
+    """
+    return float(gamma * x_u_norm * x_delta_norm + 0.5 * gamma * x_delta_norm * x_delta_norm)
+
+
+def _expm1_ratio(M: float) -> float:
+    """``(e^M - 1) / M`` (1 at ``M = 0``), rounded up; ``inf`` past overflow."""
+    if M <= 0.0:
+        return 1.0
+    if M > 700.0:
+        return float("inf")
+    return float(np.expm1(M) / M) * (1 + 1e-14)
+
+
+def self_concordant_remainder_bound(a_u_norm: float, a_delta_norm: float, u_norm: float,
+                                    delta_norm: float, d3_over_d2: float = LOGISTIC_D3_OVER_D2
+                                    ) -> float:
+    """Remainder of a step with stale curvature, weighted by the curvature at ``w_f`` (sum scale).
+
+    For a loss with ``|l'''| <= c l''`` (logistic: ``c = 1``), ``l''(b) <= l''(a) e^{c|b - a|}``,
+    hence ``|l''(a_i + t v_i) - l''(f_i)| <= c kappa h_i (|u_i| + t |v_i|)`` with
+    ``h_i = l''(f_i)``, ``kappa = (e^M - 1)/M``, ``M = c (||w - w_f|| + ||delta||)``, and
+
+    .. math:: \\|\\varepsilon\\| \\le \\sum_i|e_i| \\le c\\,\\kappa\\Big(
+              \\sqrt{u^\\top A' u}\\,\\sqrt{\\delta^\\top A'\\delta}
+              + \\tfrac12\\,\\delta^\\top A'\\delta\\Big),
+              \\qquad A' = \\sum_{i\\in D'} h_i x_i x_i^\\top ,
+
+    ``A'`` being exactly the curvature the cached step solves with (without the
+    regulariser). ``proofs/cached_factors.md``, step (SC).
+
+    Args:
+      a_u_norm: an upper bound on ``sqrt(u^T A' u)``, ``u = w - w_f``.
+      a_delta_norm: an upper bound on ``sqrt(delta^T A' delta)``.
+      u_norm: an upper bound on ``||w - w_f||``.
+      delta_norm: an upper bound on ``||delta||``.
+      d3_over_d2: ``c``, a bound on ``|l'''| / l''`` (:data:`LOGISTIC_D3_OVER_D2`).
+    """
+    kappa = _expm1_ratio(d3_over_d2 * (u_norm + delta_norm))
+    return float(d3_over_d2 * kappa * (a_u_norm * a_delta_norm
+                                       + 0.5 * a_delta_norm * a_delta_norm))
+
+
+class CachedRemainder(NamedTuple):
+    """The remainder bound charged by a cached-factor step (one head, sum scale).
+
+    ``charged = min(spectral, l1, self_concordant)``: three valid bounds on the whole
+    remainder ``||eps||`` of (R') in ``proofs/cached_factors.md``. ``fresh`` is the same
+    minimum with every ``u``-dependent input set to zero (what the routes give at a fresh
+    factorisation for the same step), and ``staleness = charged - fresh >= 0`` is the part
+    attributed to the stale curvature (the refresh policy's ``s_t``).
+    """
+
+    charged: float
+    spectral: float         # staleness_bound + Guo et al.'s data-dependent bound (S + DD)
+    l1: float               # l1_remainder_bound
+    self_concordant: float  # self_concordant_remainder_bound (inf where not applicable)
+    fresh: float
+    staleness: float
+    route: str              # which of the three is charged
+
+
+def cached_remainder_bound(gamma: float, x_spectral: float, u_norm: float, x_u_norm: float,
+                           delta_norm: float, x_delta_norm: float,
+                           a_u_norm: float | None = None, a_delta_norm: float | None = None,
+                           d3_over_d2: float | None = None) -> CachedRemainder:
+    """The bound a cached-factor step charges for its remainder: the least of three routes.
+
+    All inputs are upper bounds on the exact quantities; each route alone bounds
+    ``||eps||`` (``proofs/cached_factors.md`` §3), so their minimum does.
+
+    Args:
+      gamma: Lipschitz constant of ``l''``; 0 for the squared loss (then everything is 0).
+      x_spectral: upper bound on ``||X_rem||_2``.
+      u_norm, x_u_norm: upper bounds on ``||w - w_f||`` and ``||X_rem (w - w_f)||``.
+      delta_norm, x_delta_norm: upper bounds on ``||delta||`` and ``||X_rem delta||``.
+      a_u_norm, a_delta_norm: upper bounds on ``sqrt(u^T A' u)``, ``sqrt(delta^T A' delta)``
+        (``A'`` the curvature at ``w_f`` of the remaining rows); with ``d3_over_d2``
+        they enable the self-concordant route (``None``: not used).
+      d3_over_d2: ``c`` with ``|l'''| <= c l''`` (logistic: 1), or ``None``.
+    """
+    if gamma <= 0.0:
+        return CachedRemainder(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, "exact")
+    stale = staleness_bound(gamma, x_spectral, u_norm, x_u_norm, delta_norm, x_delta_norm)
+    dd = data_dependent_bound(gamma, x_spectral, delta_norm, x_delta_norm)
+    l1 = l1_remainder_bound(gamma, x_u_norm, x_delta_norm)
+    sc = sc_0 = float("inf")
+    if d3_over_d2 is not None and a_u_norm is not None and a_delta_norm is not None:
+        sc = self_concordant_remainder_bound(a_u_norm, a_delta_norm, u_norm, delta_norm,
+                                             d3_over_d2)
+        sc_0 = self_concordant_remainder_bound(0.0, a_delta_norm, 0.0, delta_norm, d3_over_d2)
+    routes = {"spectral": stale + dd, "l1": l1, "self_concordant": sc}
+    route = min(routes, key=routes.get)
+    charged = routes[route]
+    fresh = min(dd, l1_remainder_bound(gamma, 0.0, x_delta_norm), sc_0)
+    return CachedRemainder(charged, routes["spectral"], l1, sc, fresh,
+                           max(charged - fresh, 0.0), route)
+
+
 class StaleChain(NamedTuple):
     """The quantities of ``proofs/cached_factors.md`` for one head, for step-by-step tests.
 
-    ``eps <= s1 <= s2 <= stale + q3 <= stale + data_dependent`` where ``eps`` is the exact
-    remainder of a step taken with the stale curvature (sum scale, float64).
+    Spectral route: ``eps <= s1 <= s2 <= stale + q3 <= stale + data_dependent``.
+    l1 route: ``eps <= e_l1 <= l1_rows <= l1``. Self-concordant route (logistic):
+    ``eps <= e_l1 <= sc_rows <= sc``. ``eps`` is the exact remainder of a step taken with the
+    stale curvature (sum scale, float64).
     """
 
     eps: float             # ||sum_i (l'(a_i+v_i) - l'(a_i) - l''(f_i) v_i) x_i||, exact
@@ -228,11 +355,17 @@ class StaleChain(NamedTuple):
     stale: float           # staleness_bound(...) with exact norms
     q3: float              # (gamma / 2) ||X_rem||_2 ||delta|| ||X_rem delta||
     data_dependent: float  # gamma ||X_rem||_2 ||delta|| ||X_rem delta||
+    e_l1: float            # sum_i |e_i| ||x_i||
+    l1_rows: float         # gamma sum_i |u_i| |v_i| + (gamma/2) sum_i v_i^2
+    l1: float              # l1_remainder_bound(...) with exact norms
+    sc_rows: float         # c kappa sum_i h_i (|u_i| |v_i| + v_i^2 / 2)
+    sc: float              # self_concordant_remainder_bound(...) with exact norms
 
 
 def stale_remainder_chain(loss_d1, loss_d2, gamma: float, X_rem: np.ndarray, y_rem: np.ndarray,
-                          w: np.ndarray, w_f: np.ndarray, delta: np.ndarray) -> StaleChain:
-    """Evaluate every quantity of the staleness bound for one head (float64, host).
+                          w: np.ndarray, w_f: np.ndarray, delta: np.ndarray,
+                          d3_over_d2: float = LOGISTIC_D3_OVER_D2) -> StaleChain:
+    """Evaluate every quantity of the staleness bounds for one head (float64, host).
 
     Args:
       loss_d1: NumPy-callable ``l'(a, y)``.
@@ -243,16 +376,25 @@ def stale_remainder_chain(loss_d1, loss_d2, gamma: float, X_rem: np.ndarray, y_r
       w: the model before the step.
       w_f: the factorisation point.
       delta: the step.
+      d3_over_d2: ``c`` with ``|l'''| <= c l''`` for the self-concordant route.
     """
     X_rem = np.asarray(X_rem, np.float64)
     a, f, v = X_rem @ w, X_rem @ w_f, X_rem @ delta
     u = a - f
-    e = loss_d1(a + v, y_rem) - loss_d1(a, y_rem) - loss_d2(f, y_rem) * v
+    h = loss_d2(f, y_rem)
+    e = loss_d1(a + v, y_rem) - loss_d1(a, y_rem) - h * v
     eps = float(np.linalg.norm(X_rem.T @ e))
     xs = float(np.linalg.norm(X_rem, 2))
-    dn, xdn = float(np.linalg.norm(delta)), float(np.linalg.norm(v))
+    dn, xdn, un = float(np.linalg.norm(delta)), float(np.linalg.norm(v)), float(np.linalg.norm(u))
     s1 = xs * float(np.linalg.norm(e))
     s2 = xs * gamma * (float(np.linalg.norm(u * v)) + 0.5 * float(np.linalg.norm(v * v)))
-    stale = staleness_bound(gamma, xs, float(np.linalg.norm(w - w_f)), float(np.linalg.norm(u)),
-                            dn, xdn)
-    return StaleChain(eps, s1, s2, stale, 0.5 * gamma * xs * dn * xdn, gamma * xs * dn * xdn)
+    wn = float(np.linalg.norm(w - w_f))
+    stale = staleness_bound(gamma, xs, wn, un, dn, xdn)
+    e_l1 = float(np.sum(np.abs(e) * np.linalg.norm(X_rem, axis=1)))
+    l1_rows = gamma * float(np.sum(np.abs(u * v))) + 0.5 * gamma * float(np.sum(v * v))
+    kappa = _expm1_ratio(d3_over_d2 * (wn + dn))
+    sc_rows = d3_over_d2 * kappa * float(np.sum(h * (np.abs(u * v) + 0.5 * v * v)))
+    sc = self_concordant_remainder_bound(float(np.sqrt(np.sum(h * u * u))),
+                                         float(np.sqrt(np.sum(h * v * v))), wn, dn, d3_over_d2)
+    return StaleChain(eps, s1, s2, stale, 0.5 * gamma * xs * dn * xdn, gamma * xs * dn * xdn,
+                      e_l1, l1_rows, l1_remainder_bound(gamma, un, xdn), sc_rows, sc)

@@ -365,6 +365,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
     c = guo_c(dlt)
     budget_total = guo_budget(sigma, eps, dlt)
     C = lossf.d1_bound  # None for squared loss (gamma = 0 there, so C is not needed)
+    # |l'''| <= c l'': the self-concordant route of the cached bound (logistic only)
+    sc_const = guo_bounds.LOGISTIC_D3_OVER_D2 if lossf.name == "logistic" else None
 
     # ------------------------------------------------------------ jitted cores
     @jax.jit
@@ -405,6 +407,11 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
 
         return xu, yu, mask_new, n_prev, n_rem, Delta, h_f, shift, precond_head
 
+    def _w_norms(W, W_f):
+        # max(||w_k||, ||w_f,k||) per head: margins x^T w are computed with error
+        # <= gamma_d ||w||, which the rounding allowance of the step covers
+        return jnp.maximum(jnp.linalg.norm(W, axis=0), jnp.linalg.norm(W_f, axis=0))
+
     def _finish(state, idx, xu, delta, Delta, mask_new, solver_res, code, steps):
         gram_new = state.gram - xu.T @ xu
         # ||X_rem delta_k||^2 = delta^T G delta - ||X_U delta||^2 (no d x d temporary per head,
@@ -414,7 +421,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         W_new = state.W + delta
         small = dict(
             delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=jnp.linalg.norm(Delta, axis=0),
-            x_delta_sq=qf, solver_residual=solver_res, code=code, steps=steps,
+            x_delta_sq=qf, w_norms=_w_norms(state.W, state.W_factor),
+            solver_residual=solver_res, code=code, steps=steps,
         )
         big = dict(W_new=W_new, mask_new=mask_new, gram_new=gram_new,
                    params=W_new[:, 0] if W_new.shape[1] == 1 else W_new,
@@ -462,13 +470,18 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         return jnp.linalg.norm(glm.gradient_sum(lossf, W, X, Y, lam, b, mask))
 
     def _cached_core(state, idx, kb):
-        """One request on the maintained factor: a few ``O(d^2)`` passes plus ``O(d k^2)``.
+        """One request on the maintained factor: four ``O(d^2)`` passes plus ``O(d k^2)``.
 
         The matrix solved is ``T = curv - sum_{j in buffer + idx} h_j x_j x_j^T + lam n_rem I``
         (the curvature at ``W_factor`` of the remaining rows, regulariser included):
         eigen-coordinates absorb the shift and :func:`_eig_woodbury` the removed rows
         (the first ``kb`` buffer slots, ``kb`` static). The residual is measured against
-        ``T`` formed from the stored ``curv``.
+        ``T`` formed from the stored ``curv``. Passes per head: one over ``Q`` for
+        ``Q^T Delta`` and ``Q^T x_j`` together, one for ``Q x``, one over ``curv`` for
+        ``curv delta`` and ``curv u`` together (the residual and ``delta^T A' delta``,
+        ``u^T A' u`` of the self-concordant bound), and one over the Gram matrix for
+        ``||X_rem delta||`` and ``||X_rem u||`` (shared by the heads). Several vectors go
+        through a matrix as the rows of one product: on XLA:CPU that costs one pass.
         """
         X, Y, W = state.X, state.Y, state.W
         m = idx.shape[0]
@@ -486,34 +499,35 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         U = W - state.W_factor  # (d, K)
         K = W.shape[1]
 
-        def head(Q, lam_k, A, P, dk, hk_new, hk):
-            y = dk @ Q  # Q^T Delta_k
-            P = lax.dynamic_update_slice(P, (xu @ Q) * jnp.sqrt(hk_new)[:, None], (k, zero))
-            xt, ok = _eig_woodbury(lam_k, P[:kb], shift, y)
+        def head(Q, lam_k, A, P, dk, hk_new, hk, uk):
+            yq = jnp.concatenate([dk[None, :], xu], axis=0) @ Q  # rows: Q^T Delta_k, Q^T x_j
+            P = lax.dynamic_update_slice(P, yq[1:] * jnp.sqrt(hk_new)[:, None], (k, zero))
+            xt, ok = _eig_woodbury(lam_k, P[:kb], shift, yq[0])
             dlt = Q @ xt
-            res = (A @ dlt - jnp.einsum("c,cd->d", hk[:kb] * (rows_k @ dlt), rows_k)
-                   + shift * dlt - dk)
-            return dlt, P, jnp.sum(res * res), ok
+            Adu = jnp.stack([dlt, uk]) @ A  # rows: curv^T delta, curv^T u
+            bd, bu = rows_k @ dlt, rows_k @ uk
+            hb = hk[:kb]
+            Ad = Adu[0] - (hb * bd) @ rows_k  # A' delta, A' the curvature of the remaining rows
+            res = Ad + shift * dlt - dk
+            return (dlt, P, jnp.sum(res * res), ok, dlt @ Ad,
+                    uk @ Adu[1] - jnp.sum(hb * bu * bu), jnp.sum(bd * bd), jnp.sum(bu * bu))
 
         args = (state.eigvecs, state.eigvals, state.curv, state.proj_buf, Delta.T, h_new.T,
-                hbuf.T)
+                hbuf.T, U.T)
         if K <= 2:  # unrolled: matrix-vector passes (XLA:CPU's thin GEMMs are slower)
             outs = [head(*(a[j] for a in args)) for j in range(K)]
             delta = jnp.stack([o[0] for o in outs], axis=1)
             proj = jnp.stack([o[1] for o in outs])
-            res2 = jnp.stack([o[2] for o in outs])
-            oks = jnp.stack([o[3] for o in outs])
-            qd = jnp.stack([delta[:, j] @ (state.gram @ delta[:, j]) for j in range(K)])
-            qu = jnp.stack([U[:, j] @ (state.gram @ U[:, j]) for j in range(K)])
+            res2, oks, a_dd, a_uu, bdd, buu = (jnp.stack([o[i] for o in outs])
+                                               for i in range(2, 8))
         else:  # one-vs-rest: vmapped over heads
-            dT, proj, res2, oks = jax.vmap(head)(*args)
+            dT, proj, res2, oks, a_dd, a_uu, bdd, buu = jax.vmap(head)(*args)
             delta = dT.T
-            qd = jnp.sum(delta * (state.gram @ delta), axis=0)
-            qu = jnp.sum(U * (state.gram @ U), axis=0)
         res = jnp.sqrt(jnp.sum(res2))
-        # ||X_rem v||^2 = v^T G_f v - ||X_R v||^2 for v = delta_k and u_k
-        qd = qd - jnp.sum(jnp.square(rows_k @ delta), axis=0)
-        qu = qu - jnp.sum(jnp.square(rows_k @ U), axis=0)
+        # ||X_rem v||^2 = v^T G_f v - ||X_R v||^2 for v = delta_k and u_k (one pass over G_f)
+        GV = jnp.concatenate([delta.T, U.T], axis=0) @ state.gram  # (2K, d)
+        qd = jnp.sum(GV[:K] * delta.T, axis=1) - bdd
+        qu = jnp.sum(GV[K:] * U.T, axis=1) - buu
         code = jnp.where(jnp.all(oks), jnp.int32(RESULTS.successful),
                          jnp.int32(RESULTS.not_positive_definite))
         code = jnp.where(jnp.all(jnp.isfinite(delta)) & jnp.isfinite(res), code,
@@ -522,6 +536,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         small = dict(
             delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=jnp.linalg.norm(Delta, axis=0),
             x_delta_sq=qd, u_norms=jnp.linalg.norm(U, axis=0), x_u_sq=qu,
+            a_delta_sq=a_dd, a_u_sq=a_uu, w_norms=_w_norms(W, state.W_factor),
             solver_residual=res, code=code, steps=jnp.int32(0),
         )
         big = dict(W_new=W_new, mask_new=mask_new, rows_buf=rows, h_buf=hbuf,
@@ -548,7 +563,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         pd = jnp.all(ws > 0)
         delta = jnp.einsum("kdi,ki->dk", Q, jnp.einsum("dk,kdi->ki", Delta, Q)
                            / jnp.where(ws > 0, ws, 1.0))
-        res = jnp.einsum("kde,ek->dk", G, delta) + shift * delta - Delta
+        Gd = jnp.einsum("kde,ek->dk", G, delta)
+        res = Gd + shift * delta - Delta
         gram_new = state.gram - xu.T @ xu
         K = W.shape[1]
         qd = jnp.sum(delta * (gram_new @ delta), axis=0)
@@ -558,7 +574,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         small = dict(delta_norms=jnp.linalg.norm(delta, axis=0),
                      Delta_norms=jnp.linalg.norm(Delta, axis=0), x_delta_sq=qd,
                      u_norms=jnp.zeros(K), x_u_sq=jnp.zeros(K),
-                     solver_residual=jnp.linalg.norm(res), code=code, steps=jnp.int32(0))
+                     a_delta_sq=jnp.sum(delta * Gd, axis=0), a_u_sq=jnp.zeros(K),
+                     w_norms=_w_norms(W, W), solver_residual=jnp.linalg.norm(res), code=code,
+                     steps=jnp.int32(0))
         big = dict(W_new=W_new, mask_new=mask_new, params=W_new[:, 0] if K == 1 else W_new,
                    n_removed=state.n_removed + m, requests=state.requests + 1,
                    curv=G, eigvals=w, eigvecs=Q, gram_new=gram_new,
@@ -782,9 +800,15 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             a.append(verified("gradient_bound", f"|l'| <= C = {C} (per-example gradient norm)"))
         if cached and lossf.gamma > 0:
             a.append(verified("stale_curvature",
-                              "the step uses the curvature at the factorisation point; the extra "
-                              "residual gamma ||X_rem||_2 min(||u|| ||X_rem delta||, ||X_rem u|| "
-                              "||delta||), u = w - w_f, is charged (proofs/cached_factors.md)"))
+                              "the step uses the curvature at the factorisation point w_f; its "
+                              "whole remainder (Taylor + staleness, u = w - w_f) is charged as the "
+                              "least of three bounds: gamma ||X_rem||_2 (min(||u|| ||X_rem delta||,"
+                              " ||X_rem u|| ||delta||) + ||delta|| ||X_rem delta||), gamma ||X_rem "
+                              "u|| ||X_rem delta|| + (gamma/2) ||X_rem delta||^2"
+                              + (", and kappa (sqrt(u^T A' u) sqrt(delta^T A' delta) + delta^T A' "
+                                 "delta / 2) with A' the curvature at w_f (|l'''| <= l'')"
+                                 if sc_const is not None else "")
+                              + " (proofs/cached_factors.md)"))
         return a
 
     def _cert(state: GuoState, used: float, assumptions, bounds: dict, solver: dict,
@@ -837,18 +861,40 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         else:
             wc, wcp = [0.0] * K, [0.0] * K
         stale = [0.0] * K
-        if "u_norms" in out and gamma > 0:
+        rem = None
+        if cached:
+            # the cached step's remainder: the least of three bounds (proofs/cached_factors.md §3)
             un = np.asarray(out["u_norms"], np.float64) * (1 + 4 * d * u)
             xun = np.sqrt(np.maximum(np.asarray(out["x_u_sq"], np.float64), 0.0) + q_err * un ** 2)
-            stale = [guo_bounds.staleness_bound(gamma, x_spec, un[k], xun[k], dn[k], xdn[k])
-                     for k in range(K)]
-        rho_bound = float(sum(dd) if bound == "data_dependent" else sum(wc)) + float(sum(stale))
+            aun = adn = [None] * K
+            if sc_const is not None:
+                # curv: formation, weights at fl(x^T w_f), folds, the buffered rows and the
+                # quadratic form (proofs/cached_factors.md §3, "Inputs are upper bounds")
+                wn = np.asarray(out["w_norms"], np.float64)
+                a_err = (((4 * n_total + 5 * d + 2 * kk + 30) * u
+                          + lossf.gamma * (d + 2) * u * 1.01 * wn)
+                         * lossf.d2_bound * (n_total + d_fro2 + kk))
+                aun = np.sqrt(np.maximum(np.asarray(out["a_u_sq"], np.float64), 0.0)
+                              + a_err * un ** 2)
+                adn = np.sqrt(np.maximum(np.asarray(out["a_delta_sq"], np.float64), 0.0)
+                              + a_err * dn ** 2)
+            rem = [guo_bounds.cached_remainder_bound(gamma, x_spec, un[k], xun[k], dn[k], xdn[k],
+                                                     aun[k], adn[k], sc_const) for k in range(K)]
+            stale = [r.staleness for r in rem]
+            rho_bound = float(sum(r.charged for r in rem))
+        else:
+            rho_bound = float(sum(dd) if bound == "data_dependent" else sum(wc))
         Dn = float(np.linalg.norm(np.asarray(out["Delta_norms"])))
-        # curv: formed from <= n_total rows, and on the cached path downdated by <= n_total more
+        # curv: formed from <= n_total rows, and on the cached path downdated by <= n_total more;
+        # margins x^T w carry an error <= gamma_d ||w||, which moves l'' by <= gamma* times that
+        # (every curvature weight) and l' by <= l''_max times that (every removed row)
         rows_in_curv = 2 * n_total if cached else n_total
+        wn = np.asarray(out["w_norms"], np.float64)
         rounding = ((rows_in_curv + d + kk + 4) * u
                     * (lossf.d2_bound * d_fro2 + lam * n_prev + kk) * float(np.sum(dn))
-                    + (d + 2) * u * Dn)
+                    + (d + 2) * u * Dn
+                    + (d + 4) * u * 1.01 * float(np.sum(
+                        wn * (lossf.gamma * d_fro2 * dn + lossf.d2_bound * m))))
         solver_res = float(out["solver_residual"])
         charge = rho_bound + solver_res + rounding
         R_new = R_prev + charge
@@ -867,6 +913,11 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         }
         if cached:
             bounds["step_staleness_bound"] = float(sum(stale))
+            bounds["step_spectral_bound"] = float(sum(r.spectral for r in rem))
+            bounds["step_l1_bound"] = float(sum(r.l1 for r in rem))
+            sc = float(sum(r.self_concordant for r in rem))
+            bounds["step_self_concordant_bound"] = sc if math.isfinite(sc) else None
+            bounds["step_remainder_routes"] = [r.route for r in rem]
         return bounds, charge, R_new, gram_err
 
     def unlearn(state: GuoState, indices: Any, key: jax.Array | None = None) -> UnlearnResult:
@@ -965,9 +1016,13 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             diagnostics["true_residual"] = tr
 
         if not solver_ok or not x64 or R_new > budget_total:
-            if cached and allow_refresh and since_factor > 0 and x64:
-                # a step at a fresh factorisation has no staleness and an exact solve: try it
-                # before refusing or retraining
+            # a step at a fresh factorisation has no staleness and an exact solve: try it before
+            # refusing or retraining -- unless the retrain is automatic and the budget a refresh
+            # could still open up is worth less than the refresh (kappa * budget, the refresh
+            # policy's exchange rate; proofs/cached_factors.md §4)
+            worth = (refresh_cost_ratio is None or not auto_retrain or not solver_ok
+                     or budget_total - float(h["R"]) >= refresh_cost_ratio * budget_total)
+            if cached and allow_refresh and since_factor > 0 and x64 and worth:
                 t_m = time.perf_counter()
                 fresh = jax.block_until_ready(refresh(state))
                 res = _serve(fresh, idx_np, t0, allow_refresh=False,

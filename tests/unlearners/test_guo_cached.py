@@ -127,26 +127,98 @@ def test_ridge_cached_is_exact_over_folds():
 
 
 def test_staleness_chain_bounds_the_true_extra_residual():
-    """The chain eps <= s1 <= s2 <= stale + q3 <= stale + DD holds on random stale points."""
+    """Every inequality of the three routes on random stale points (proofs/cached_factors.md §3).
+
+    Spectral: eps <= s1 <= s2 <= stale + q3 <= stale + DD; l1: eps <= sum|e_i| ||x_i|| <=
+    l1_rows <= l1 <= stale + q3; self-concordant: sum|e_i| ||x_i|| <= sc_rows <= sc. Drifts
+    from tiny to ||w - w_f|| ~ 5 (kappa ~ 30), margins up to ~15 (l'' ~ 3e-7), both gammas.
+    """
     rng = np.random.default_rng(0)
     d1 = lambda a, y: -y * _sig(-y * a)  # noqa: E731
     d2 = lambda a, y: _sig(a) * _sig(-a)  # noqa: E731
-    for trial in range(60):
-        n, d = 200, 8
+    gstar = 1 / (6 * np.sqrt(3))
+    worst = {"l1": 0.0, "sc": 0.0, "spectral": 0.0}
+    for trial in range(400):
+        n, d = int(rng.integers(20, 300)), int(rng.integers(2, 16))
         X = rng.standard_normal((n, d))
         X /= np.linalg.norm(X, axis=1, keepdims=True) * rng.uniform(1, 2, (n, 1))
         y = np.where(rng.random(n) < 0.5, 1.0, -1.0)
-        scale = [0.1, 1.0, 5.0][trial % 3]
-        w = rng.standard_normal(d) * scale
-        w_f = w + rng.standard_normal(d) * scale * rng.uniform(0, 1)
-        delta = rng.standard_normal(d) * rng.uniform(1e-3, 1)
-        c = guo_bounds.stale_remainder_chain(d1, d2, 1 / (6 * np.sqrt(3)), X, y, w, w_f, delta)
-        tol = 1e-12 * (1 + c.s2)
+        scale = [0.1, 1.0, 5.0, 15.0][trial % 4]
+        w = rng.standard_normal(d) * scale / np.sqrt(d)
+        w_f = w + rng.standard_normal(d) * rng.choice([1e-4, 1e-2, 0.3, 2.0]) / np.sqrt(d)
+        delta = rng.standard_normal(d) * rng.choice([1e-5, 1e-3, 0.1, 1.0]) / np.sqrt(d)
+        gamma = (gstar, 0.25)[trial % 2]
+        c = guo_bounds.stale_remainder_chain(d1, d2, gamma, X, y, w, w_f, delta)
+        tol = 1e-12 * (1 + c.s2 + c.l1_rows)
         assert c.eps <= c.s1 + tol
         assert c.s1 <= c.s2 + tol
         assert c.s2 <= c.stale + c.q3 + tol
         assert c.q3 <= c.data_dependent
-        assert guo_bounds.staleness_bound(0.25, 2.0, 0.0, 0.0, 1.0, 1.0) == 0.0
+        assert c.eps <= c.e_l1 + tol
+        assert c.e_l1 <= c.l1_rows + tol
+        assert c.l1_rows <= c.l1 * (1 + 1e-12) + tol
+        assert c.l1 <= (c.stale + c.q3) * (1 + 1e-12) + tol  # never worse than S + Q3
+        assert c.e_l1 <= c.sc_rows * (1 + 1e-12) + tol
+        assert c.sc_rows <= c.sc * (1 + 1e-12) + tol
+        charged = min(c.stale + c.data_dependent, c.l1, c.sc)
+        assert c.eps <= charged + tol
+        for name, b in (("l1", c.l1), ("sc", c.sc), ("spectral", c.stale + c.data_dependent)):
+            if b > 0:
+                worst[name] = max(worst[name], c.eps / b)
+    assert guo_bounds.staleness_bound(0.25, 2.0, 0.0, 0.0, 1.0, 1.0) == 0.0
+    assert all(0 < v <= 1 for v in worst.values()), worst
+    # the least of the three, from upper bounds on its inputs, is monotone in each input
+    base = guo_bounds.cached_remainder_bound(0.25, 3.0, 0.2, 0.5, 0.01, 0.05, 0.1, 0.02, 1.0)
+    assert base.charged == min(base.spectral, base.l1, base.self_concordant)
+    for i in range(1, 8):  # every input but gamma
+        args = [0.25, 3.0, 0.2, 0.5, 0.01, 0.05, 0.1, 0.02]
+        args[i] *= 1.5
+        assert guo_bounds.cached_remainder_bound(*args, 1.0).charged >= base.charged * (1 - 1e-15)
+    assert guo_bounds.cached_remainder_bound(0.0, 3.0, 0.2, 0.5, 0.01, 0.05).charged == 0.0
+
+
+def test_charged_remainder_covers_the_exact_remainder_over_long_runs():
+    """Per step, the exact remainder (R') of the stale step <= the charged remainder bound.
+
+    Binary and one-vs-rest, hundreds of sequential cached removals with folds, policy
+    refreshes and retrains; the exact remainder is recomputed from scratch in NumPy.
+    """
+    d1 = lambda a, y: -y * _sig(-y * a)  # noqa: E731
+    d2 = lambda a, y: _sig(a) * _sig(-a)  # noqa: E731
+    checked = stale_steps = 0
+    ratios = []
+    cases = [(synthetic_logistic(300, 10, seed=3), None, 1e-2, 20.0, 0.25, 180),
+             (synthetic_logistic(300, 10, seed=4), None, 1e-3, 50.0, None, 120),
+             (load_digits(), 10, 1e-2, 50.0, 0.5, 40)]
+    for seed, (ds, K, lam, sigma, ratio, steps) in enumerate(cases):
+        X_tr, y_tr = ds.X_train, ds.y_train
+        if K is not None:
+            X_tr, y_tr = X_tr[:400], y_tr[:400]
+        unl = certified_removal(lam=lam, sigma=sigma, epsilon=8.0, delta=1e-4, update="cached",
+                                max_rank=16, refresh_cost_ratio=ratio, auto_retrain=True)
+        st = unl.init(X_tr, y_tr, jax.random.key(seed), num_classes=K)
+        X, Y = np.asarray(st.X), np.asarray(st.Y)
+        order = np.random.default_rng(seed).permutation(X.shape[0])
+        for i in order[:steps]:
+            res = unl.unlearn(st, [int(i)])
+            if res.outcome == "unlearned":
+                keep = np.asarray(res.state.mask) > 0
+                W, Wf = np.asarray(st.W), np.asarray(st.W_factor)
+                if res.diagnostics["refreshed"] in ("budget", "solver"):
+                    Wf = W  # served after a refresh at the current model
+                dl = np.asarray(res.state.W) - W
+                eps = sum(guo_bounds.stale_remainder_chain(
+                    d1, d2, 0.25, X[keep], Y[keep, k], W[:, k], Wf[:, k], dl[:, k]).eps
+                    for k in range(W.shape[1]))
+                bound = res.diagnostics["step_remainder_bound"]
+                assert eps <= bound, (eps, bound)
+                ratios.append(eps / bound)
+                stale_steps += res.diagnostics["step_staleness_bound"] > 0
+                checked += 1
+            st = res.state
+    assert checked >= 300 and stale_steps >= 200, (checked, stale_steps)
+    assert max(ratios) <= 1.0
+    print(f"exact / charged remainder: median {np.median(ratios):.3g}, max {max(ratios):.3g}")
 
 
 def test_cached_bound_covers_true_residual_over_many_removals():
@@ -174,7 +246,8 @@ def test_cached_bound_covers_true_residual_over_many_removals():
     assert served >= 150 and stale_seen >= 50, (served, stale_seen)
 
 
-def test_charged_staleness_equals_the_bound_with_exact_norms(cached):
+def test_charged_remainder_equals_the_bound_with_exact_norms(cached):
+    """The charge is the least of the three routes, evaluated with (nearly) exact norms."""
     unl, st = cached
     st = unl.unlearn(st, [1, 2]).state
     res = unl.unlearn(st, [7])
@@ -183,12 +256,22 @@ def test_charged_staleness_equals_the_bound_with_exact_norms(cached):
     u = np.asarray(st.W)[:, 0] - np.asarray(st.W_factor)[:, 0]
     dl = np.asarray(res.state.W)[:, 0] - np.asarray(st.W)[:, 0]
     xs = min(float(st.x_spectral), np.sqrt(keep.sum()))
-    ref = guo_bounds.staleness_bound(0.25, xs, np.linalg.norm(u), np.linalg.norm(X[keep] @ u),
-                                     np.linalg.norm(dl), np.linalg.norm(X[keep] @ dl))
-    assert ref > 0
-    assert res.diagnostics["step_staleness_bound"] == pytest.approx(ref, rel=1e-6)
-    assert res.diagnostics["step_remainder_bound"] == pytest.approx(
-        ref + res.diagnostics["step_data_dependent_bound"], rel=1e-12)
+    h = _curv_weights("logistic", X[keep] @ np.asarray(st.W_factor)[:, 0])
+    Xu, Xd = X[keep] @ u, X[keep] @ dl
+    ref = guo_bounds.cached_remainder_bound(
+        0.25, xs, np.linalg.norm(u), np.linalg.norm(Xu), np.linalg.norm(dl), np.linalg.norm(Xd),
+        np.sqrt(np.sum(h * Xu * Xu)), np.sqrt(np.sum(h * Xd * Xd)), 1.0)
+    assert ref.staleness > 0 and ref.charged < ref.spectral
+    dg = res.diagnostics
+    assert dg["step_remainder_bound"] == pytest.approx(ref.charged, rel=1e-6)
+    assert dg["step_staleness_bound"] == pytest.approx(ref.staleness, rel=1e-6)
+    assert dg["step_l1_bound"] == pytest.approx(ref.l1, rel=1e-6)
+    assert dg["step_self_concordant_bound"] == pytest.approx(ref.self_concordant, rel=1e-6)
+    assert dg["step_spectral_bound"] == pytest.approx(
+        guo_bounds.staleness_bound(0.25, xs, np.linalg.norm(u), np.linalg.norm(Xu),
+                                   np.linalg.norm(dl), np.linalg.norm(Xd))
+        + dg["step_data_dependent_bound"], rel=1e-6)
+    assert dg["step_remainder_routes"] == [ref.route]
     names = {a.name for a in res.certificate.assumptions}
     assert "stale_curvature" in names and res.certificate.valid
 
