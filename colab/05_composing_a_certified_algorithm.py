@@ -502,7 +502,8 @@ for row in log:
 print(f"request {len(log) + 1}: ours {r_ours.outcome}, certun's {r_guo.outcome}")
 for row in log:
     assert row["true"] <= row["used"] <= cert.budget.total
-    assert row["to_guo"] < 1e-8 and row["to_retrain"] < 1e-2
+    assert row["to_guo"] < 1e-8 and row["to_retrain"] < 1e-3
+    assert abs(row["to_retrain"] - row["guo_to_retrain"]) < 1e-8
     assert abs(row["used"] - row["used_guo"]) < 1e-3 * row["used_guo"]
 assert 3 <= len(log) < order.size  # the budget runs out for both, on the same request
 assert r_ours.outcome == r_guo.outcome == "retrain_required" and r_ours.params is None
