@@ -58,7 +58,7 @@ def _log(msg: str) -> None:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _clean(x: Any) -> Any:
@@ -78,6 +78,7 @@ def _clean(x: Any) -> Any:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Installed versions of certun and the packages the results depend on."""
     import certun
 
     out: dict[str, str | None] = {"certun": certun.__version__}
@@ -92,6 +93,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_info() -> dict[str, Any]:
+    """The git commit of this checkout and whether it has uncommitted changes."""
     info: dict[str, Any] = {"commit": None, "dirty": None}
     try:
         info["commit"] = subprocess.run(
@@ -122,6 +124,7 @@ def _audit_row(a) -> dict:
 
 
 def part_gaussian(eps_list, runs: int) -> list[dict]:
+    """Part A: audit the Gaussian output mechanism at each claimed epsilon (and under-noised)."""
     from certun.audits import epsilon as ea
 
     f_out = {"w": jnp.asarray([0.3, -0.2, 0.1]), "b": jnp.asarray([[0.5, 0.0], [0.0, -0.4]])}
@@ -145,6 +148,7 @@ def part_gaussian(eps_list, runs: int) -> list[dict]:
 
 
 def part_guo(X, y, sigmas, canaries, runs: int, bug_runs: int) -> dict:
+    """Part B: audit Guo et al.'s certified removal with worst-case canaries (and a budget bug)."""
     from certun.audits import epsilon as ea
 
     rows = []
@@ -204,6 +208,7 @@ def part_release(X, y, runs: int) -> dict:
 
 
 def part_h2f(ds, surrogates, n_poisons: int, seeds) -> dict:
+    """Part D: Hard-to-Forget deletions vs random ones, with and without the influence defence."""
     import certun
     from certun.audits import malicious as mal
     from certun.models import glm
@@ -334,7 +339,7 @@ def part_distance(ds, N: int, T: int, methods) -> dict:
         auc = lira.per_example_auc(su, so)
         # paired distance to the retrained model with the same randomness (Guo: same b)
         pd, agree = [], []
-        for k, w in zip(ku[:T], Wu[:T]):
+        for k, w in zip(ku[:T], Wu[:T], strict=False):
             if name in ("certified_removal", "do_nothing"):
                 st = guo.init(X, y, k)
                 st = st._replace(mask=st.mask.at[jnp.asarray(forget)].set(0.0))
@@ -363,6 +368,7 @@ def part_distance(ds, N: int, T: int, methods) -> dict:
 
 
 def make_plots(results: dict, out: Path) -> list[str]:
+    """Draw the figures into ``out``; returns their file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -373,7 +379,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
     g = results["gaussian"]
     for scale, col, lab in ((1.0, "C0", "honest"), (cfg.UNDER_NOISE, "C3", "10x under-noised")):
         pts = [(r["epsilon_claimed"], r["epsilon_lower"]) for r in g if r["noise_scale"] == scale]
-        ax.plot(*zip(*pts), "o-", color=col, label=f"lower bound, {lab}")
+        ax.plot(*zip(*pts, strict=False), "o-", color=col, label=f"lower bound, {lab}")
     e = np.array(sorted({r["epsilon_claimed"] for r in g}))
     ax.plot(e, e, "k--", lw=1, label="certified epsilon")
     ax.plot(e, e / 2, "k:", lw=1, label="half the certified epsilon")
@@ -398,7 +404,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
         axes[1].bar(xs, [d["summary"][s]["budget_per_request"] for s in streams], 0.36,
                     label=sur)
     for ax, t in zip(axes, ("requests until the first forced retrain",
-                            "budget burnt per request (sum scale)")):
+                            "budget burnt per request (sum scale)"), strict=False):
         ax.set_xticks(np.arange(len(streams)) + 0.19, [s.replace("_", "\n") for s in streams],
                       fontsize=7)
         ax.set_title(t, fontsize=9)
@@ -414,6 +420,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of this experiment."""
     ap = argparse.ArgumentParser(description="Empirical epsilon audits and Hard to Forget.")
     ap.add_argument("--out", default=None,
                     help="output directory (default experiments/audit_epsilon/results/"

@@ -55,7 +55,7 @@ def _log(msg: str) -> None:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _clean(x: Any) -> Any:
@@ -75,6 +75,7 @@ def _clean(x: Any) -> Any:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Installed versions of certun and the packages the results depend on."""
     import certun
 
     out: dict[str, str | None] = {"certun": certun.__version__}
@@ -88,6 +89,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_info() -> dict[str, Any]:
+    """The git commit of this checkout and whether it has uncommitted changes."""
     info: dict[str, Any] = {"commit": None, "dirty": None}
     try:
         info["commit"] = subprocess.run(
@@ -117,6 +119,7 @@ def public_standardise(X_priv: np.ndarray, X_pub: np.ndarray) -> tuple[np.ndarra
 
 
 def load(name: str):
+    """A dataset split in two, standardised with statistics of the public half only."""
     from certun import data
 
     ds = {"diabetes": data.load_diabetes, "breast_cancer": data.load_breast_cancer,
@@ -126,6 +129,7 @@ def load(name: str):
 
 
 def make_method(name: str, loss: str, lam: float):
+    """The unlearner (or uncertified shortcut) called ``name``."""
     import certun
     from certun.audits import baselines
     from certun.release import private_release
@@ -160,6 +164,7 @@ def _stats(v: list[float]) -> dict:
 
 def run_setting(name: str, loss: str, lam_bertran: float, max_del: int | None, seed: int,
                 methods: tuple[str, ...] = METHODS) -> dict:
+    """Reconstruct every deleted row of one dataset at one lambda, for each method."""
     from certun.audits import reconstruction as rc
 
     X, y, Xp, yp, info = load(name)
@@ -230,6 +235,7 @@ def _test_error(loss: str, th: np.ndarray, X: np.ndarray, y: np.ndarray) -> floa
 
 
 def make_plots(results: dict, out: Path) -> list[str]:
+    """Draw the figures into ``out``; returns their file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,7 +245,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
     sets = results["settings"]
     fig, axes = plt.subplots(1, len(sets), figsize=(3.3 * len(sets), 3.8), squeeze=False,
                              sharey=True)
-    for ax, s in zip(axes[0], sets):
+    for ax, s in zip(axes[0], sets, strict=False):
         ms = list(s["methods"])
         xs = np.arange(len(ms))
         for off, att, col in ((-0.2, "exact_hessian", "C0"), (0.2, "public_hessian", "C1")):
@@ -261,6 +267,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of this experiment."""
     ap = argparse.ArgumentParser(description="Bertran et al. (2024) reconstruction audit.")
     ap.add_argument("--out", default=None,
                     help="output directory (default experiments/bertran2024/results/all[-smoke])")

@@ -58,7 +58,7 @@ def _log(msg: str) -> None:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _clean(x: Any) -> Any:
@@ -79,6 +79,7 @@ def _clean(x: Any) -> Any:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Installed versions of certun and the packages the results depend on."""
     import certun
 
     out: dict[str, str | None] = {"certun": certun.__version__}
@@ -92,6 +93,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_info() -> dict[str, Any]:
+    """The git commit of this checkout and whether it has uncommitted changes."""
     info: dict[str, Any] = {"commit": None, "dirty": None}
     try:
         info["commit"] = subprocess.run(
@@ -171,6 +173,7 @@ def certificate_summary(name: str, unl: Any, X: np.ndarray, y: np.ndarray) -> di
 
 def attack_method(name: str, X, y, split, seed: int, S: int, U: int, temps, n_boot: int
                   ) -> dict:
+    """Chen et al.'s two-version attack on one unlearner (and mitigations, for retraining)."""
     from certun.audits import mia
     from certun.audits.stats import auc_cluster_bootstrap
 
@@ -220,6 +223,7 @@ def attack_method(name: str, X, y, split, seed: int, S: int, U: int, temps, n_bo
 
 
 def pool(per_seed: list[dict], feature: str) -> dict:
+    """AUC of ``feature`` pooled over seeds, with DeLong (and cluster bootstrap) intervals."""
     a = np.array([r["auc"][feature]["auc"] for r in per_seed])
     se_d = math.sqrt(sum(r["auc"][feature]["delong_se"] ** 2 for r in per_seed)) / len(a)
     out = {"auc_mean": float(a.mean()), "auc_per_seed": a.tolist(),
@@ -231,6 +235,7 @@ def pool(per_seed: list[dict], feature: str) -> dict:
 
 
 def make_plots(results: dict, out: Path) -> list[str]:
+    """Draw the figures into ``out``; returns their file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,6 +285,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of this experiment."""
     ap = argparse.ArgumentParser(description="Chen et al. (2021) two-version MIA audit.")
     ap.add_argument("--out", default=None,
                     help="output directory (default "

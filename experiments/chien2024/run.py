@@ -74,7 +74,7 @@ def _log(msg: str) -> None:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _clean(x: Any) -> Any:
@@ -102,6 +102,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Installed versions of certun and the packages the results depend on."""
     import certun
 
     out: dict[str, str | None] = {"certun": certun.__version__}
@@ -116,6 +117,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_info() -> dict[str, Any]:
+    """The git commit of this checkout and whether it has uncommitted changes."""
     info: dict[str, Any] = {"commit": None, "dirty": None}
     try:
         info["commit"] = subprocess.run(
@@ -170,6 +172,7 @@ class Ctx:
                                                  mask=mask, tol=1e-10).params)
 
     def acc(self, W) -> float:
+        """Test accuracy of the parameters ``W``."""
         from certun.models import glm
 
         W = np.asarray(W, np.float64)
@@ -177,6 +180,7 @@ class Ctx:
                             self.ds.y_test)
 
     def optimum(self, removed) -> np.ndarray:
+        """The exact optimum on the training rows without ``removed``."""
         mask = np.ones(self.n)
         mask[np.asarray(removed, int)] = 0.0
         return np.asarray(self._fit(jax.numpy.asarray(mask)))
@@ -218,6 +222,7 @@ def guo_runs(ctx: Ctx, sigmas, rows, key_base: int) -> dict:
 
 
 def accuracy_table(ctx: Ctx, K_list, trials: int, guo_sigmas, seed: int) -> dict:
+    """Test accuracy vs epsilon for Langevin, D2D, Guo et al. and retraining (one removal)."""
     from certun.accounting import langevin as acct
     from certun.accounting.gaussian import guo_budget
     from certun.progress import progress_bar
@@ -327,6 +332,7 @@ def _fmt_acc(c: dict) -> str:
 
 
 def steps_vs_removed(ctx: Ctx, S_list, sigma_l: float, sigma_d: float, seed: int) -> dict:
+    """Unlearning steps needed at a fixed epsilon as the number of removed rows grows."""
     from certun.accounting import langevin as acct
     from certun.bounds import descent_to_delete as d2db
     from certun.unlearners.descent_to_delete import descent_to_delete
@@ -384,6 +390,7 @@ def steps_vs_removed(ctx: Ctx, S_list, sigma_l: float, sigma_d: float, seed: int
 
 
 def sequential(ctx: Ctx, requests: int, sigma_l: float, sigma_d: float, seed: int) -> dict:
+    """Steps per request over a sequence of single-row requests (Langevin and D2D)."""
     from certun.unlearners.descent_to_delete import descent_to_delete
     from certun.unlearners.langevin import langevin_unlearning
 
@@ -442,7 +449,8 @@ def reference_block() -> dict:
     K_fig5_removal = [acct.steps_needed(1.0, sigma=P["fig5_sigma"], eta=1 / P["L_data"], n=n,
                                         changed=S, **dict(kw, adjacency="removal"))
                       for S in P["fig5_S"]]
-    d2d_sig = [(I, d2db.sigma_paper(0.25 + m, m, n, I, 1.0, dlt), s) for I, s in P["d2d_sigma_I"]]
+    d2d_sig = [(iters, d2db.sigma_paper(0.25 + m, m, n, iters, 1.0, dlt), s)
+               for iters, s in P["d2d_sigma_I"]]
     return {
         "setting": {"n": n, "lam_paper": P["lam_paper"], "m": m, "L_data": P["L_data"],
                     "L_loose": logistic_smoothness(m), "delta": dlt, "M": P["M"],
@@ -457,7 +465,8 @@ def reference_block() -> dict:
                  "note": ("published K were searched on the grid 1, 11, 21, ...; certun's are "
                           "exact")},
         "K10_loose_L": {"K": K10_loose, "published": P["K10_loose"]},
-        "d2d_paper_sigma": [{"I": I, "sigma": s, "published": p} for I, s, p in d2d_sig],
+        "d2d_paper_sigma": [{"I": iters, "sigma": s, "published": p}
+                            for iters, s, p in d2d_sig],
         "accuracy_published_eps1_k1": P["accuracy_eps1_k1"],
         "source": "REFERENCES.md section 6, errata 6 and 11, section 5",
     }
@@ -500,7 +509,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
               "langevin_reference": ("Langevin retrain (ref.)", "o:"),
               "d2d": ("D2D", "s-"), "guo": ("Guo et al.", "^-"),
               "retrain": ("exact retrain", "k--")}
-    for ax, K in zip(axes[0], Ks):
+    for ax, K in zip(axes[0], Ks, strict=False):
         cs = sorted((c for c in cells if c["K"] == K), key=lambda c: c["epsilon"])
         eps = [c["epsilon"] for c in cs]
         for key, (label, st) in styles.items():
@@ -510,7 +519,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xticks(eps, [f"{e:g}" for e in eps])
-        ax.set_xlabel("epsilon (removal, delta = %g)" % results["config"]["delta"])
+        ax.set_xlabel(f"epsilon (removal, delta = {results['config']['delta']:g})")
         ax.set_title(f"K = {K} steps per request")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy")
@@ -587,6 +596,7 @@ def format_table(results: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of this experiment."""
     ap = argparse.ArgumentParser(
         description="Langevin unlearning vs Descent-to-Delete vs certified removal vs retraining.")
     ap.add_argument("--dataset", choices=cfg.DATASETS, default=None,

@@ -76,7 +76,7 @@ def _log(msg: str) -> None:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _clean(x: Any) -> Any:
@@ -104,6 +104,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Installed versions of certun and the packages the results depend on."""
     import certun
 
     out: dict[str, str | None] = {"certun": certun.__version__}
@@ -117,6 +118,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_info() -> dict[str, Any]:
+    """The git commit of this checkout and whether it has uncommitted changes."""
     info: dict[str, Any] = {"commit": None, "dirty": None}
     try:
         info["commit"] = subprocess.run(
@@ -507,6 +509,7 @@ def make_plots(results: dict, out: Path) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of this experiment."""
     ap = argparse.ArgumentParser(
         description="Reproduce Guo et al. (2020)'s certified-removal grid with certun.")
     ap.add_argument("--dataset", choices=cfg.DATASETS, default=None,
