@@ -55,10 +55,15 @@ __all__ = [
     "check",
 ]
 
+#: Version tag written into every certificate's JSON (``schema`` field).
 SCHEMA = "certun.certificate/1"
+#: Certificate states: all assumptions verified, holds if named assumed constants hold, or fails.
 STATUSES = ("holds", "conditional", "fails")
+#: States of one assumption a certificate rests on.
 ASSUMPTION_STATES = ("verified", "assumed", "failed")
+#: Threats a certificate can cover (``none`` for uncertified, empirical releases).
 THREATS = ("indistinguishable_from_retraining", "private_release", "none")
+#: Neighbouring-dataset relations: remove one record, or replace it.
 ADJACENCIES = ("removal", "replacement")
 SCALES = ("sum", "mean")
 

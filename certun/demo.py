@@ -32,6 +32,7 @@ from certun.unlearners.guo import certified_removal
 
 __all__ = ["DEFAULTS", "METHODS", "METHOD_DEFAULTS", "run_demo", "format_report"]
 
+#: Defaults of ``certun demo`` (removals, lambda, sigma, epsilon, delta, seed).
 DEFAULTS = dict(k=10, lam=1e-2, sigma=1.5, epsilon=1.0, delta=1e-4, seed=0)
 
 #: ``--method`` choices: Guo et al.'s certified removal (the default), Langevin unlearning

@@ -80,6 +80,7 @@ from certun.unlearners.guo import GuoState, certified_removal
 
 __all__ = ["Ledger", "LedgerError", "FORMAT", "DEFAULT_CONFIG", "CONFIG_KEYS"]
 
+#: Version tag of the on-disk ledger format (checked on load).
 FORMAT = "certun.ledger/1"
 
 #: Hyperparameters of :func:`certified_removal` a ledger stores (and their defaults there).

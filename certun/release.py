@@ -73,6 +73,7 @@ from certun.unlearners.base import Unlearner, UnlearnResult
 __all__ = ["MECHANISM", "Sensitivity", "release_sensitivity", "ReleaseState",
            "ReleaseUnlearner", "private_release", "targets"]
 
+#: Mechanism name in the certificates of :func:`private_release`.
 MECHANISM = "private_release"
 
 _THREAT_NOTE = (

@@ -47,7 +47,9 @@ __all__ = [
     "logistic_smoothness",
 ]
 
+#: The sum-of-losses scale (Guo et al.'s residuals and budget).
 SUM = "sum"
+#: The mean-loss scale of the public objective (scikit-learn's C = 1/(n lambda)).
 MEAN = "mean"
 
 

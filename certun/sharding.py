@@ -28,6 +28,7 @@ from certun import _validate
 
 __all__ = ["DATA_AXIS", "data_mesh", "row_sharding", "shard_rows", "replicate", "shard_info"]
 
+#: Name of the mesh axis the training rows are sharded over.
 DATA_AXIS = "data"
 
 

@@ -48,8 +48,11 @@ __all__ = [
     "KLOM_FLOOR",
 ]
 
+#: Number of histogram bins over the clipped margins in :func:`klom` (Georgiev et al. 2024).
 KLOM_BINS = 20
+#: Margins are clipped to ``[-KLOM_CLIP, KLOM_CLIP]`` before binning in :func:`klom`.
 KLOM_CLIP = 100.0
+#: Probability floor added to empty bins so the KL divergence in :func:`klom` stays finite.
 KLOM_FLOOR = 1e-5
 
 

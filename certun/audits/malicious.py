@@ -50,6 +50,7 @@ from certun.unlearners.base import Unlearner
 __all__ = ["SURROGATES", "craft_poisons", "influence_scores", "influence_threshold",
            "StreamResult", "run_requests"]
 
+#: Scores a Hard-to-Forget attacker can maximise when crafting deletion requests.
 SURROGATES = ("grad_norm", "influence_norm", "grnb_norm")
 
 

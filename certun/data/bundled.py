@@ -301,6 +301,7 @@ def load_breast_cancer(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
 
 # --------------------------------------------------------------------------- diabetes
 
+#: Column names of the diabetes features, in scikit-learn's order.
 DIABETES_FEATURE_NAMES: tuple[str, ...] = (
     "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6",
 )
@@ -316,6 +317,7 @@ DIABETES_FEATURE_SCALES: tuple[float, ...] = (
 #: The diabetes target (disease progression) runs 25..346; the fixed affine map
 #: ``(y - 185.5) / 160.5`` sends that range onto [-1, 1].
 DIABETES_TARGET_CENTER: float = 185.5
+#: Half the target range: ``(y - DIABETES_TARGET_CENTER) / DIABETES_TARGET_HALF_RANGE`` lies in [-1, 1].
 DIABETES_TARGET_HALF_RANGE: float = 160.5
 
 
@@ -562,6 +564,7 @@ def synthetic_regression(
 
 # --------------------------------------------------------------------------- dispatcher
 
+#: Loader of each bundled dataset by name (the names ``--dataset`` accepts).
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits_3v8": load_digits_3v8,
     "digits": load_digits,

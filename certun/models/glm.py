@@ -103,6 +103,7 @@ def _logistic_d2(a: Array, y: Array) -> Array:
     return jax.nn.sigmoid(a) * jax.nn.sigmoid(-a)
 
 
+#: Logistic loss log(1 + exp(-y a)) with labels in {-1, +1}: |l'| <= 1, l'' <= 1/4, l'' is 1/(6 sqrt 3)-Lipschitz (Guo et al. use 1/4).
 LOGISTIC = ScalarLoss(
     name="logistic",
     value=lambda a, y: jnp.logaddexp(0.0, -y * a),
@@ -114,6 +115,7 @@ LOGISTIC = ScalarLoss(
     gamma_paper=0.25,
 )
 
+#: Squared loss (a - y)^2 / 2 (ridge): l'' = 1, so the Newton step is exact (gamma = 0).
 SQUARED = ScalarLoss(
     name="squared",
     value=lambda a, y: 0.5 * (a - y) ** 2,

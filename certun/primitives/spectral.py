@@ -39,6 +39,7 @@ __all__ = [
     "UNIT_ROUNDOFF",
 ]
 
+#: Unit roundoff u = 2^-53 of float64, used in every rounding allowance.
 UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2.0  # u = 2^-53 for float64
 
 

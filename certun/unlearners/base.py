@@ -25,6 +25,7 @@ from certun.certificate import Certificate
 
 __all__ = ["Unlearner", "UnlearnResult", "OUTCOMES", "RetrainRequired"]
 
+#: What a request ended in: unlearned, a retrain is required (refused), or retrained.
 OUTCOMES = ("unlearned", "retrain_required", "retrained")
 
 

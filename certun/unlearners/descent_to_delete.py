@@ -54,6 +54,7 @@ from certun.unlearners.langevin import NoisyRun, noisy_gd
 
 __all__ = ["D2DState", "descent_to_delete", "MECHANISM"]
 
+#: Mechanism name in Descent-to-Delete certificates (Neel et al. 2021).
 MECHANISM = "neel2021_descent_to_delete"
 
 

@@ -60,6 +60,7 @@ from certun.unlearners.guo import _targets
 
 __all__ = ["LangevinState", "NoisyRun", "langevin_unlearning", "noisy_gd", "MECHANISM"]
 
+#: Mechanism name in Langevin unlearning certificates (Chien et al. 2024).
 MECHANISM = "chien2024_langevin"
 
 _THREAT_NOTE = (

@@ -27,6 +27,7 @@ from certun.unlearners.guo import _targets
 
 __all__ = ["RetrainState", "exact_retraining", "MECHANISM"]
 
+#: Mechanism name in exact-retraining certificates.
 MECHANISM = "exact_retraining"
 
 

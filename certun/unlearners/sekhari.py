@@ -64,6 +64,7 @@ from certun.unlearners.guo import _targets
 
 __all__ = ["SekhariState", "newton_unlearning", "MECHANISM"]
 
+#: Mechanism name in Sekhari et al. (2021) Newton-unlearning certificates.
 MECHANISM = "sekhari2021_newton"
 
 

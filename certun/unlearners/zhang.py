@@ -127,7 +127,9 @@ from certun.unlearners.base import Unlearner, UnlearnResult
 
 __all__ = ["ZhangState", "zhang_unlearning", "MECHANISM", "SOLVERS"]
 
+#: Mechanism name in Zhang et al. (2024) certificates.
 MECHANISM = "zhang2024_dnn_newton"
+#: Inverse-Hessian-vector solvers of :func:`zhang_unlearning`: CG, LiSSA, Gauss-Newton.
 SOLVERS = ("cg", "lissa", "ggn")
 PyTree = Any
 
