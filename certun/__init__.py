@@ -47,10 +47,10 @@ def enable_x64() -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-from certun.unlearners import descent_to_delete as descent_to_delete  # noqa: E402
-from certun.unlearners import langevin_unlearning as langevin_unlearning  # noqa: E402
 from certun import audits as audits  # noqa: E402
+from certun import nn as nn  # noqa: E402
 from certun import release as release  # noqa: E402
 from certun.release import private_release as private_release  # noqa: E402
-from certun import nn as nn  # noqa: E402
+from certun.unlearners import descent_to_delete as descent_to_delete  # noqa: E402
+from certun.unlearners import langevin_unlearning as langevin_unlearning  # noqa: E402
 from certun.unlearners import zhang_unlearning as zhang_unlearning  # noqa: E402

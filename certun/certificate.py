@@ -123,7 +123,8 @@ class Assumption:
 
     def __post_init__(self) -> None:
         if self.state not in ASSUMPTION_STATES:
-            raise ValueError(f"Assumption.state must be one of {ASSUMPTION_STATES}, got {self.state!r}")
+            raise ValueError(
+                f"Assumption.state must be one of {ASSUMPTION_STATES}, got {self.state!r}")
 
     def to_dict(self, private: bool = True) -> dict[str, Any]:
         """JSON-ready dict; ``value``/``limit`` are dropped from the public view if private."""
@@ -384,7 +385,8 @@ class Certificate:
         lines = [
             f"{self.mechanism}: {self.status.upper()}"
             + (f" ({self.reason})" if self.reason else ""),
-            f"  ({self.epsilon:g}, {self.delta:g})-{self.adjacency} guarantee, threat: {self.threat}",
+            f"  ({self.epsilon:g}, {self.delta:g})-{self.adjacency} guarantee, "
+            f"threat: {self.threat}",
             f"  sigma = {self.sigma:.6g} [{self.calibration}], scale: {self.scale}",
         ]
         if self.budget is not None:

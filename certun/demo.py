@@ -65,7 +65,8 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
       lam: mean-scale L2 regularisation.
       sigma: Guo: standard deviation of the objective perturbation ``b``; Langevin: the
         Langevin noise parameter; D2D: the noise of every release.
-      epsilon, delta: the guarantee.
+      epsilon: epsilon of the certified removal guarantee (``> 0``).
+      delta: delta of the certified removal guarantee, in ``(0, 1)``.
       seed: seeds the mechanism's noise and the choice of removed rows.
       bound: ``"data_dependent"`` or ``"worst_case"`` (Guo only: what is charged to the budget).
       method: ``"guo"`` (default), ``"langevin"`` or ``"d2d"``.
@@ -104,11 +105,13 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
     t_train = time.perf_counter() - t0
     removed = np.random.default_rng(seed).choice(ds.n_train, size=k, replace=False)
 
-    # Compile both request paths once on throw-away requests (pure functions: state0 is untouched).
+    # Compile both request paths once on throw-away requests (pure functions: state0 is
+    # untouched).
     t0 = time.perf_counter()
     warm = unl.unlearn(state0, [int(removed[0])])
     if warm.outcome == "unlearned":
-        unl.unlearn(warm.state, [int(removed[1 % k])] if k > 1 else [int((removed[0] + 1) % ds.n_train)])
+        nxt = int(removed[1 % k]) if k > 1 else int((removed[0] + 1) % ds.n_train)
+        unl.unlearn(warm.state, [nxt])
     unl.retrain(state0)
     t_compile = time.perf_counter() - t0
 
@@ -121,7 +124,8 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
         t_unlearn += time.perf_counter() - t0
         cert, outcome = res.certificate, res.outcome
         d = res.diagnostics
-        wc_cum += d["step_worst_case_bound"] + d["step_solver_residual"] + d["step_rounding_allowance"]
+        wc_cum += (d["step_worst_case_bound"] + d["step_solver_residual"]
+                   + d["step_rounding_allowance"])
         steps.append({
             "request": j + 1, "index": int(i), "outcome": res.outcome,
             "data_dependent_bound": d["step_data_dependent_bound"],
@@ -170,9 +174,10 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
             "data_dependent_bound": float(state.residual_bound),
             "worst_case_bound": wc_cum,
             "training_gradient": float(state0.train_grad_norm),
-            "note": ("cumulative over the removals served: the true residual ||grad L_b(w; D_rem)|| "
-                     "(with b) of the final model; the budget charged (training gradient + "
-                     "data-dependent bounds + solver residuals + rounding); the same with the "
+            "note": ("cumulative over the removals served: the true residual "
+                     "||grad L_b(w; D_rem)|| (with b) of the final model; the budget charged "
+                     "(training gradient + data-dependent bounds + solver residuals + "
+                     "rounding); the same with the "
                      "corrected worst-case bound instead of the data-dependent one"),
         },
         "certificate": {**cert.public(), "budget_used": cert.budget.used,

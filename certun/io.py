@@ -1,8 +1,8 @@
-"""Atomic, durable file writes: nothing a user saved is ever half-overwritten.
+r"""Atomic, durable file writes: nothing a user saved is ever half-overwritten.
 
 :func:`atomic_write_bytes` writes to a temporary file in the destination's
-directory, flushes and ``fsync``\\ s it, renames it over the destination with
-``os.replace`` (atomic on POSIX and Windows) and ``fsync``\\ s the directory so the
+directory, flushes and ``fsync``\ s it, renames it over the destination with
+``os.replace`` (atomic on POSIX and Windows) and ``fsync``\ s the directory so the
 rename itself survives a crash. A reader therefore sees either the old file or the
 new one, never a mixture; on any error the temporary file is removed and the old
 file is untouched.

@@ -216,7 +216,9 @@ def private_release(unlearner: Unlearner, *, lam: float, epsilon: float, delta: 
         ``retrain`` are used.
       lam: the mean-scale L2 regularisation of the released objective (the same ``lam``
         the unlearner uses).
-      epsilon, delta: the guarantee **per release**.
+      epsilon: epsilon (``> 0``) of the guarantee **per release** (add/remove-one
+        adjacency); every release's noise is calibrated to it.
+      delta: delta of the guarantee per release, in ``(0, 1)``.
       loss: ``"logistic"`` (binary or one-vs-rest) or ``"squared"`` (ridge).
       label_bound: ``B`` for ridge: labels are clipped to ``[-B, B]`` before training.
       tol: gradient-norm tolerance ``tau`` every released model is checked against (mean

@@ -1,18 +1,18 @@
-"""Loss-scale conventions, and every conversion between them, in one place.
+r"""Loss-scale conventions, and every conversion between them, in one place.
 
 certun's **public objective** is the *mean* scale
 
 .. math::
 
-    J(w; D, b) = \\frac{1}{n}\\sum_{i=1}^{n} \\ell(w; z_i) + \\frac{\\lambda}{2}\\|w\\|^2
-                 + \\frac{b^\\top w}{n},  \\qquad n = |D|,
+    J(w; D, b) = \frac{1}{n}\sum_{i=1}^{n} \ell(w; z_i) + \frac{\lambda}{2}\|w\|^2
+                 + \frac{b^\top w}{n},  \qquad n = |D|,
 
 the scale scikit-learn uses with ``C = 1/(n lambda)`` and the scale Guo et al.'s
 code optimises. Multiplying by ``n`` gives Guo et al.'s *sum* scale
 
 .. math::
 
-    L_b(w; D) = n J(w; D, b) = \\sum_i \\ell(w; z_i) + \\frac{\\lambda n}{2}\\|w\\|^2 + b^\\top w,
+    L_b(w; D) = n J(w; D, b) = \sum_i \ell(w; z_i) + \frac{\lambda n}{2}\|w\|^2 + b^\top w,
 
 on which their gradient-residual bounds and removal budget are stated. Because
 ``b`` enters ``J`` as ``b.w/|D|`` with the *current* dataset size, retraining on
@@ -78,7 +78,7 @@ def lam_from_sklearn_C(C: float, n: int) -> float:
 
 
 def lam_from_langevin(lam_paper: float, n: int) -> float:
-    """certun's mean-scale ``lam`` for Chien et al.'s regulariser ``lambda_paper * n``.
+    """Mean-scale ``lam`` (certun's scale) for Chien et al.'s regulariser ``lambda_paper * n``.
 
     Their per-example gradient is ``grad loss_i + lambda_paper * n * w`` averaged
     over the ``n`` examples, i.e. the gradient of
@@ -93,7 +93,8 @@ def lam_to_langevin(lam: float, n: int) -> float:
     return lam / n
 
 
-def logistic_smoothness(lam: float, spectral_sq: float | None = None, n: int | None = None) -> float:
+def logistic_smoothness(lam: float, spectral_sq: float | None = None,
+                        n: int | None = None) -> float:
     """Smoothness ``L`` of the mean-scale L2 logistic objective with ``||x_i|| <= 1``.
 
     Without data, ``L = 1/4 + lam`` (Chien et al.'s loose constant ``1/4 + lambda n``

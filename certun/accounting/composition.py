@@ -396,7 +396,7 @@ def rdp_to_dp_tight(
     r, a = _curve(rdp_curve, orders)
     simple = r + math.log(1.0 / dlt) / (a - 1.0)
     best_eps, best_order = math.inf, float(a[0])
-    for ai, ri, si in zip(a.tolist(), r.tolist(), simple.tolist()):
+    for ai, ri, si in zip(a.tolist(), r.tolist(), simple.tolist(), strict=True):
         ti, _ = rdp_privacy_accountant.compute_epsilon([ai], [ri], dlt)
         e = min(float(ti), float(si))
         if e < best_eps:

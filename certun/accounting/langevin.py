@@ -221,9 +221,17 @@ def eps_after(alpha: float | np.ndarray, steps: int, *, sigma: float, m: float, 
 
     Args:
       alpha: Renyi order(s) ``> 1``.
-      steps: ``K >= 0``.
-      sigma, m, n, changed, M, adjacency: as in :func:`eps0`.
-      eta: the step size ``> 0``.
+      steps: ``K >= 0``, noisy-GD steps run on the new data after the request.
+      sigma: the Langevin noise parameter ``> 0`` (each step adds ``sqrt(2 eta sigma^2)``
+        times a standard Gaussian; ``w_0 ~ N(0, 2 sigma^2/m I)``).
+      m: strong convexity ``> 0`` of the mean-scale objective (certun's ``lam``; the
+        paper's ``lambda n``, see :func:`certun.scale.lam_from_langevin`).
+      eta: the step size ``> 0``; the bound needs ``eta <= 1/L`` (not checked here).
+      n: rows of the dataset before the request (``> changed`` for removal,
+        ``>= changed`` for replacement).
+      changed: ``S >= 1``, rows removed or replaced by the request.
+      M: bound ``> 0`` on every per-example loss-gradient norm.
+      adjacency: ``"removal"`` or ``"replacement"`` (both give ``Delta = 2 S M / n``).
 
     Returns:
       ``eps_K(alpha)``.
@@ -272,9 +280,17 @@ def sequential_rdp(alpha: float | np.ndarray, requests: Sequence[Request | tuple
 
     Args:
       alpha: Renyi order(s) ``> 1``.
-      requests: the requests so far, oldest first (:class:`Request`).
-      sigma, m, eta, M, adjacency: as in :func:`eps_after`.
-      recursion: ``"paper"`` or ``"tight"``.
+      requests: the requests so far, oldest first (:class:`Request`, each with its own
+        ``steps``, ``changed`` and ``n``).
+      sigma: the Langevin noise parameter ``> 0`` (each step adds ``sqrt(2 eta sigma^2)``
+        times a standard Gaussian; ``w_0 ~ N(0, 2 sigma^2/m I)``).
+      m: strong convexity ``> 0`` of the mean-scale objective (certun's ``lam``; the
+        paper's ``lambda n``, see :func:`certun.scale.lam_from_langevin`).
+      eta: the step size ``> 0``; the bound needs ``eta <= 1/L`` (not checked here).
+      M: bound ``> 0`` on every per-example loss-gradient norm.
+      adjacency: ``"removal"`` or ``"replacement"`` (both give ``Delta = 2 S M / n``).
+      recursion: ``"paper"`` (Chien et al.'s weak triangle recursion) or ``"tight"``
+        (Mironov's Prop. 11 in both directions, never above ``"paper"``).
 
     Returns:
       ``eps^{(s)}(alpha)`` for the last request ``s``.
@@ -382,10 +398,20 @@ def langevin_epsilon(requests: Sequence[Request | tuple], *, sigma: float, m: fl
     (``"tight"``).
 
     Args:
-      requests: :class:`Request` s so far (a single one for one request).
-      sigma, m, eta, M, adjacency, recursion: as in :func:`sequential_rdp`.
-      delta: target delta.
-      conversion: ``"simple"`` (Mironov, the paper's) or ``"tight"`` (dp-accounting).
+      requests: :class:`Request` s so far, oldest first (a single one for one request).
+      sigma: the Langevin noise parameter ``> 0`` (each step adds ``sqrt(2 eta sigma^2)``
+        times a standard Gaussian; ``w_0 ~ N(0, 2 sigma^2/m I)``).
+      m: strong convexity ``> 0`` of the mean-scale objective (certun's ``lam``; the
+        paper's ``lambda n``, see :func:`certun.scale.lam_from_langevin`).
+      eta: the step size ``> 0``; the bound needs ``eta <= 1/L`` (not checked here).
+      delta: target delta in ``(0, 1)``.
+      M: bound ``> 0`` on every per-example loss-gradient norm.
+      adjacency: ``"removal"`` or ``"replacement"`` (both give ``Delta = 2 S M / n``).
+      recursion: ``"paper"`` (Chien et al.'s weak triangle recursion) or ``"tight"``
+        (Mironov's Prop. 11 in both directions, never above ``"paper"``);
+        irrelevant for a single request.
+      conversion: ``"simple"`` (Mironov's, the paper's) or ``"tight"`` (dp-accounting's,
+        never above ``"simple"``).
 
     Returns:
       A :class:`LangevinEpsilon`.
@@ -415,10 +441,22 @@ def steps_needed(target_epsilon: float, *, sigma: float, m: float, eta: float, n
 
     Args:
       target_epsilon: the epsilon to reach.
-      sigma, m, eta, M, adjacency, recursion, conversion: as in :func:`langevin_epsilon`.
-      n: rows before this request; changed: ``S``, rows changed by it.
-      delta: target delta.
+      sigma: the Langevin noise parameter ``> 0`` (each step adds ``sqrt(2 eta sigma^2)``
+        times a standard Gaussian; ``w_0 ~ N(0, 2 sigma^2/m I)``).
+      m: strong convexity ``> 0`` of the mean-scale objective (certun's ``lam``; the
+        paper's ``lambda n``, see :func:`certun.scale.lam_from_langevin`).
+      eta: the step size ``> 0``; the bound needs ``eta <= 1/L`` (not checked here).
+      n: rows of the dataset before this request (``> changed`` for removal,
+        ``>= changed`` for replacement).
+      delta: target delta in ``(0, 1)``.
+      changed: ``S >= 1``, rows removed or replaced by this request.
+      M: bound ``> 0`` on every per-example loss-gradient norm.
+      adjacency: ``"removal"`` or ``"replacement"`` (both give ``Delta = 2 S M / n``).
       previous: the earlier requests, oldest first (sequential unlearning).
+      recursion: ``"paper"`` (Chien et al.'s weak triangle recursion) or ``"tight"``
+        (Mironov's Prop. 11 in both directions, never above ``"paper"``).
+      conversion: ``"simple"`` (Mironov's, the paper's) or ``"tight"`` (dp-accounting's,
+        never above ``"simple"``).
       min_steps: smallest ``K`` returned.
       max_steps: give up beyond this (raises).
 
@@ -471,7 +509,17 @@ def sigma_needed(target_epsilon: float, steps: int, *, m: float, eta: float, n: 
     Args:
       target_epsilon: the epsilon to reach.
       steps: ``K >= 0`` unlearning steps.
-      m, eta, n, delta, changed, M, adjacency, conversion: as in :func:`steps_needed`.
+      m: strong convexity ``> 0`` of the mean-scale objective (certun's ``lam``; the
+        paper's ``lambda n``, see :func:`certun.scale.lam_from_langevin`).
+      eta: the step size ``> 0``; the bound needs ``eta <= 1/L`` (not checked here).
+      n: rows of the dataset before the request (``> changed`` for removal,
+        ``>= changed`` for replacement).
+      delta: target delta in ``(0, 1)``.
+      changed: ``S >= 1``, rows removed or replaced by the request.
+      M: bound ``> 0`` on every per-example loss-gradient norm.
+      adjacency: ``"removal"`` or ``"replacement"`` (both give ``Delta = 2 S M / n``).
+      conversion: ``"simple"`` (Mironov's, the paper's) or ``"tight"`` (dp-accounting's,
+        never above ``"simple"``).
       rtol: relative width of the final bracket.
 
     Returns:

@@ -137,9 +137,13 @@ def finetune_shortcut(*, lam: float, loss: str = "logistic", steps: int = 10,
     """Gradient descent on the retained rows' mean-scale objective (NOT CERTIFIED).
 
     Args:
-      lam, loss, tol: the model.
-      steps: gradient steps.
+      lam: L2 regularisation ``> 0``, mean scale (the objective is ``mean loss + lam/2 ||W||^2``).
+      loss: ``"logistic"`` (binary ``+-1`` labels, or integer class ids fitted one-vs-rest)
+        or ``"squared"`` (ridge).
+      steps: gradient steps (``>= 1``).
       lr: step size (default ``1 / (l''_max + lam)``, the inverse smoothness bound).
+      tol: training tolerance on the mean-scale gradient norm (``init`` and ``retrain``
+        fit to it).
     """
     lam = _validate.positive(lam=lam)
     lossf = glm.get_loss(_validate.choice(("logistic", "squared"), loss=loss))
@@ -159,10 +163,14 @@ def gradient_ascent_shortcut(*, lam: float, loss: str = "logistic", steps: int =
     """Gradient ascent on the forgotten rows' summed loss (NOT CERTIFIED).
 
     Args:
-      lam, loss, tol: the model.
-      steps: ascent steps.
+      lam: L2 regularisation ``> 0``, mean scale (the objective is ``mean loss + lam/2 ||W||^2``).
+      loss: ``"logistic"`` (binary ``+-1`` labels, or integer class ids fitted one-vs-rest)
+        or ``"squared"`` (ridge).
+      steps: ascent steps (``>= 1``).
       lr: step size on the summed forget loss (default ``1 / (steps lam n)``, ``n`` the
         rows before the request: the total move is about ``grad l_z / (lam n)``).
+      tol: training tolerance on the mean-scale gradient norm (``init`` and ``retrain``
+        fit to it).
     """
     lam = _validate.positive(lam=lam)
     _validate.choice(("logistic", "squared"), loss=loss)

@@ -142,13 +142,20 @@ def audit_scores(in_scores: Any, out_scores: Any, *, mechanism: str, epsilon_cla
     """Turn per-run scores of the two worlds into an :class:`EpsilonAudit`.
 
     Args:
-      in_scores, out_scores: one score per run of the "in" and "out" worlds.
+      in_scores: one finite score per run of the "in" world (any shape, flattened); with
+        ``orientation="higher"`` the test flags high scores as "in".
+      out_scores: one finite score per run of the "out" world (flattened likewise).
       mechanism: name for the report.
-      epsilon_claimed, delta: the certified guarantee.
+      epsilon_claimed: the certified epsilon (``> 0``) the lower bound is compared with.
+      delta: the certified delta, in ``(0, 1)``.
       alpha: miss probability of the bound (0.05: two-sided 95 %, 2.5 % per rate).
       threshold: a float fixed in advance or ``"split"`` (see
         :func:`certun.audits.stats.epsilon_from_scores`).
-      split_fraction, seed, orientation: of the split.
+      split_fraction: fraction of each world's runs used to choose the test (``"split"``
+        without ``search_scores`` only).
+      seed: seed of the random split.
+      orientation: ``"higher"`` (in-world scores are expected higher) or ``"either"``
+        (``"split"`` only: the direction is chosen with the threshold).
       raise_on_violation: raise :class:`AuditViolation` when the bound exceeds the claim.
       details: extra numbers to keep with the result.
       search_scores: scores of separate runs used only to choose the test (``"split"``).
@@ -202,16 +209,23 @@ def gaussian_output_audit(f_in: Any, f_out: Any, *, epsilon: float, delta: float
     ``gaussian_like(k, f, sigma, release=0)`` with its own key ``k`` (``vmap``).
 
     Args:
-      f_in, f_out: the query's value on the two neighbouring data sets (pytrees of the same
-        structure); ``||f_in - f_out|| <= sensitivity`` is checked (attaining it makes the
-        audit tight).
-      epsilon, delta: the claimed guarantee.
+      f_in: the query's value on the "in" data set (a pytree of finite arrays).
+      f_out: the query's value on the neighbouring "out" data set (same pytree structure);
+        ``0 < ||f_in - f_out|| <= sensitivity`` is checked (attaining it makes the audit
+        tight).
+      epsilon: the claimed epsilon (``> 0``); the noise is calibrated to it.
+      delta: the claimed delta, in ``(0, 1)``.
       sensitivity: the L2 sensitivity the noise is calibrated to.
       key: base key (world "in" folds in 1, world "out" 0).
       num_runs: runs per world (split into search and evaluation runs with ``"split"``).
       noise_scale: multiplier of the calibrated sigma (1 for the honest mechanism).
       calibration: ``"analytic"`` or ``"classic"``.
-      alpha, threshold, split_fraction, seed: of the bound.
+      alpha: miss probability of the bound (0.05: two-sided 95 %, 2.5 % per rate).
+      threshold: a float fixed in advance (the test is ``score >= threshold``, the score
+        being the projection of ``output - f_out`` on the unit direction of
+        ``f_in - f_out``) or ``"split"`` (chosen on part of the runs).
+      split_fraction: fraction of each world's runs used to choose the test (``"split"``).
+      seed: seed of the split.
       batch_size: runs per compiled batch.
       raise_on_violation: raise :class:`AuditViolation` if the bound exceeds ``epsilon``.
 
@@ -297,7 +311,8 @@ def worst_case_canary(X: Any, y: Any, *, lam: float, surrogate: str = "grnb_norm
     along it), so ``grnb_norm`` is the canary of choice for auditing the residual.
 
     Args:
-      X: ``(n, d)`` rows with ``||x_i|| <= 1``; y: labels ``+-1``.
+      X: ``(n, d)`` rows with ``||x_i|| <= 1``.
+      y: ``(n,)`` labels in ``{-1, +1}``.
       lam: the mean-scale regularisation of the mechanism.
       surrogate: ``"grnb_norm"`` or ``"influence_norm"``.
     """

@@ -70,9 +70,13 @@ def fit_gaussians(in_phi: Any, out_phi: Any, *, in_mask: Any | None = None,
     """Fit the per-example IN and OUT Gaussians from ``(N, P)`` shadow statistics.
 
     Args:
-      in_phi, out_phi: shadow statistics, one row per shadow model, one column per example.
-      in_mask, out_mask: optional boolean masks of valid entries (e.g. LiRA's ``keep``
-        matrix for ``in_phi`` and its negation for ``out_phi`` when both are the same array).
+      in_phi: ``(N, P)`` statistics of the IN shadow models (trained on the example), one
+        row per shadow model, one column per example (a 1-D array is one example); at
+        least 2 valid values per column.
+      out_phi: ``(N', P)`` statistics of the OUT shadow models, same columns as ``in_phi``.
+      in_mask: optional boolean mask of the valid entries of ``in_phi`` (its 2-D shape),
+        e.g. LiRA's ``keep`` matrix when ``in_phi`` and ``out_phi`` are the same array.
+      out_mask: optional boolean mask of the valid entries of ``out_phi`` (e.g. ``~keep``).
       center: ``"median"`` (reference code) or ``"mean"``.
       fix_variance: one global standard deviation per pool.
     """

@@ -83,7 +83,9 @@ def craft_poisons(X_ref: Any, y_ref: Any, theta: Any, X_data: Any, y_data: Any, 
       X_ref: ``(p, d)`` reference points (the attacker's own rows) the poisons start from.
       y_ref: ``(p,)`` their labels ``+-1`` (kept).
       theta: ``(d,)`` the clean model the surrogate is evaluated at.
-      X_data, y_data: the clean training rows (for the Hessian ``H`` and ``X``).
+      X_data: ``(n, d)`` clean training rows, ``||x_i|| <= 1`` (give the Hessian ``H`` and
+        the ``X`` of the ``"grnb_norm"`` surrogate).
+      y_data: ``(n,)`` their labels ``+-1``.
       lam: mean-scale regularisation of the victim.
       surrogate: ``"grad_norm"``, ``"influence_norm"`` or ``"grnb_norm"``.
       radius: L2 radius around each reference point.
@@ -143,12 +145,15 @@ def influence_scores(W: Any, X: Any, y: Any, mask: Any, candidates: Any, *, lam:
     is bounded by ``min(x_spectral, sqrt(n_rem))``).
 
     Args:
-      W: ``(d,)`` current model. X, y: all training rows and labels ``+-1``.
-      mask: 1 for rows currently present.
-      candidates: ``(c, d)`` points (a request names a present row; a reference row need not
-        be present). Their labels are ``y`` for rows (pass ``candidates`` as row indices) or
-        a ``(c,)`` label array as ``candidates=(points, labels)``.
-      lam: mean-scale regularisation; gamma: Guo et al.'s constant (1/4 logistic).
+      W: ``(d,)`` current model.
+      X: ``(n, d)`` all training rows (present or removed).
+      y: ``(n,)`` their labels ``+-1``.
+      mask: ``(n,)``, 1 for rows currently present, 0 for removed ones.
+      candidates: ``(c,)`` indices of present rows (a request names a present row; labels
+        from ``y``), or a tuple ``(points, labels)`` of ``(c, d)`` points and ``(c,)``
+        labels ``+-1`` that need not be in the data (e.g. reference rows).
+      lam: mean-scale regularisation of the victim.
+      gamma: Guo et al.'s Lipschitz constant of ``l''`` (1/4 for the logistic loss).
       x_spectral: bound on ``||X||_2`` (default: :func:`spectral_norm_upper_bound` of ``X``).
     """
     Xj = jnp.asarray(X, jnp.float64 if jnp.zeros(()).dtype == jnp.float64 else jnp.float32)

@@ -220,9 +220,16 @@ def collect_pairs(unlearner: Any, X: Any, y: Any, positive: Any, negative: Any, 
     Args:
       unlearner: anything with ``init``, ``unlearn``, ``params`` (certun unlearners, the
         private release, the uncertified shortcuts).
-      X, y: all records (rows with ``||x|| <= 1`` for certified unlearners).
-      positive, negative: index pools (from :func:`record_split`).
-      num_sets, deletions_per_set, set_size: sizes of the pipeline.
+      X: ``(N, d)`` all records (rows with ``||x|| <= 1`` for certified unlearners).
+      y: ``(N,)`` their labels, in the form ``unlearner.init`` expects (``+-1`` or class
+        ids).
+      positive: indices of the records training sets are drawn from (the members; a
+        positive pool of :func:`record_split`).
+      negative: indices of the records queried as non-members (the negative pool).
+      num_sets: number of training sets (original models), ``>= 1``.
+      deletions_per_set: unlearned models per set, each deleting one distinct record
+        (``1 <= deletions_per_set <= set_size``).
+      set_size: records per training set (``2 <= set_size <= len(positive)``).
       key: base key of the mechanisms' randomness (set ``s`` folds in ``s``).
       seed: seed of the sampling of sets, deletions and negatives.
       logits: ``(params, X) -> (N, C)`` logits (default :func:`glm_logits`).
@@ -338,7 +345,8 @@ def chen_attack(shadow: PosteriorPairs, target: PosteriorPairs, *,
     """Train the attack on the shadow rows and evaluate it on the target rows.
 
     Args:
-      shadow, target: rows from :func:`collect_pairs`.
+      shadow: the attacker's rows from :func:`collect_pairs` (shadow pools), to train on.
+      target: the victim's rows from :func:`collect_pairs` (target pools), to evaluate on.
       features: which features to attack with (``basic_mia`` is always evaluated).
       classifier: ``"rf"`` (random forest, default), ``"dt"`` (decision tree) or ``"lr"``.
       seed: classifier seed.

@@ -98,7 +98,8 @@ def reconstruct(theta_before: Any, theta_after: Any, H: Any, lam: float) -> np.n
     """The attack: ``g_hat = H (theta_after - theta_before) - lambda theta_before`` (per head).
 
     Args:
-      theta_before, theta_after: published parameters ``(d,)`` or ``(d, K)``.
+      theta_before: published parameters before the deletion, ``(d,)`` or ``(d, K)``.
+      theta_after: published parameters after deleting the one row ``z``, same shape.
       H: ``(K, d, d)`` (or ``(d, d)``) sum-scale Hessian of the remaining data, exact or public.
       lam: mean-scale regularisation.
 

@@ -321,7 +321,8 @@ def epsilon_from_scores(in_scores: Any, out_scores: Any, *, alpha: float = 0.05,
     """Epsilon lower bound from in-world and out-world scores with an honestly chosen test.
 
     Args:
-      in_scores, out_scores: one score per run of each world.
+      in_scores: one finite score per run of the "in" world (any shape, flattened).
+      out_scores: one finite score per run of the "out" world (flattened likewise).
       alpha: total miss probability of the bound (two-sided 95 % at 0.05).
       delta: delta of the guarantee being audited.
       threshold: a float fixed in advance (all runs are evaluated; the test is
@@ -450,8 +451,12 @@ def auc_cluster_bootstrap(pos_scores: Any, neg_scores: Any, pos_clusters: Any,
     ``se`` is the bootstrap standard deviation and the interval the percentile interval.
 
     Args:
-      pos_scores, neg_scores: scores of the positives and negatives.
-      pos_clusters, neg_clusters: the cluster id of each score.
+      pos_scores: scores of the positives (flattened; the AUC is the probability that a
+        positive scores above a negative).
+      neg_scores: scores of the negatives (flattened).
+      pos_clusters: the cluster id of each positive score (same size as ``pos_scores``).
+      neg_clusters: the cluster id of each negative score (same size as ``neg_scores``); ids
+        shared with ``pos_clusters`` name the same cluster.
       num_resamples: bootstrap resamples.
       seed: bootstrap seed.
       alpha: miss probability of the interval.

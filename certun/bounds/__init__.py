@@ -6,7 +6,7 @@ corrected worst case) and :mod:`certun.bounds.sekhari` (Sekhari et al. 2021
 sensitivity with training and solve tolerances).
 """
 
+from certun.bounds import descent_to_delete as descent_to_delete
 from certun.bounds import guo as guo
 from certun.bounds import sekhari as sekhari
-from certun.bounds import descent_to_delete as descent_to_delete
 from certun.bounds import zhang as zhang

@@ -1,17 +1,17 @@
-"""Contraction bounds of Descent-to-Delete (Neel, Roth & Sharifi-Malvajerdi, ALT 2021), mean scale.
+r"""Contraction bounds of Descent-to-Delete (Neel, Roth & Sharifi-Malvajerdi, ALT 2021), mean scale.
 
 Setting: ``J_D(w) = mean_i l(w; z_i) + (lam/2)||w||^2`` is ``m``-strongly convex
 (``m = lam``) and ``L``-smooth, and every per-example loss gradient has norm ``<= G``.
 Projected gradient descent with step ``eta = 2/(L + m)`` on a convex set containing the
 optimum contracts the distance to the optimum ``w*_D`` by
 
-.. math:: \\gamma = \\frac{L - m}{L + m}
+.. math:: \gamma = \frac{L - m}{L + m}
 
 per step (:func:`step_size`, :func:`contraction`). Removing (or replacing) ``S`` of the
 ``n`` rows moves the optimum by at most ``2 S G / (m n)`` (:func:`optimum_shift`). Starting a
 request from the previous internal iterate, whose error is ``e``, ``I`` steps leave
 
-.. math:: e' \\le \\gamma^{I}\\,(e + 2 S G/(m n))
+.. math:: e' \le \gamma^{I}\,(e + 2 S G/(m n))
 
 (:func:`error_after`; steady state ``gamma^I s / (1 - gamma^I)``: :func:`steady_state`).
 :func:`steps_for` inverts it. Training from ``w = 0`` needs ``||w*|| <= G / m``

@@ -1,4 +1,4 @@
-"""Sensitivity of Sekhari et al.'s stored-Hessian Newton unlearning (NeurIPS 2021), mean scale.
+r"""Sensitivity of Sekhari et al.'s stored-Hessian Newton unlearning (NeurIPS 2021), mean scale.
 
 Setting: ``F(w) = (1/n) sum_i f(w, z_i)`` with each ``f`` ``lambda``-strongly convex,
 ``L``-Lipschitz and with ``M``-Lipschitz Hessian (certun: ``f = l + (lambda/2)||w||^2``).
@@ -6,18 +6,18 @@ Deleting ``m`` points ``U`` from the trained ``w_hat``, the Newton step on the r
 objective ``F_r`` with the exact Hessian ``H_hat = grad^2 F_r(w_hat)`` gives
 
 .. math::
-    \\|\\bar w - w_r^*\\| \\le \\frac{M}{2\\lambda}\\|\\hat w - w_r^*\\|^2, \\qquad
-    \\|\\hat w - w_r^*\\| \\le \\frac{2 m L}{\\lambda n}
+    \|\bar w - w_r^*\| \le \frac{M}{2\lambda}\|\hat w - w_r^*\|^2, \qquad
+    \|\hat w - w_r^*\| \le \frac{2 m L}{\lambda n}
 
 (Sekhari et al. Lemma/Algorithm 2), hence their ``gamma = 2 M m^2 L^2 / (lambda^3 n^2)``
 (with ``lambda`` **cubed**; REFERENCES.md erratum 8). certun adds the errors the paper
-assumes away: ``w_hat`` and the retrained reference ``A(S \\ U)`` are minimised only to
+assumes away: ``w_hat`` and the retrained reference ``A(S \ U)`` are minimised only to
 ``||grad F|| <= tau`` (each is then within ``tau / lambda`` of its exact minimiser), and
 the Newton system is solved to residual ``s``:
 
 .. math::
-    \\Delta = \\frac{M}{2\\lambda}\\Big(\\frac{2mL}{\\lambda n} + \\frac{\\tau}{\\lambda}\\Big)^2
-              + \\frac{\\tau + s}{\\lambda}.
+    \Delta = \frac{M}{2\lambda}\Big(\frac{2mL}{\lambda n} + \frac{\tau}{\lambda}\Big)^2
+              + \frac{\tau + s}{\lambda}.
 
 A tighter valid distance, ``||w*_S - w*_r|| <= m L / (lambda n)`` (strong convexity of
 ``F_S`` at ``w*_r``, where ``||grad F_S(w*_r)|| <= m L / n``), is offered as ``"tight"``.
@@ -47,7 +47,10 @@ def gamma_paper(M: float, L: float, lam: float, n: int, m: int) -> float:
 
 def distance_bound(L: float, lam: float, n: int, m: int, tau: float = 0.0,
                    variant: str = "paper") -> float:
-    """Bound on ``||w_hat - w*_{S \\ U}||``: ``c m L / (lambda n) + tau / lambda``, ``c = 2`` ("paper") or 1 ("tight")."""
+    r"""Bound on ``||w_hat - w*_{S \ U}||``: ``c m L / (lambda n) + tau / lambda``.
+
+    ``c = 2`` ("paper") or 1 ("tight").
+    """
     if variant not in ("paper", "tight"):
         raise ValueError(f"variant must be 'paper' or 'tight', got {variant!r}")
     c = 2.0 if variant == "paper" else 1.0
@@ -62,7 +65,8 @@ def sensitivity(M: float, L: float, lam: float, n: int, m: int, tau: float = 0.0
       M: Lipschitz constant of the Hessian of ``f``.
       L: Lipschitz constant of ``f`` on the relevant region (includes ``lambda ||w||``).
       lam: strong convexity (certun's mean-scale ``lambda``).
-      n: training rows; m: rows deleted (cumulative, against the stored statistics).
+      n: training rows (before any deletion).
+      m: rows deleted (cumulative, against the stored statistics).
       tau: guaranteed training/retraining gradient-norm tolerance (mean scale).
       solve_tol: guaranteed bound on the Newton system's residual (mean scale).
       variant: ``"paper"`` (Sekhari et al.'s distance ``2mL/(lambda n)``) or ``"tight"``.

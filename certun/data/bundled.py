@@ -317,7 +317,8 @@ DIABETES_FEATURE_SCALES: tuple[float, ...] = (
 #: The diabetes target (disease progression) runs 25..346; the fixed affine map
 #: ``(y - 185.5) / 160.5`` sends that range onto [-1, 1].
 DIABETES_TARGET_CENTER: float = 185.5
-#: Half the target range: ``(y - DIABETES_TARGET_CENTER) / DIABETES_TARGET_HALF_RANGE`` lies in [-1, 1].
+#: Half the target range: ``(y - DIABETES_TARGET_CENTER) / DIABETES_TARGET_HALF_RANGE`` lies
+#: in [-1, 1].
 DIABETES_TARGET_HALF_RANGE: float = 160.5
 
 

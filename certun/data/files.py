@@ -16,6 +16,7 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+
 import numpy as np
 
 from certun import _validate

@@ -135,7 +135,8 @@ def lbfgs_minimize(fun: Callable[[PyTree], jax.Array], x0: PyTree, *, tol: float
         return (k == 0) | ((gn > tol) & (k < max_steps) & jnp.isfinite(gn))
 
     state0 = opt.init(x0)
-    x, state, _ = lax.while_loop(cond, step, (x0, state0, jnp.asarray(jnp.inf, jnp.result_type(float))))
+    inf = jnp.asarray(jnp.inf, jnp.result_type(float))
+    x, state, _ = lax.while_loop(cond, step, (x0, state0, inf))
     gn = tree_norm(jax.grad(fun)(x))
     code = jnp.where(gn <= tol, jnp.int32(RESULTS.successful), jnp.int32(RESULTS.max_steps_reached))
     code = jnp.where(jnp.isfinite(gn), code, jnp.int32(RESULTS.nonfinite))

@@ -1,4 +1,4 @@
-"""L2-regularised linear models with a scalar-link loss: logistic (binary, one-vs-rest) and ridge.
+r"""L2-regularised linear models with a scalar-link loss: logistic (binary, one-vs-rest) and ridge.
 
 Parameters are a ``(d, K)`` matrix ``W`` with one column ("head") per output:
 ``K = 1`` for binary logistic regression and ridge, ``K`` = number of classes
@@ -11,16 +11,16 @@ Objective (certun's public, *mean* scale; see :mod:`certun.scale`):
 
 .. math::
 
-    J(W) = \\frac{1}{n}\\sum_{i}\\sum_{k} \\ell(x_i^\\top w_k, y_{ik})
-           + \\frac{\\lambda}{2}\\|W\\|_F^2 + \\frac{\\langle b, W\\rangle}{n},
-    \\qquad n = \\sum_i \\mathrm{mask}_i .
+    J(W) = \frac{1}{n}\sum_{i}\sum_{k} \ell(x_i^\top w_k, y_{ik})
+           + \frac{\lambda}{2}\|W\|_F^2 + \frac{\langle b, W\rangle}{n},
+    \qquad n = \sum_i \mathrm{mask}_i .
 
 Its sum-scale counterpart ``L_b = n J`` has gradient and Hessian (per head)
 
 .. math::
 
-    \\nabla L_b = X^\\top (\\mathrm{mask} \\odot \\ell'(XW, Y)) + \\lambda n W + b, \\qquad
-    \\nabla^2_{w_k} L_b = X^\\top \\mathrm{diag}(\\mathrm{mask} \\odot \\ell''(X w_k)) X + \\lambda n I .
+    \nabla L_b = X^\top (\mathrm{mask} \odot \ell'(XW, Y)) + \lambda n W + b, \qquad
+    \nabla^2_{w_k} L_b = X^\top \mathrm{diag}(\mathrm{mask} \odot \ell''(X w_k)) X + \lambda n I .
 
 Heads are independent (the Hessian is block diagonal), which is how Guo et
 al.'s OvR model is trained and unlearned.
@@ -103,7 +103,8 @@ def _logistic_d2(a: Array, y: Array) -> Array:
     return jax.nn.sigmoid(a) * jax.nn.sigmoid(-a)
 
 
-#: Logistic loss log(1 + exp(-y a)) with labels in {-1, +1}: |l'| <= 1, l'' <= 1/4, l'' is 1/(6 sqrt 3)-Lipschitz (Guo et al. use 1/4).
+#: Logistic loss log(1 + exp(-y a)) with labels in {-1, +1}: |l'| <= 1, l'' <= 1/4, l'' is
+#: 1/(6 sqrt 3)-Lipschitz (Guo et al. use 1/4).
 LOGISTIC = ScalarLoss(
     name="logistic",
     value=lambda a, y: jnp.logaddexp(0.0, -y * a),

@@ -1,12 +1,12 @@
-"""L2-regularised multinomial (softmax) logistic regression.
+r"""L2-regularised multinomial (softmax) logistic regression.
 
 Parameters ``W`` of shape ``(d, K)``, labels ``y`` in ``{0, ..., K-1}``.
 Mean-scale objective (certun's public scale):
 
 .. math::
 
-    J(W) = \\frac1n \\sum_i \\Big(\\operatorname{lse}(W^\\top x_i) - w_{y_i}^\\top x_i\\Big)
-           + \\frac{\\lambda}{2}\\|W\\|_F^2 + \\frac{\\langle b, W\\rangle}{n}.
+    J(W) = \frac1n \sum_i \Big(\operatorname{lse}(W^\top x_i) - w_{y_i}^\top x_i\Big)
+           + \frac{\lambda}{2}\|W\|_F^2 + \frac{\langle b, W\rangle}{n}.
 
 Gradient ``X^T (P - E_y)/n + lam W + b/n`` with ``P = softmax(XW)``; the
 Hessian-vector product is ``X^T (P * (XV) - P * rowsum(P * XV)) / n + lam V``.
@@ -100,7 +100,8 @@ def fit(X: Array, y: Array, num_classes: int, lam: float, b: Array | None = None
     if method == "newton":
         def newton_dir(W: Array, g: Array) -> Array:
             H = hessian_mean(W, X, lam, mask)
-            return -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(H), True), g.reshape(-1)).reshape(W.shape)
+            L = jnp.linalg.cholesky(H)
+            return -jax.scipy.linalg.cho_solve((L, True), g.reshape(-1)).reshape(W.shape)
 
         grad = lambda W: gradient_mean(W, X, y, lam, b, mask)  # noqa: E731
         return newton_minimize(fun, grad, newton_dir, W0, tol=tol, max_steps=max_steps or 100)

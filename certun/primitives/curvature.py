@@ -66,9 +66,9 @@ def _structure(params: PyTree) -> PyTree:
 
 
 def hvp(f: Callable[..., jax.Array], params: PyTree, v: PyTree, *args: Any) -> PyTree:
-    """Hessian-vector product ``H v`` of ``f(params, *args)`` by forward-over-reverse AD.
+    r"""Hessian-vector product ``H v`` of ``f(params, *args)`` by forward-over-reverse AD.
 
-    .. math:: H v = \\frac{d}{dr} \\nabla f(\\theta + r v) \\Big|_{r=0}
+    .. math:: H v = \frac{d}{dr} \nabla f(\theta + r v) \Big|_{r=0}
 
     Args:
       f: scalar function ``f(params, *args)``.
@@ -97,7 +97,8 @@ def ggn_vp(model_fn: Callable[..., Any], loss_fn: Callable[..., jax.Array], para
       loss_fn: ``loss_fn(outputs, y) -> scalar`` (e.g. mean cross-entropy).
       params: the linearisation point.
       v: direction, same structure as ``params``.
-      x, y: data passed to ``model_fn`` and ``loss_fn``.
+      x: inputs passed to ``model_fn`` (held fixed, not differentiated).
+      y: targets passed to ``loss_fn`` (held fixed, not differentiated).
 
     Returns:
       ``J^T H_out J v`` with the structure of ``params``.
@@ -155,7 +156,12 @@ def ggn_operator(model_fn: Callable[..., Any], loss_fn: Callable[..., jax.Array]
     ``jax.vjp`` for ``J^T u``), so repeated products re-use the forward pass.
 
     Args:
-      model_fn, loss_fn, params, x, y: as in :func:`ggn_vp`.
+      model_fn: ``model_fn(params, x) -> outputs`` (any pytree of arrays).
+      loss_fn: ``loss_fn(outputs, y) -> scalar`` (e.g. mean cross-entropy); the operator
+        is PSD when it is convex in the outputs.
+      params: the linearisation point (any pytree of float arrays).
+      x: inputs passed to ``model_fn`` (held fixed).
+      y: targets passed to ``loss_fn`` (held fixed).
       damping: adds ``damping * I``.
 
     Returns:
@@ -180,7 +186,8 @@ def per_example_grads(loss_fn: Callable[..., jax.Array], params: PyTree, x: Any,
     Args:
       loss_fn: loss of a *single* example, ``loss_fn(params, x_i, y_i) -> scalar``.
       params: parameters (pytree).
-      x, y: batched data; the leading axis indexes examples.
+      x: batched inputs; the leading axis indexes the ``n`` examples.
+      y: batched targets, the same leading axis ``n``.
 
     Returns:
       A pytree like ``params`` whose leaves have an extra leading axis of size ``n``.

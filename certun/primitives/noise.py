@@ -144,7 +144,7 @@ def leaf_keys(key: jax.Array, num_leaves: int, *, release: int | jax.Array = 0) 
 def _draw(key: jax.Array, specs: tuple, sigma: Any, release: Any) -> list[jax.Array]:
     keys = leaf_keys(key, len(specs), release=release)
     out = []
-    for k, (shape, dtype) in zip(keys, specs):
+    for k, (shape, dtype) in zip(keys, specs, strict=True):
         z = jax.random.normal(k, shape, dtype)
         out.append(z * jnp.asarray(sigma, dtype=dtype))
     return out
@@ -162,7 +162,7 @@ def _noise_core(key: jax.Array, sigma: Any, release: Any, specs: tuple) -> list[
 def _perturb_core(key: jax.Array, leaves: list, sigma: Any, release: Any) -> list[jax.Array]:
     specs = tuple((tuple(x.shape), x.dtype) for x in leaves)
     noise = _draw(key, specs, sigma, release)
-    return [(x + e).astype(e.dtype) for x, e in zip(leaves, noise)]
+    return [(x + e).astype(e.dtype) for x, e in zip(leaves, noise, strict=True)]
 
 
 def _noise_from_specs(key: jax.Array, specs: list, sigma: Any, release: Any) -> list[jax.Array]:

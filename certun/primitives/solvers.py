@@ -83,15 +83,16 @@ def _code(cond: jax.Array, code: RESULTS, otherwise: jax.Array) -> jax.Array:
 # --------------------------------------------------------------------------- CG
 
 
-def pcg(mv: Callable[[PyTree], PyTree], b: PyTree, *, precond: Callable[[PyTree], PyTree] | None = None,
+def pcg(mv: Callable[[PyTree], PyTree], b: PyTree, *,
+        precond: Callable[[PyTree], PyTree] | None = None,
         x0: PyTree | None = None, rtol: float = 1e-10, atol: float = 0.0,
         max_steps: int = 1000, stabilise_every: int = 20) -> Solution:
-    """Preconditioned conjugate gradients for ``A x = b`` with ``A`` symmetric positive definite.
+    r"""Preconditioned conjugate gradients for ``A x = b`` with ``A`` symmetric positive definite.
 
     .. math::
-        \\alpha_k = \\frac{r_k^\\top z_k}{p_k^\\top A p_k},\\quad
-        x_{k+1} = x_k + \\alpha_k p_k,\\quad r_{k+1} = r_k - \\alpha_k A p_k,\\quad
-        z = M r,\\quad p_{k+1} = z_{k+1} + \\frac{r_{k+1}^\\top z_{k+1}}{r_k^\\top z_k} p_k .
+        \alpha_k = \frac{r_k^\top z_k}{p_k^\top A p_k},\quad
+        x_{k+1} = x_k + \alpha_k p_k,\quad r_{k+1} = r_k - \alpha_k A p_k,\quad
+        z = M r,\quad p_{k+1} = z_{k+1} + \frac{r_{k+1}^\top z_{k+1}}{r_k^\top z_k} p_k .
 
     Stops when ``||b - A x||_2 <= max(rtol ||b||_2, atol)`` (a 2-norm test).
     The residual is recomputed from scratch every ``stabilise_every`` steps and
@@ -103,9 +104,12 @@ def pcg(mv: Callable[[PyTree], PyTree], b: PyTree, *, precond: Callable[[PyTree]
     Args:
       mv: ``x -> A x`` over pytrees.
       b: right-hand side.
-      precond: ``r -> M r`` with ``M ~ A^{-1}`` symmetric positive definite (identity if None).
+      precond: ``r -> M r`` with ``M ~ A^{-1}`` symmetric positive definite (identity if
+        None).
       x0: initial guess (zeros if None).
-      rtol, atol: stopping tolerances on the 2-norm of the residual.
+      rtol: relative tolerance: stop once ``||b - A x||_2 <= rtol ||b||_2`` (or ``atol``).
+      atol: absolute tolerance on ``||b - A x||_2`` (the stopping threshold is
+        ``max(rtol ||b||_2, atol)``).
       max_steps: iteration limit.
       stabilise_every: recompute ``r = b - A x`` every this many steps.
 
@@ -166,7 +170,10 @@ def cg_solver(rtol: float = 1e-10, atol: float = 0.0, max_steps: int = 1000,
     diverging silently.
 
     Args:
-      rtol, atol: 2-norm stopping tolerances.
+      rtol: relative tolerance on the residual 2-norm (relative to ``||v||_2``, the
+        right-hand side of each solve).
+      atol: absolute tolerance on the residual 2-norm; CG stops at
+        ``max(rtol ||v||_2, atol)``.
       max_steps: iteration limit.
       preconditioner: optional ``r -> M r`` approximating the inverse.
     """
@@ -254,8 +261,9 @@ def eigh_solve(eigvals: jax.Array, eigvecs: jax.Array, v: jax.Array, shift: jax.
     return x, pd & pd2
 
 
-def dense_solver(method: str = "eigh", *, rtol: float = 1e-12, max_refine: int = 100) -> InverseSolver:
-    """Direct solver on a dense matrix: factor once in ``init``, solve many times.
+def dense_solver(method: str = "eigh", *, rtol: float = 1e-12,
+                 max_refine: int = 100) -> InverseSolver:
+    r"""Direct solver on a dense matrix: factor once in ``init``, solve many times.
 
     ``init(A)`` accepts a ``d x d`` array or a
     :class:`~certun.primitives.curvature.LinearOperator` (materialised with
@@ -263,7 +271,7 @@ def dense_solver(method: str = "eigh", *, rtol: float = 1e-12, max_refine: int =
 
     ``solve(state, v, shift=0.0, low_rank=None)`` solves
 
-    .. math:: (A + s I + U \\operatorname{diag}(c) U^\\top) x = v
+    .. math:: (A + s I + U \operatorname{diag}(c) U^\top) x = v
 
     with ``s = shift`` and ``low_rank = (U, c)`` (``U`` of shape ``d x m``; a
     removal of rows ``x_j`` with curvature weights ``h_j`` is ``c = -h``).
@@ -287,7 +295,10 @@ def dense_solver(method: str = "eigh", *, rtol: float = 1e-12, max_refine: int =
         raise ValueError(f"method must be 'eigh' or 'cholesky', got {method!r}")
 
     def init(operator: Any) -> DenseFactor:
-        A = dense_matrix(operator) if isinstance(operator, LinearOperator) else jnp.asarray(operator)
+        if isinstance(operator, LinearOperator):
+            A = dense_matrix(operator)
+        else:
+            A = jnp.asarray(operator)
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise ValueError(f"operator must be a square matrix, got shape {A.shape}")
         A = 0.5 * (A + A.T)
@@ -297,7 +308,8 @@ def dense_solver(method: str = "eigh", *, rtol: float = 1e-12, max_refine: int =
         L = jnp.linalg.cholesky(A)
         ok = jnp.all(jnp.isfinite(L))
         L = jnp.where(ok, L, jnp.eye(A.shape[0], dtype=A.dtype))
-        code = jnp.where(ok, jnp.int32(RESULTS.successful), jnp.int32(RESULTS.not_positive_definite))
+        code = jnp.where(ok, jnp.int32(RESULTS.successful),
+                         jnp.int32(RESULTS.not_positive_definite))
         return DenseFactor(A, jnp.zeros((0,), A.dtype), L, code)
 
     def solve(state: DenseFactor, v: PyTree, shift: float | jax.Array = 0.0,
@@ -316,7 +328,8 @@ def dense_solver(method: str = "eigh", *, rtol: float = 1e-12, max_refine: int =
         if method == "eigh":
             x, pd = eigh_solve(state.eigvals, state.factor, flat, shift, low_rank)
             steps = jnp.int32(0)
-            code = jnp.where(pd, jnp.int32(RESULTS.successful), jnp.int32(RESULTS.not_positive_definite))
+            code = jnp.where(pd, jnp.int32(RESULTS.successful),
+                             jnp.int32(RESULTS.not_positive_definite))
         else:
             L = state.factor
 
@@ -347,13 +360,13 @@ class LissaState(NamedTuple):
 def lissa_solver(*, scale: float | None = None, damping: float = 0.0, depth: int = 1000,
                  repeats: int = 1, rtol: float | None = None, scale_safety: float = 1.1,
                  power_steps: int = 100) -> InverseSolver:
-    """LiSSA: a truncated, stochastic Neumann series for ``(H + d s I)^{-1} v``.
+    r"""LiSSA: a truncated, stochastic Neumann series for ``(H + d s I)^{-1} v``.
 
     Koh & Liang's recursion, with scale ``s`` and damping ``d``:
 
     .. math::
-        u_0 = v,\\qquad u_j = v + (1 - d)\\,u_{j-1} - \\frac{\\hat H_j u_{j-1}}{s},\\qquad
-        \\widehat{x} = \\frac{1}{S_1}\\sum_{r=1}^{S_1} \\frac{u^{(r)}_{S_2}}{s},
+        u_0 = v,\qquad u_j = v + (1 - d)\,u_{j-1} - \frac{\hat H_j u_{j-1}}{s},\qquad
+        \widehat{x} = \frac{1}{S_1}\sum_{r=1}^{S_1} \frac{u^{(r)}_{S_2}}{s},
 
     where ``H_hat_j`` is an independent stochastic estimate of ``H`` (the
     operator's ``sample_mv``, e.g. a mini-batch HVP sampled with replacement; the
@@ -415,7 +428,8 @@ def lissa_solver(*, scale: float | None = None, damping: float = 0.0, depth: int
         def chain(k: jax.Array) -> tuple[PyTree, jax.Array]:
             def step(u: PyTree, kj: jax.Array) -> tuple[PyTree, jax.Array]:
                 hu = sample(kj, u) if sample is not None else op.mv(u)
-                u_new = jax.tree.map(lambda vi, ui, hi: vi + (1.0 - damping) * ui - hi / s, v, u, hu)
+                u_new = jax.tree.map(lambda vi, ui, hi: vi + (1.0 - damping) * ui - hi / s,
+                                     v, u, hu)
                 return u_new, tree_norm(u_new)
 
             keys = jax.random.split(k, depth)

@@ -10,9 +10,9 @@ Two different kinds of number live here and must not be confused:
   exact symmetric eigensolver (not an iteration that stops early), widened by a
   rounding allowance derived from backward stability — guaranteed under the standard
   backward-error model with a generous constant (``10 d u ||A||_F``), not by interval
-  arithmetic; the Frobenius fallback needs no such model — (the computed eigenvalues are exact for ``A + E`` with
-  ``||E||_2 <= p(d) u ||A||_2``; Weyl's inequality moves each eigenvalue by at
-  most ``||E||_2``) and from the error of forming ``X^T X`` in floating point
+  arithmetic; the Frobenius fallback needs no such model — (the computed eigenvalues are
+  exact for ``A + E`` with ``||E||_2 <= p(d) u ||A||_2``; Weyl's inequality moves each
+  eigenvalue by at most ``||E||_2``) and from the error of forming ``X^T X`` in floating point
   (``|fl(X^T X) - X^T X| <= gamma_n |X|^T |X|`` entrywise, so its 2-norm is at most
   ``gamma_n ||X||_F^2``, ``gamma_n = n u / (1 - n u)``). ``proofs/spectral_bounds.md``
   derives the allowances.
@@ -88,7 +88,8 @@ def power_iteration(mv: Callable[[Any], Any], structure: Any, key: jax.Array,
     leaves, treedef = jax.tree.flatten(structure)
     keys = jax.random.split(key, len(leaves))
     v0 = jax.tree.unflatten(treedef, [
-        jax.random.normal(k, jnp.shape(s), jnp.result_type(s.dtype)) for k, s in zip(keys, leaves)
+        jax.random.normal(k, jnp.shape(s), jnp.result_type(s.dtype))
+        for k, s in zip(keys, leaves, strict=True)
     ])
     v0 = tree_scale(1.0 / tree_norm(v0), v0)
 
@@ -153,6 +154,7 @@ def spectral_norm_upper_bound(X: Any, gram: Any | None = None) -> SpectralBound:
     via_fro = float(np.nextafter(np.sqrt(fro2) * (1.0 + (n * d + 2) * UNIT_ROUNDOFF), np.inf))
     computed = float(np.sqrt(max(up.computed, 0.0)))
     if via_eig <= via_fro:
-        return SpectralBound(via_eig, computed, via_eig - computed, "sqrt(eigvalsh(X^T X)) + rounding")
+        return SpectralBound(via_eig, computed, via_eig - computed,
+                             "sqrt(eigvalsh(X^T X)) + rounding")
     return SpectralBound(via_fro, computed, via_fro - computed, "Frobenius norm")
 

@@ -1,4 +1,6 @@
-"""Certified unlearners: factories returning :class:`Unlearner` ``(init, unlearn, params, retrain)``.
+"""Certified unlearners: factories returning an :class:`Unlearner`.
+
+Each :class:`Unlearner` is ``(init, unlearn, params, retrain)``.
 
 * :func:`certified_removal` -- Guo et al. (ICML 2020): objective perturbation and a
   Newton removal step, with a residual budget (convex linear models).
@@ -11,18 +13,18 @@ from certun.unlearners.base import OUTCOMES as OUTCOMES
 from certun.unlearners.base import RetrainRequired as RetrainRequired
 from certun.unlearners.base import Unlearner as Unlearner
 from certun.unlearners.base import UnlearnResult as UnlearnResult
+from certun.unlearners.descent_to_delete import D2DState as D2DState
+from certun.unlearners.descent_to_delete import descent_to_delete as descent_to_delete
 from certun.unlearners.guo import GuoState as GuoState
 from certun.unlearners.guo import GuoUnlearner as GuoUnlearner
 from certun.unlearners.guo import WhatIf as WhatIf
 from certun.unlearners.guo import cached_factor_solve as cached_factor_solve
 from certun.unlearners.guo import certified_removal as certified_removal
+from certun.unlearners.langevin import LangevinState as LangevinState
+from certun.unlearners.langevin import langevin_unlearning as langevin_unlearning
 from certun.unlearners.retrain import RetrainState as RetrainState
 from certun.unlearners.retrain import exact_retraining as exact_retraining
 from certun.unlearners.sekhari import SekhariState as SekhariState
 from certun.unlearners.sekhari import newton_unlearning as newton_unlearning
-from certun.unlearners.langevin import LangevinState as LangevinState
-from certun.unlearners.langevin import langevin_unlearning as langevin_unlearning
-from certun.unlearners.descent_to_delete import D2DState as D2DState
-from certun.unlearners.descent_to_delete import descent_to_delete as descent_to_delete
 from certun.unlearners.zhang import ZhangState as ZhangState
 from certun.unlearners.zhang import zhang_unlearning as zhang_unlearning

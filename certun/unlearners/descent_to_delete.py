@@ -102,7 +102,9 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
 
     Args:
       lam: mean-scale L2 regularisation, the strong convexity ``m``.
-      epsilon, delta: the guarantee of every release.
+      epsilon: epsilon (``> 0``) of every release's guarantee against the noised retrained
+        model; the noise (or, with ``sigma`` given, the steps) is calibrated to it.
+      delta: delta of every release's guarantee, in ``(0, 1)``.
       steps: ``I``, gradient steps per request (give exactly one of ``steps``/``sigma``).
       sigma: the noise of every release; the steps per request are then computed.
       train_steps: ``T``, steps of the initial training (default: the fewest with
@@ -230,8 +232,10 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
         return state.published[:, 0] if state.published.shape[1] == 1 else state.published
 
     def retrain(state: D2DState, key: jax.Array | None = None) -> NoisyRun:
-        """The reference: ``T`` projected GD steps from 0 on the current data (plus the current
-        release's noise when ``key`` is given)."""
+        """The reference: ``T`` projected GD steps from 0 on the current data.
+
+        With a ``key``, the current release's noise is added.
+        """
         G, L, eta, gamma, R0 = _consts(state)
         T = state.steps[0]
         W0 = jnp.zeros_like(state.W)
@@ -311,7 +315,7 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
         senss = state.sensitivities + (sens,)
         # k Gaussian releases compose exactly into one with z = (sum z_i^-2)^(-1/2) (mu-GDP;
         # proofs/gaussian_mechanisms.md section 4); releases since training
-        z_eq = sum((t / s) ** 2 for s, t in zip(sigmas[1:], senss[1:])) ** -0.5
+        z_eq = sum((t / s) ** 2 for s, t in zip(sigmas[1:], senss[1:], strict=True)) ** -0.5
         eps_composed = analytic_epsilon(z_eq, dlt)
         x64 = state.X.dtype == jnp.float64
         a = [

@@ -1,12 +1,12 @@
-"""Langevin unlearning (Chien, Wang, Chen & Li, NeurIPS 2024) for L2-logistic models.
+r"""Langevin unlearning (Chien, Wang, Chen & Li, NeurIPS 2024) for L2-logistic models.
 
 Learning and unlearning are the same (projected) noisy gradient descent on certun's
 mean-scale objective ``J_D(w) = mean_i l(w; z_i) + (lam/2)||w||^2`` (``m = lam``-strongly
 convex, ``L``-smooth, step ``eta = 1/L``):
 
 .. math::
-    w_{t+1} = \\Pi\\big(w_t - \\eta\\, g_D(w_t) + \\sqrt{2\\eta\\sigma^2}\\,\\xi_t\\big),\\qquad
-    w_0 \\sim \\mathcal N\\big(0, \\tfrac{2\\sigma^2}{m} I\\big),
+    w_{t+1} = \Pi\big(w_t - \eta\, g_D(w_t) + \sqrt{2\eta\sigma^2}\,\xi_t\big),\qquad
+    w_0 \sim \mathcal N\big(0, \tfrac{2\sigma^2}{m} I\big),
 
 with ``g_D = grad J_D`` (no clipping, the default) or, as in the authors' code, the mean of
 per-example gradients ``grad l_i + lam w`` clipped at ``clip_norm``; ``Pi`` projects on a
@@ -198,7 +198,10 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
       lam: mean-scale L2 regularisation, the strong convexity ``m`` (the paper's
         ``lambda n``: :func:`certun.scale.lam_from_langevin`).
       sigma: the Langevin noise parameter (step noise ``sqrt(2 eta sigma^2)``).
-      epsilon, delta: the target guarantee of every request.
+      epsilon: target epsilon (``> 0``) of every request: each one runs the fewest steps
+        ``K`` (:func:`certun.accounting.langevin.steps_needed`) whose accounted epsilon
+        reaches it.
+      delta: target delta of every request's guarantee, in ``(0, 1)``.
       burn_in: training steps ``T`` (the authors use 10,000).
       adjacency: ``"removal"`` (``unlearn`` drops rows) or ``"replacement"`` (``unlearn``
         swaps rows for ``replacement`` rows, ``n`` fixed: the authors' experiments).
@@ -319,9 +322,11 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
         return state.W[:, 0] if state.W.shape[1] == 1 else state.W
 
     def retrain(state: LangevinState, key: jax.Array, steps: int | None = None) -> NoisyRun:
-        """A draw from the reference distribution: noisy GD from a fresh ``w_0`` (drawn with
-        ``key``) on the current data for ``steps`` steps (default: ``state.steps_total``, the
-        number the certificate compares with)."""
+        """A draw from the reference distribution: noisy GD from a fresh ``w_0``.
+
+        ``w_0`` is drawn with ``key``; the chain runs on the current data for ``steps``
+        steps (default: ``state.steps_total``, the number the certificate compares with).
+        """
         k = state.steps_total if steps is None else _validate.integer(steps=steps, minimum=0)
         d, K = state.W.shape
         W0 = gaussian_like(key, jnp.zeros((d, K), state.W.dtype), init_std, release=0)

@@ -89,7 +89,8 @@ def exact_retraining(*, lam: float, loss: str = "logistic", sigma: float = 0.0,
         mask = jnp.ones(Xj.shape[0], dtype)
         fr = fit_jit(Xj, Yj, b, mask)
         if int(fr.result) != RESULTS.successful:
-            raise RuntimeError(f"training did not reach tol={tol}: grad norm {float(fr.grad_norm):.3e}")
+            raise RuntimeError(
+                f"training did not reach tol={tol}: grad norm {float(fr.grad_norm):.3e}")
         return RetrainState(Xj, Yj, mask, fr.params, b, fr.grad_norm)
 
     def params(state: RetrainState) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Sekhari et al. (NeurIPS 2021): stored-Hessian Newton unlearning with output noise.
+r"""Sekhari et al. (NeurIPS 2021): stored-Hessian Newton unlearning with output noise.
 
 Learning: train ``w_hat`` to ``||grad F|| <= train_tol`` on the mean-scale objective
 ``F(w) = (1/n) sum_i f(w, z_i)``, ``f = l + (lambda/2)||w||^2`` (no perturbation), and
@@ -9,9 +9,9 @@ Unlearning a set ``U`` (``m`` rows; sequential requests are answered for the uni
 all rows deleted so far, against the stored statistics):
 
 .. math::
-    \\hat H = \\frac{X^\\top D X - \\sum_{j\\in U} l''_j x_j x_j^\\top}{n - m} + \\lambda I, \\quad
-    \\nabla F_r(\\hat w) = \\frac{n g - \\sum_{j \\in U} \\nabla f(\\hat w, z_j)}{n - m}, \\quad
-    \\bar w = \\hat w - \\hat H^{-1}\\nabla F_r(\\hat w),
+    \hat H = \frac{X^\top D X - \sum_{j\in U} l''_j x_j x_j^\top}{n - m} + \lambda I, \quad
+    \nabla F_r(\hat w) = \frac{n g - \sum_{j \in U} \nabla f(\hat w, z_j)}{n - m}, \quad
+    \bar w = \hat w - \hat H^{-1}\nabla F_r(\hat w),
 
 (with ``g = 0`` this is the paper's ``w_hat + H_hat^{-1} sum_U grad f / (n - m)``; certun keeps
 ``g`` so the step is exactly Newton's on ``F_r``), then releases
@@ -24,7 +24,7 @@ data-independent sensitivity :func:`certun.bounds.sekhari.sensitivity` at that `
 paper on request, refused at ``epsilon >= 1``).
 
 The guarantee is Sekhari et al.'s: each release is indistinguishable from the same
-algorithm run with nothing to delete on the retrained model, ``A(S \\ U) + N(0, sigma^2 I)``.
+algorithm run with nothing to delete on the retrained model, ``A(S \ U) + N(0, sigma^2 I)``.
 The reference is noised too, so **every** published model, the original one included
 (release 0), goes through the same noise. The certificate also reports the composed
 epsilon of all releases so far (PLD accounting), against the sequence of noised
@@ -108,7 +108,9 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
 
     Args:
       lam: mean-scale L2 regularisation (the strong convexity), > 0.
-      epsilon, delta: per-release guarantee.
+      epsilon: epsilon (``> 0``) of every release's guarantee against noised retraining;
+        the output noise is calibrated to it (``< 1`` with ``calibration="classic"``).
+      delta: delta of every release's guarantee, in ``(0, 1)``.
       loss: ``"logistic"`` (binary or one-vs-rest) or ``"squared"`` (ridge; needs ``label_bound``).
       max_removals: deletion capacity ``m``; more deletions require retraining.
       calibration: ``"analytic"`` (Balle & Wang) or ``"classic"`` (the paper's
@@ -136,7 +138,8 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
         hessian_lipschitz=hessian_lipschitz)
     if M < lossf.gamma:
         raise _validate.ValidationError(
-            f"hessian_lipschitz={M} is below the {lossf.name} loss's exact constant {lossf.gamma:.6g}")
+            f"hessian_lipschitz={M} is below the {lossf.name} loss's exact constant "
+            f"{lossf.gamma:.6g}")
     if lossf.name == "squared":
         if label_bound is None:
             raise _validate.ValidationError(
@@ -183,7 +186,8 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
 
         step, pd, res = jax.vmap(head, in_axes=(0, 0, 0, 1, 1), out_axes=(1, 0, 0))(
             curv, curv_eigvals, curv_eigvecs, rhs, h)
-        return W - step, jnp.all(pd), jnp.linalg.norm(res), jnp.linalg.norm(rhs), jnp.linalg.norm(step)
+        return (W - step, jnp.all(pd), jnp.linalg.norm(res), jnp.linalg.norm(rhs),
+                jnp.linalg.norm(step))
 
     def _release(state: SekhariState, W_bar: jax.Array, release: int):
         n, K = int(state.X.shape[0]), int(state.W_hat.shape[1])
@@ -231,7 +235,7 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
         return state.published[:, 0] if state.published.shape[1] == 1 else state.published
 
     def retrain(state: SekhariState, key: jax.Array | None = None, noised: bool = False) -> Any:
-        """Exact retraining ``A(S \\ U)`` on the remaining rows (noiseless unless ``noised``).
+        r"""Exact retraining ``A(S \ U)`` on the remaining rows (noiseless unless ``noised``).
 
         With ``noised`` and a ``key``, adds ``N(0, sigma^2)`` for the current ``m``: the
         reference distribution the certificate compares with.
@@ -251,7 +255,8 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
         del key
         t0 = time.perf_counter()
         n = int(state.X.shape[0])
-        idx_new = _validate.forget_indices(indices, n, already_removed=np.asarray(state.removed) > 0)
+        idx_new = _validate.forget_indices(indices, n,
+                                           already_removed=np.asarray(state.removed) > 0)
         removed = np.asarray(state.removed).copy()
         removed[idx_new] = 1.0
         union = np.flatnonzero(removed)
@@ -266,12 +271,14 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
                 verified("lipschitz", f"f is L-Lipschitz on the relevant region, L = {L:.6g}"
                          + (f" (|y| <= B = {B})" if B is not None else " (|l'| <= 1)"), L),
                 verified("hessian_lipschitz",
-                         f"grad^2 f is M-Lipschitz, M = {M:.6g} (exact for the {lossf.name} loss)", M),
+                         f"grad^2 f is M-Lipschitz, M = {M:.6g} (exact for the {lossf.name} "
+                         "loss)", M),
                 verified("tolerance", f"training and retraining reach ||grad F|| <= tau = {tau:g} "
                          "by construction (they raise otherwise)", tau),
                 check("solve_residual", f"Newton system residual <= solve_tol = {stol:g}",
                       solve_ok, res, stol, private=True),
-                check("capacity", f"rows deleted m = {m} <= max_removals = {m_max}", cap_ok, m, m_max),
+                check("capacity", f"rows deleted m = {m} <= max_removals = {m_max}", cap_ok,
+                      m, m_max),
                 check("float64", "computed in float64 (enable jax_enable_x64)", x64),
             ]
             return a
@@ -298,7 +305,7 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
         pub, sens, cal = _release(state, jnp.asarray(W_bar), release)
         sens_all = state.sensitivities + (sens,)
         sig_all = state.sigmas + (cal.sigma,)
-        comp = compose_gaussian([s / t for s, t in zip(sig_all, sens_all)], dlt)
+        comp = compose_gaussian([s / t for s, t in zip(sig_all, sens_all, strict=True)], dlt)
         bounds = {"sensitivity": sens, "capacity": m_max, "heads": K,
                   "gamma_paper_at_capacity": sb.gamma_paper(M, L, lam, n, m_max),
                   "sensitivity_for_current_m": _sens(n, m, K),
