@@ -44,9 +44,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -64,10 +63,10 @@ from certun.primitives import hvp as fwd_over_rev_hvp  # noqa: E402
 from certun.results import RESULTS  # noqa: E402
 from certun.unlearners.guo import certified_removal  # noqa: E402
 
-
 # --------------------------------------------------------------------------- helpers
 
 def machine_info() -> dict:
+    """CPU model, core counts, Python/JAX/NumPy versions, backend, thread settings, load."""
     cpu = platform.processor() or "unknown"
     try:
         with open("/proc/cpuinfo") as fh:
@@ -96,6 +95,7 @@ def machine_info() -> dict:
 
 
 def summarize(ts: list[float]) -> dict:
+    """Median, quartiles, IQR and minimum in ms of wall-clock samples ``ts`` in seconds."""
     a = np.asarray(ts) * 1e3
     q25, q50, q75 = np.percentile(a, [25, 50, 75])
     return {"median_ms": float(q50), "q25_ms": float(q25), "q75_ms": float(q75),
@@ -109,7 +109,7 @@ def closure_fn(fn, name: str):
     cells = getattr(fn, "__closure__", None)
     if code is None or cells is None:
         return None
-    for var, cell in zip(code.co_freevars, cells):
+    for var, cell in zip(code.co_freevars, cells, strict=True):
         if var == name:
             try:
                 return cell.cell_contents
@@ -119,12 +119,18 @@ def closure_fn(fn, name: str):
 
 
 def atomic_write_json(path: str, obj: dict) -> None:
+    """Write ``obj`` to ``path`` as JSON atomically, keys in insertion order."""
     certun_io.atomic_write_json(path, obj, sort_keys=False)
 
 
 # --------------------------------------------------------------------------- benchmark
 
 def build_problem(n: int, d: int, seed: int, decay: float):
+    """Unit-norm ``(n, d)`` rows and ``+-1`` labels of ``synthetic_logistic``.
+
+    With ``decay > 0`` feature ``j`` is scaled by ``(j+1)^-decay`` and the rows are
+    re-normalised (harder conditioning).
+    """
     ds = synthetic_logistic(n, d, seed=seed, n_test=1)
     X = ds.X_train
     if decay > 0:
@@ -135,6 +141,13 @@ def build_problem(n: int, d: int, seed: int, decay: float):
 
 
 def run(args) -> dict:
+    """Time removal against retraining for the parsed ``args``; return the results dict.
+
+    Trains once with ``certified_removal``, compiles every operation, then measures the
+    gradient, Hessian-vector products, the certified removal (public ``unlearn`` and, where
+    the factory exposes it, the jitted core) and L-BFGS / Newton retraining round-robin,
+    one different row per repetition.
+    """
     info = machine_info()
     t_setup = time.perf_counter()
     lam = args.lam
@@ -169,7 +182,8 @@ def run(args) -> dict:
     grad_fn = jax.jit(jax.grad(objective))
     grad_sum_fn = jax.jit(lambda W, X, Y, b, mask: glm.gradient_sum(lossf, W, X, Y, lam, b, mask))
     hvp_sum_fn = jax.jit(lambda W, V, X, Y, mask: glm.hvp_sum(lossf, W, V, X, Y, lam, mask))
-    hvp_fr_fn = jax.jit(lambda W, V, X, Y, b, mask: fwd_over_rev_hvp(objective, W, V, X, Y, b, mask))
+    hvp_fr_fn = jax.jit(
+        lambda W, V, X, Y, b, mask: fwd_over_rev_hvp(objective, W, V, X, Y, b, mask))
 
     def make_fit(method, tol):
         return jax.jit(lambda X, Y, b, mask: glm.fit(lossf, X, Y, lam, b, mask, None,
@@ -372,7 +386,7 @@ def run(args) -> dict:
 
 
 def profile_unlearn(unl, state0, rows, core, idx_dev, calls: int) -> dict:
-    """cProfile of ``calls`` public ``unlearn`` requests, plus its share of the jitted core."""
+    """Profile (cProfile) ``calls`` public ``unlearn`` requests, plus the jitted core's share."""
     n = len(rows)
     rws = [int(rows[i % n]) for i in range(calls)]
     pr = cProfile.Profile()
@@ -386,7 +400,7 @@ def profile_unlearn(unl, state0, rows, core, idx_dev, calls: int) -> dict:
     st = pstats.Stats(pr, stream=s)
     st.sort_stats("tottime").print_stats(15)
     top = []
-    for (fname, line, func), (cc, nc, tt, ct, _) in sorted(
+    for (fname, line, func), (_cc, nc, tt, ct, _) in sorted(
             st.stats.items(), key=lambda kv: -kv[1][2])[:15]:
         top.append({"function": f"{Path(fname).name}:{line}({func})", "calls": nc,
                     "tottime_ms_per_request": 1e3 * tt / calls,
@@ -416,6 +430,7 @@ LABELS = {
 
 
 def report(res: dict) -> str:
+    """The human-readable report of a :func:`run` result (config, timings, headline)."""
     c, m, tm = res["config"], res["machine"], res["timing"]
     rt, rm = res["retrain"], res["removal"]
     L = []
@@ -424,7 +439,8 @@ def report(res: dict) -> str:
              + (f", column decay {c['decay']:g}" if c["decay"] else ""))
     L.append(f"machine: {m['cpu_model']}, nproc={m['nproc']}, jax {m['jax']} ({m['backend']}), "
              f"OPENBLAS_NUM_THREADS={m['OPENBLAS_NUM_THREADS']}, "
-             f"load avg start {fmt_load(m.get('loadavg_start'))} end {fmt_load(m.get('loadavg_end'))}")
+             f"load avg start {fmt_load(m.get('loadavg_start'))} "
+             f"end {fmt_load(m.get('loadavg_end'))}")
     L.append(f"guarantee: epsilon={c['epsilon']:g}, delta={c['delta']:g}, sigma={c['sigma']:g}; "
              f"train_tol={c['train_tol']:g}; mean-scale Hessian condition number "
              f"{res['hessian_condition_number']:.3g}")
@@ -448,17 +464,21 @@ def report(res: dict) -> str:
              f"{rt['newton_iterations_median']:.0f} iterations, max grad norm "
              f"{rt['newton_grad_norm_max']:.2e}, all successful: {rt['newton_all_successful']}")
     L.append(f"removal: outcomes {rm['outcomes']}, certificate {rm['statuses']}, path "
-             f"{rm['solver_path']}; data-dependent bound median {rm['data_dependent_bound_median']:.4g}"
+             f"{rm['solver_path']}; data-dependent bound median "
+             f"{rm['data_dependent_bound_median']:.4g}"
              f" (max {rm['data_dependent_bound_max']:.4g}); budget used "
              f"{rm['budget_used_median']:.4g} of {rm['budget_total']:.4g} "
              f"({100 * rm['budget_used_median'] / rm['budget_total']:.2f}%, of which training "
              f"residual {rm['train_residual_bound']:.3g}); sum-scale ||grad L_b|| units")
-    L.append(f"removal diagnostics: seconds_step median {rm['diag_seconds_step_median_ms']:.3f} ms, "
+    L.append(f"removal diagnostics: seconds_step median "
+             f"{rm['diag_seconds_step_median_ms']:.3f} ms, "
              f"seconds_total median {rm['diag_seconds_total_median_ms']:.3f} ms")
     for dd in res["distances"][:1]:
-        L.append(f"||w_unlearned - w_retrained(Newton)|| = {dd['unlearned_vs_newton_retrain']:.3e}, "
+        L.append(f"||w_unlearned - w_retrained(Newton)|| = "
+                 f"{dd['unlearned_vs_newton_retrain']:.3e}, "
                  f"||w_lbfgs - w_newton|| = {dd['lbfgs_vs_newton_retrain']:.3e}, "
-                 f"||w_trained - w_retrained|| = {dd['trained_vs_newton_retrain']:.3e} (row {dd['row']})")
+                 f"||w_trained - w_retrained|| = {dd['trained_vs_newton_retrain']:.3e} "
+                 f"(row {dd['row']})")
     L.append("")
     L.append("HEADLINE (ratio of medians; median [IQR] of per-round paired ratios):")
     names = {
@@ -479,7 +499,8 @@ def report(res: dict) -> str:
         p = res["profile"]
         L.append("")
         core_ms = p["core_step_median_ms"]
-        L.append(f"cProfile of {p['calls']} unlearn calls: {p['wall_ms_per_request_under_cprofile']:.3f}"
+        L.append(f"cProfile of {p['calls']} unlearn calls: "
+                 f"{p['wall_ms_per_request_under_cprofile']:.3f}"
                  " ms/request under the profiler; jitted core alone "
                  + ("n/a" if core_ms is None else f"{core_ms:.3f} ms"))
         L.append(f"  {'tottime ms/req':>14}  {'cumtime ms/req':>14}  {'calls':>6}  function")
@@ -489,9 +510,10 @@ def report(res: dict) -> str:
         sec = p.get("sections")
         if sec:
             L.append("")
-            L.append(f"phases of unlearn (reconstructed with the factory's closures, {sec['calls']} "
-                     f"calls, medians): total {sec['total_median_ms']:.3f} ms "
-                     f"(public call in the table: {res['timing']['removal_api']['median_ms']:.3f} ms)")
+            L.append(f"phases of unlearn (reconstructed with the factory's closures, "
+                     f"{sec['calls']} calls, medians): total {sec['total_median_ms']:.3f} ms "
+                     f"(public call in the table: "
+                     f"{res['timing']['removal_api']['median_ms']:.3f} ms)")
             for ph, v in sec["phases_median_ms"].items():
                 L.append(f"  {v:>8.3f} ms  {ph}")
     L.append("")
@@ -502,10 +524,12 @@ def report(res: dict) -> str:
 
 
 def fmt_load(x) -> str:
+    """Load averages as ``a/b/c`` (``n/a`` when unknown)."""
     return "n/a" if not x else "/".join(f"{v:.2f}" for v in x)
 
 
 def main(argv=None) -> int:
+    """Command line: parse ``argv``, run, print the report, optionally write the JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--n", type=int, default=12000, help="training rows")
