@@ -62,6 +62,8 @@ from certun.ledger import Ledger  # noqa: E402
 from certun.models import glm  # noqa: E402
 from certun.results import RESULTS  # noqa: E402
 from certun.sisa import sisa  # noqa: E402
+from certun.bounds import guo as guo_bounds  # noqa: E402
+from certun.unlearners import guo as guo_mod  # noqa: E402
 from certun.unlearners.guo import certified_removal  # noqa: E402
 
 LOSS = glm.LOGISTIC
@@ -129,93 +131,155 @@ def machine() -> dict:
 
 # --------------------------------------------------------------------------- sections
 
+def _summarise(rows: list, which: str) -> dict:
+    """Per-request statistics of one served sequence (``which``: ``ledger`` or ``direct``)."""
+    out = [r for r in rows if r["outcome"] == "unlearned"]
+    step = [r["compute"] - r["maint"] for r in out]
+    plain = [r["compute"] for r in out if r["maint"] == 0.0]
+    retr = [r for r in rows if r["outcome"] == "retrained"]
+    total = float(sum(r["compute"] for r in rows))
+    served = float(sum(r["compute"] for r in out))
+    return {
+        "sequence": which, "requests": len(rows), "unlearned": len(out), "retrains": len(retr),
+        "seconds_retrains": float(sum(r["compute"] for r in retr)),
+        "folds": sum(r["refresh_before"] == "capacity" for r in rows),
+        "refreshes_policy": sum(r["refresh_after"] == "policy" for r in rows),
+        "refreshes_budget": sum(r["refresh_before"] in ("budget", "solver") for r in rows),
+        "seconds_maintenance": float(sum(r["maint"] for r in out)),
+        "step_ms_median": med(step), "step_ms_iqr": [q(step, 25), q(step, 75)],
+        "step_ms_max": float(np.max(step)) * 1e3,
+        "plain_request_ms_median": med(plain), "plain_request_ms_mean": float(np.mean(plain)) * 1e3,
+        "first_request_ms": rows[0]["compute"] * 1e3,
+        "amortized_ms_excl_retrains": served / len(out) * 1e3,
+        "amortized_ms_incl_retrains": total / len(rows) * 1e3,
+        "seconds_compute_total": total,
+    }
+
+
+def _np_d1(a, y):
+    return -y / (1 + np.exp(y * a))
+
+
+def _np_d2(a, y):
+    s = 1 / (1 + np.exp(-a))
+    return s * (1 - s)
+
+
+def _exact_remainder(X: np.ndarray, Y: np.ndarray, mask: np.ndarray, W: np.ndarray,
+                     Wf: np.ndarray, delta: np.ndarray) -> float:
+    """``||eps||`` of (R') in proofs/cached_factors.md, summed over heads (NumPy, float64)."""
+    keep = mask > 0
+    return float(sum(guo_bounds.stale_remainder_chain(_np_d1, _np_d2, 0.25, X[keep], Y[keep, k],
+                                                      W[:, k], Wf[:, k], delta[:, k]).eps
+                     for k in range(W.shape[1])))
+
+
 def run_cached(args, X, y, order, workdir: Path) -> dict:
     cfg = dict(lam=args.lam, sigma=args.sigma, epsilon=args.epsilon, delta=args.delta,
                train_tol=args.train_tol, train_method=args.train_method, update="cached",
                max_rank=args.max_rank,
                refresh_cost_ratio=args.refresh_cost_ratio, auto_retrain=True)
+    if args.gamma is not None:
+        cfg["gamma"] = args.gamma
     t0 = time.perf_counter()
     led = Ledger.create(workdir / "ledger", X, y, jax.random.key(args.seed), config=cfg)
     t_create = time.perf_counter() - t0
     unl = led.unlearner
     state0 = led.state
-    # warm-up (compile) on a throw-away state: the kb buckets the run will meet, one request
-    # that folds, one refresh, outside the timed sequence
-    serve = closure_fn(unl.unlearn, "_serve")
-    core = closure_fn(serve, "_cached_step")
-    spare = [int(i) for i in order[args.k:args.k + 3]]
+    # first use: compile every step a single-row request can take (all buffer widths, the
+    # fold), and a refresh of a state made by requests; reported apart, never in the sequence
+    t0 = time.perf_counter()
+    t_warm = unl.warmup(state0)
+    spare = [int(i) for i in order[args.k:args.k + 2]]
     st = state0
-    for i in spare[:2]:
+    for i in spare:
         st = unl.unlearn(st, [i]).state
     jax.block_until_ready(unl.refresh(st).W)
-    kb = 8
-    while kb <= args.max_rank:
-        jax.block_until_ready(core(state0, jnp.asarray([spare[2]], jnp.int32), kb))
-        kb *= 2
-    jax.block_until_ready(closure_fn(serve, "fold")(st).W)
+    t_first_use = time.perf_counter() - t0
 
-    rows = []
-    for j, i in enumerate(order[:args.k]):
-        rec, res = led.forget([int(i)])
+    def record(res, compute, save):
         dg = res.diagnostics
-        rows.append({
-            "outcome": res.outcome,
-            "compute": rec["public"]["seconds"]["compute"],
-            "save": led.last_save_seconds,
+        return {
+            "outcome": res.outcome, "compute": compute, "save": save,
             "maint": float(dg.get("seconds_maintenance", 0.0)),
             "refresh_before": dg.get("refreshed"), "refresh_after": dg.get("refreshed_after"),
             "charge": (dg["residual_bound_after"] - dg["residual_bound_before"])
             if res.outcome == "unlearned" else None,
+            "remainder": dg.get("step_remainder_bound"), "spectral": dg.get("step_spectral_bound"),
             "dd": dg.get("step_data_dependent_bound"), "stale": dg.get("step_staleness_bound"),
             "used": res.certificate.budget.used, "valid": res.certificate.valid,
-        })
+        }
+
+    # 1. through the durable ledger: computation (Ledger.forget's "compute") and save apart
+    rows = []
+    for j, i in enumerate(order[:args.k]):
+        rec, res = led.forget([int(i)])
+        rows.append(record(res, rec["public"]["seconds"]["compute"], led.last_save_seconds))
         if args.progress and (j + 1) % 100 == 0:
-            print(f"  cached: {j + 1} requests, retrains {int(res.state.retrains)}",
+            print(f"  cached (ledger): {j + 1} requests, retrains {int(res.state.retrains)}",
                   file=sys.stderr)
+    # 2. the same requests back to back on the unlearner alone (no save between requests),
+    #    with the exact remainder of a sample of steps against what was charged for it
+    Xn, Yn = np.asarray(state0.X), np.asarray(state0.Y)
+    st, rows_d, ratios = state0, [], []
+    sample = set(range(args.k - 1, -1, -max(args.k // args.remainder_samples, 1)))
+    for j, i in enumerate(order[:args.k]):
+        t = time.perf_counter()
+        res = unl.unlearn(st, [int(i)])
+        jax.block_until_ready(res.state)
+        rows_d.append(record(res, time.perf_counter() - t, 0.0))
+        if j in sample and res.outcome == "unlearned":
+            dg = res.diagnostics
+            Wf = np.asarray(st.W if dg["refreshed"] in ("budget", "solver") else st.W_factor)
+            eps = _exact_remainder(Xn, Yn, np.asarray(res.state.mask), np.asarray(st.W), Wf,
+                                   np.asarray(res.state.W) - np.asarray(st.W))
+            ratios.append({"request": j, "exact": eps, "charged": dg["step_remainder_bound"],
+                           "spectral": dg["step_spectral_bound"],
+                           "staleness": dg["step_staleness_bound"],
+                           "routes": dg["step_remainder_routes"]})
+        st = res.state
     # jitted core alone: a sample of single-row requests from the final state
+    serve = closure_fn(unl.unlearn, "_serve")
+    core = closure_fn(serve, "_cached_step")
     st = led.state
-    kb = 8
-    while kb < int(st.buf_count) + 1:
-        kb *= 2
-    kb = min(kb, args.max_rank)
     if int(st.buf_count) + 1 > args.max_rank:
         st = closure_fn(serve, "fold")(st)
+    kb = guo_mod._bucket(int(st.buf_count) + 1, args.max_rank)
     present = np.flatnonzero(np.asarray(st.mask) > 0)
     cand = present[np.random.default_rng(args.seed + 5).permutation(present.size)[:args.core_samples]]
     jax.block_until_ready(core(st, jnp.asarray([int(cand[0])], jnp.int32), kb))
     core_ts = [timed(core, st, jnp.asarray([int(i)], jnp.int32), kb)[1] for i in cand]
 
     out = [r for r in rows if r["outcome"] == "unlearned"]
-    step = [r["compute"] - r["maint"] for r in out]
-    plain = [r["compute"] for r in out if r["maint"] == 0.0]
-    retr = [r for r in rows if r["outcome"] == "retrained"]
-    folds = sum(r["refresh_before"] == "capacity" for r in rows)
-    refreshes = sum(r["refresh_after"] is not None for r in rows) + sum(
-        r["refresh_before"] in ("budget", "solver") for r in rows)
-    total_compute = float(sum(r["compute"] for r in rows))
+    ex = np.array([r_["exact"] for r_ in ratios])
     return {
-        "config": cfg, "seconds_create": t_create, "requests": len(rows),
-        "unlearned": len(out), "retrains": len(retr),
-        "seconds_retrains": float(sum(r["compute"] for r in retr)),
-        "folds": folds, "refreshes": refreshes,
-        "seconds_maintenance": float(sum(r["maint"] for r in out)),
-        "step_ms_median": med(step), "step_ms_iqr": [q(step, 25), q(step, 75)],
-        "step_ms_mean": float(np.mean(step)) * 1e3,
-        "plain_request_ms_median": med(plain),
-        "amortized_ms_excl_retrains": float(sum(r["compute"] for r in out)) / len(out) * 1e3,
-        "amortized_ms_incl_retrains": total_compute / len(rows) * 1e3,
+        "config": cfg, "seconds_create": t_create, "seconds_warmup": t_warm,
+        "seconds_first_use": t_first_use,
+        "ledger": _summarise(rows, "ledger"), "direct": _summarise(rows_d, "direct"),
         "core_ms_median": med(core_ts), "core_ms_iqr": [q(core_ts, 25), q(core_ts, 75)],
         "core_kb": kb, "core_buffer_rows": int(st.buf_count),
         "save_ms_median": med([r["save"] for r in rows]),
         "save_ms_mean": float(np.mean([r["save"] for r in rows])) * 1e3,
         "save_ms_max": float(np.max([r["save"] for r in rows])) * 1e3,
         "charge_mean": float(np.mean([r["charge"] for r in out])),
+        "remainder_mean": float(np.mean([r["remainder"] for r in out])),
+        "spectral_mean": float(np.mean([r["spectral"] for r in out])),
         "dd_mean": float(np.mean([r["dd"] for r in out])),
         "stale_mean": float(np.mean([r["stale"] for r in out])),
-        "all_valid": all(r["valid"] for r in rows),
+        "remainder_samples": ratios,
+        "exact_over_charged": {
+            "median": float(np.median(ex / [r_["charged"] for r_ in ratios])),
+            "max": float(np.max(ex / [r_["charged"] for r_ in ratios]))} if ratios else None,
+        "exact_over_spectral": {
+            "median": float(np.median(ex / [r_["spectral"] for r_ in ratios])),
+            "max": float(np.max(ex / [r_["spectral"] for r_ in ratios]))} if ratios else None,
+        "all_valid": all(r["valid"] for r in rows + rows_d),
         "per_request": {k: [r_[k] for r_ in rows] for k in ("outcome", "compute", "save", "maint",
                                                            "refresh_before", "refresh_after",
-                                                           "charge", "used")},
+                                                           "charge", "stale", "dd", "used")},
+        "per_request_direct": {k: [r_[k] for r_ in rows_d]
+                               for k in ("outcome", "compute", "maint", "refresh_before",
+                                         "refresh_after")},
         "final_state": led.state, "ledger_dir": str(led.path), "unlearner": unl,
         "state0": state0, "params": np.asarray(led.params),
     }
@@ -247,7 +311,7 @@ def run_reference(args, state0, order) -> dict:
 def run_pcg(args, state0, order) -> dict:
     unl = certified_removal(lam=args.lam, sigma=args.sigma, epsilon=args.epsilon,
                             delta=args.delta, train_tol=args.train_tol, update="pcg")
-    st = state0._replace(rows_buf=None, h_buf=None, proj_buf=None, buf_count=None,
+    st = state0._replace(rows_buf=None, h_buf=None, proj_buf=None, buf_count=None, drift_sum=None,
                          stale_sum=None)
     spare = int(order[-2])
     jax.block_until_ready(unl.unlearn(unl.unlearn(st, [spare]).state, [int(order[-3])]).params)
@@ -351,6 +415,7 @@ def device_worker(args) -> dict:
         reps = 3 if name == "hessian" else 20
         ops[name] = med([timed(f, W, Xs, Ys, ms)[1] for _ in range(reps)])
     order = np.random.default_rng(args.seed + 1).permutation(args.n)
+    unl.warmup(st)
     jax.block_until_ready(unl.unlearn(st, [int(order[-1])]).params)
     ts, outcomes = [], []
     for i in order[:args.device_requests]:
@@ -393,25 +458,33 @@ def run_devices(args) -> dict:
 
 def report(r: dict) -> str:
     c, ref, pcg, lb, si = r["cached"], r["hessian"], r["pcg"], r["lbfgs"], r.get("sisa")
+    dl, dd = c["ledger"], c["direct"]
     L = []
     cfg = r["config"]
     L.append(f"sequential removal: n={cfg['n']}, d={cfg['d']}, decay={cfg['decay']}, "
              f"lambda={cfg['lam']:g}, sigma={cfg['sigma']:g}, eps={cfg['epsilon']:g}, "
-             f"delta={cfg['delta']:g}, {c['requests']} requests, float64")
+             f"delta={cfg['delta']:g}, {dd['requests']} requests, float64, "
+             f"kappa={cfg['refresh_cost_ratio']:g}, max_rank={cfg['max_rank']}"
+             + (f", gamma={cfg['gamma']:g}" if cfg.get("gamma") is not None else ""))
     L.append("")
     L.append("| method | per removal (ms) | note |")
     L.append("|---|---:|---|")
-    L.append(f"| cached factor, jitted core | {c['core_ms_median']:.3f} | median of "
-             f"{len(range(r['config']['core_samples']))}, buffer {c['core_buffer_rows']} rows "
-             f"(kb={c['core_kb']}) |")
-    L.append(f"| cached factor, request step (public API, no fold/refresh) | "
-             f"{c['step_ms_median']:.3f} | median over {c['unlearned']} served requests |")
-    L.append(f"| cached factor, amortized incl. folds+refreshes | "
-             f"{c['amortized_ms_excl_retrains']:.3f} | {c['folds']} folds, "
-             f"{c['refreshes']} refreshes ({c['seconds_maintenance']:.2f} s) |")
-    L.append(f"| cached factor, amortized incl. retrains too | "
-             f"{c['amortized_ms_incl_retrains']:.3f} | {c['retrains']} budget-triggered "
-             f"retrains ({c['seconds_retrains']:.2f} s) |")
+    L.append(f"| cached factor, jitted step alone | {c['core_ms_median']:.3f} | median of "
+             f"{cfg['core_samples']}, buffer {c['core_buffer_rows']} rows (width "
+             f"{c['core_kb']}) |")
+    for s_, name in ((dd, "back to back"), (dl, "through the ledger")):
+        L.append(f"| cached factor, request ({name}), no fold/refresh | "
+                 f"{s_['plain_request_ms_median']:.3f} | median; mean "
+                 f"{s_['plain_request_ms_mean']:.2f}, max step {s_['step_ms_max']:.1f} |")
+    for s_, name in ((dd, "back to back"), (dl, "through the ledger")):
+        L.append(f"| cached factor, all-in incl. folds+refreshes ({name}) | "
+                 f"{s_['amortized_ms_excl_retrains']:.3f} | {s_['folds']} folds, "
+                 f"{s_['refreshes_policy']} policy + {s_['refreshes_budget']} budget refreshes "
+                 f"({s_['seconds_maintenance']:.2f} s) |")
+    for s_, name in ((dd, "back to back"), (dl, "through the ledger")):
+        L.append(f"| ... incl. budget-triggered retrains too ({name}) | "
+                 f"{s_['amortized_ms_incl_retrains']:.3f} | {s_['retrains']} retrains "
+                 f"({s_['seconds_retrains']:.2f} s), reported apart |")
     L.append(f"| ledger save (reported apart) | {c['save_ms_median']:.3f} | mean "
              f"{c['save_ms_mean']:.2f}, max {c['save_ms_max']:.2f} |")
     L.append(f"| recompute Hessian per removal (Guo's code) | {ref['ms_median']:.3f} | "
@@ -425,21 +498,32 @@ def report(r: dict) -> str:
                  f"{si['ms_median']:.3f} | mean {si['ms_mean']:.1f}, "
                  f"{si['slices_refit_mean']:.2f} slices refit |")
     L.append("")
-    L.append("| ratio | core | request step | amortized (folds+refreshes) | incl. retrains |")
-    L.append("|---|---:|---:|---:|---:|")
+    L.append("| ratio | step alone | request | all-in (folds+refreshes) | all-in, ledger "
+             "compute | incl. retrains |")
+    L.append("|---|---:|---:|---:|---:|---:|")
     for name, base in (("recompute Hessian / cached", ref["ms_median"]),
                        ("L-BFGS retrain / cached", lb["ms_median"]),
                        ("PCG / cached", pcg["ms_median"])) + (
             (("SISA / cached", si["ms_mean"]),) if si else ()):
         L.append(f"| {name} | {base / c['core_ms_median']:.1f}x | "
-                 f"{base / c['step_ms_median']:.1f}x | "
-                 f"{base / c['amortized_ms_excl_retrains']:.1f}x | "
-                 f"{base / c['amortized_ms_incl_retrains']:.1f}x |")
+                 f"{base / dd['plain_request_ms_median']:.1f}x | "
+                 f"{base / dd['amortized_ms_excl_retrains']:.1f}x | "
+                 f"{base / dl['amortized_ms_excl_retrains']:.1f}x | "
+                 f"{base / dd['amortized_ms_incl_retrains']:.1f}x |")
     L.append("")
-    L.append(f"budget per removal (sum-scale residual): cached {c['charge_mean']:.3e} "
-             f"(data-dependent {c['dd_mean']:.3e} + staleness {c['stale_mean']:.3e} + solve + "
-             f"rounding), exact-Hessian PCG {pcg['charge_mean']:.3e}; budget "
-             f"{r['budget']:.4g}; certificates all valid: {c['all_valid']}")
+    L.append(f"first use (compilation of every buffer width and the fold, and one refresh), once "
+             f"per process, reported apart: {c['seconds_first_use']:.2f} s (warmup "
+             f"{c['seconds_warmup']:.2f} s); first request after it {dd['first_request_ms']:.2f} ms")
+    L.append(f"budget per removal (sum-scale residual): cached {c['charge_mean']:.3e} (remainder "
+             f"{c['remainder_mean']:.3e}, of which staleness {c['stale_mean']:.3e}; the same steps "
+             f"charged S + DD would be {c['spectral_mean']:.3e}), exact-Hessian PCG "
+             f"{pcg['charge_mean']:.3e}; budget {r['budget']:.4g}; certificates all valid: "
+             f"{c['all_valid']}")
+    if c["exact_over_charged"]:
+        eo, es = c["exact_over_charged"], c["exact_over_spectral"]
+        L.append(f"exact remainder / charged remainder over {len(c['remainder_samples'])} sampled "
+                 f"steps: median {eo['median']:.3g}, max {eo['max']:.3g} (S + DD form: median "
+                 f"{es['median']:.3g}, max {es['max']:.3g})")
     L.append(f"test accuracy: certified before {r['acc_before']:.4f}, after {r['acc_after']:.4f}"
              + (f"; SISA before {si['test_accuracy_before']:.4f}, after "
                 f"{si['test_accuracy_after']:.4f}" if si else ""))
@@ -480,6 +564,11 @@ def main(argv=None) -> int:
     p.add_argument("--pcg-samples", type=int, default=20)
     p.add_argument("--lbfgs-samples", type=int, default=8)
     p.add_argument("--core-samples", type=int, default=100)
+    p.add_argument("--remainder-samples", type=int, default=20,
+                   help="steps whose exact remainder is recomputed and compared with the charge")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="Lipschitz constant of l'' used by the bounds (default Guo et al.'s 1/4; "
+                        "the exact logistic constant is 1/(6 sqrt 3))")
     p.add_argument("--sisa-shards", type=int, default=8)
     p.add_argument("--sisa-slices", type=int, default=4)
     p.add_argument("--sisa-requests", type=int, default=1000)

@@ -124,11 +124,12 @@ class GuoState(NamedTuple):
       n_removed: rows removed so far; requests: requests served; retrains: retrains so far.
       steps_since_factor: requests since the last factorisation.
       key: base key; retrain ``j`` draws ``b`` with ``release = j``.
-      rows_buf, h_buf, proj_buf, buf_count, stale_sum: only with ``update="cached"``
+      rows_buf, h_buf, proj_buf, buf_count, stale_sum, drift_sum: only with ``update="cached"``
         (``None`` otherwise): the rows removed since the factorisation ``(cap, d)``,
         their curvature weights at ``W_factor`` ``(cap, K)``, their projections
-        ``Q_k^T x_j sqrt(h_jk)`` ``(K, cap, d)``, how many are held, and the staleness
-        charged since the factorisation. In that mode ``gram`` is the Gram matrix of
+        ``Q_k^T x_j sqrt(h_jk)`` ``(K, cap, d)``, how many are held, the staleness
+        charged since the factorisation and the sum of the drifts ``||X_rem (w - w_f)||``
+        of those requests (the refresh policy's inputs). In that mode ``gram`` is the Gram matrix of
         the rows present at the factorisation (the rows in ``rows_buf`` are subtracted
         lazily) and ``curv`` is never downdated.
     """
@@ -159,6 +160,7 @@ class GuoState(NamedTuple):
     proj_buf: jax.Array | None = None
     buf_count: jax.Array | None = None
     stale_sum: jax.Array | None = None
+    drift_sum: jax.Array | None = None
 
 
 class WhatIf(NamedTuple):
@@ -185,7 +187,8 @@ class WhatIf(NamedTuple):
 class GuoUnlearner(Unlearner):
     """The :class:`~certun.unlearners.base.Unlearner` of :func:`certified_removal`.
 
-    The same four fields (a NamedTuple subclass), plus :meth:`what_if` and :meth:`refresh`.
+    The same four fields (a NamedTuple subclass), plus :meth:`what_if`, :meth:`refresh` and
+    :meth:`warmup`.
     """
 
     __slots__ = ()
@@ -198,10 +201,16 @@ class GuoUnlearner(Unlearner):
         """Re-factorise the curvature at the current model on the remaining rows."""
         return self.unlearn.refresh(state)
 
+    def warmup(self, state: GuoState) -> float:
+        """Compile every step single-row requests can take, before the first request (seconds)."""
+        return self.unlearn.warmup(state)
+
 
 def _bucket(k: int, cap: int) -> int:
-    """Static width of the capacitance: the smallest power of two >= ``k`` (at least 8, at most ``cap``)."""
-    b = 8
+    """Static width of the capacitance: the smallest power of two >= ``k`` (at least 32, at most
+    ``cap``). Few widths, few compilations (:meth:`GuoUnlearner.warmup` compiles them all);
+    below 32 rows the ``O(d k^2)`` capacitance costs less than one ``O(d^2)`` pass anyway."""
+    b = 32
     while b < k:
         b *= 2
     return min(b, cap)
@@ -407,6 +416,25 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
 
         return xu, yu, mask_new, n_prev, n_rem, Delta, h_f, shift, precond_head
 
+    # the small outputs of a step travel to the host as one vector (one transfer)
+    _PER_HEAD = ("delta_norms", "Delta_norms", "x_delta_sq", "u_norms", "x_u_sq", "a_delta_sq",
+                 "a_u_sq", "w_norms")
+
+    def _pack(small: dict, K: int) -> jax.Array:
+        dt = small["delta_norms"].dtype
+        zeros = jnp.zeros(K, dt)
+        parts = [jnp.ravel(small.get(k, zeros)).astype(dt) for k in _PER_HEAD]
+        parts += [jnp.ravel(jnp.asarray(small[k])).astype(dt)
+                  for k in ("solver_residual", "code", "steps")]
+        return jnp.concatenate(parts)
+
+    def _unpack(v: Any, K: int) -> dict:
+        v = np.asarray(v, np.float64)
+        out = {k: v[i * K:(i + 1) * K] for i, k in enumerate(_PER_HEAD)}
+        n = len(_PER_HEAD) * K
+        out.update(solver_residual=float(v[n]), code=int(v[n + 1]), steps=int(v[n + 2]))
+        return out
+
     def _w_norms(W, W_f):
         # max(||w_k||, ||w_f,k||) per head: margins x^T w are computed with error
         # <= gamma_d ||w||, which the rounding allowance of the step covers
@@ -428,7 +456,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                    params=W_new[:, 0] if W_new.shape[1] == 1 else W_new,
                    n_removed=state.n_removed + idx.shape[0], requests=state.requests + 1,
                    steps_since_factor=state.steps_since_factor + 1)
-        return small, big
+        return _pack(small, W_new.shape[1]), big
 
     @jax.jit
     def _exact_step(state, idx):
@@ -544,7 +572,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                    params=W_new[:, 0] if W_new.shape[1] == 1 else W_new,
                    n_removed=state.n_removed + m, requests=state.requests + 1,
                    steps_since_factor=state.steps_since_factor + 1)
-        return small, big
+        return _pack(small, W_new.shape[1]), big
 
     _cached_step = jax.jit(_cached_core, static_argnums=2)
 
@@ -581,7 +609,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                    n_removed=state.n_removed + m, requests=state.requests + 1,
                    curv=G, eigvals=w, eigvecs=Q, gram_new=gram_new,
                    steps_since_factor=jnp.asarray(1, jnp.int32))
-        return small, big
+        return _pack(small, W_new.shape[1]), big
 
     @jax.jit
     def _fold(state):
@@ -661,7 +689,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
     def _empty_buffers(d: int, K: int, dtype) -> dict:
         return dict(rows_buf=jnp.zeros((max_rank, d), dtype), h_buf=jnp.zeros((max_rank, K), dtype),
                     proj_buf=jnp.zeros((K, max_rank, d), dtype),
-                    buf_count=jnp.asarray(0, jnp.int32), stale_sum=_scalar(0.0))
+                    buf_count=jnp.asarray(0, jnp.int32), stale_sum=_scalar(0.0),
+                    drift_sum=_scalar(0.0))
 
     def _place(state: GuoState) -> GuoState:
         """Lay the state out for data parallelism when its rows are sharded over a mesh.
@@ -713,7 +742,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         gram_err = float(state.gram_err) + (k + 2) * UNIT_ROUNDOFF * (k + float(state.fro2))
         d, K = state.W.shape
         bufs = _empty_buffers(d, K, state.X.dtype)
-        bufs["stale_sum"] = state.stale_sum
+        bufs["stale_sum"], bufs["drift_sum"] = state.stale_sum, state.drift_sum
         return _place(state._replace(curv=curv, eigvals=w, eigvecs=Q, gram=gram,
                                      gram_err=_scalar(gram_err), factor_mask=state.mask,
                                      **bufs))
@@ -825,13 +854,42 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             extra_failure=extra_failure,
         )
 
+    # ------------------------------------------------------------ host mirror
+    # The host-side scalars of the last state this unlearner produced (and its removed-row
+    # mask), so that the next request on that state needs no device->host transfer before
+    # its step. Valid only while every mirrored field of the state it is asked about is the
+    # very array object recorded (JAX arrays are immutable); one tuple, swapped atomically.
+    _MIRRORED = ("residual_bound", "mask", "n_removed", "steps_since_factor", "b", "gram_err",
+                 "x_spectral", "fro2", "train_grad_norm", "buf_count", "stale_sum",
+                 "drift_sum")
+    _mirror: list = [None]
+
+    def _mirrored(state: GuoState) -> tuple[dict, np.ndarray] | None:
+        rec = _mirror[0]
+        if rec is None or any(getattr(state, f) is not o for f, o in zip(_MIRRORED, rec[0])):
+            return None
+        return dict(rec[1]), rec[2]
+
+    def _remember(state: GuoState, h: dict, removed: np.ndarray) -> None:
+        _mirror[0] = (tuple(getattr(state, f) for f in _MIRRORED), h, removed)
+
+    def _removed_rows(state: GuoState) -> np.ndarray:
+        """Boolean mask of the rows already removed (host)."""
+        rec = _mirrored(state)
+        return rec[1] if rec is not None else np.asarray(state.mask) == 0
+
     def _host(state: GuoState) -> dict:
+        rec = _mirrored(state)
+        if rec is not None:
+            return rec[0]
         # every host-side scalar of the state in one transfer
         keys = dict(n_removed=state.n_removed, since=state.steps_since_factor, xs=state.x_spectral,
                     fro2=state.fro2, gram_err=state.gram_err, R=state.residual_bound,
                     tg=state.train_grad_norm, b=state.b)
         if cached:
             keys.update(count=state.buf_count, stale_sum=state.stale_sum)
+            if state.drift_sum is not None:  # absent from states saved before it existed
+                keys["drift_sum"] = state.drift_sum
         return jax.device_get(keys)
 
     def _charge(out: dict, h: dict, m: int, n_prev: int, n_total: int, d: int, K: int,
@@ -913,6 +971,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         }
         if cached:
             bounds["step_staleness_bound"] = float(sum(stale))
+            bounds["step_drift_norm"] = float(np.sum(xun))
             bounds["step_spectral_bound"] = float(sum(r.spectral for r in rem))
             bounds["step_l1_bound"] = float(sum(r.l1 for r in rem))
             sc = float(sum(r.self_concordant for r in rem))
@@ -932,12 +991,13 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         del key
         t0 = time.perf_counter()
         n_total = int(state.X.shape[0])
-        idx_np = _validate.forget_indices(indices, n_total,
-                                          already_removed=np.asarray(state.mask) == 0)
-        return _serve(state, idx_np, t0, allow_refresh=True)
+        removed = _removed_rows(state)
+        idx_np = _validate.forget_indices(indices, n_total, already_removed=removed)
+        return _serve(state, idx_np, t0, allow_refresh=True, removed=removed)
 
     def _serve(state: GuoState, idx_np: np.ndarray, t0: float, allow_refresh: bool,
-               refreshed: str | None = None, t_maint: float = 0.0) -> UnlearnResult:
+               refreshed: str | None = None, t_maint: float = 0.0,
+               removed: np.ndarray | None = None) -> UnlearnResult:
         n_total = int(state.X.shape[0])
         m = int(idx_np.size)
         h = _host(state)
@@ -957,9 +1017,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             # the buffer is folded and the curvature of the remaining rows refactorised
             state = fold(state) if int(h["count"]) else state
             h = _host(state)
-            h["stale_sum"], since_factor, refreshed = 0.0, 0, "oversized"
+            h["stale_sum"], h["drift_sum"], since_factor, refreshed = 0.0, 0.0, 0, "oversized"
         t_maint += time.perf_counter() - t_m if refreshed in ("capacity", "oversized") else 0.0
-        idx = jnp.asarray(idx_np, jnp.int32)
+        idx = jax.device_put(idx_np.astype(np.int32))
         if cached:
             path = "cached_factor"
             if oversized:
@@ -971,7 +1031,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             exact = since_factor == 0
             path = "eigh_woodbury" if exact else "pcg"
             out, big = (_exact_step if exact else _cg_step)(state, idx)
-        out = jax.device_get(out)  # only scalars and per-head norms come to the host
+        out = _unpack(jax.device_get(out), state.W.shape[1])  # scalars and per-head norms
         t_step = time.perf_counter() - t0
 
         n_rem = n_prev - m
@@ -995,21 +1055,32 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         private = {"b_norm": float(np.linalg.norm(b_norms)),
                    "train_grad_norm": float(h["tg"])}
 
+        S_new = D_new = None
+        if cached:
+            # the refresh policy's running sums since the factorisation (§4 of the proof)
+            S_new = float(h["stale_sum"]) + bounds["step_staleness_bound"]
+            D_new = float(h.get("drift_sum") or 0.0) + bounds["step_drift_norm"]
+            R_dev, g_dev, S_dev, D_dev = jax.device_put(  # one host->device transfer
+                [np.float64(v) for v in (R_new, gram_err, S_new, D_new)])
+        else:
+            R_dev, g_dev = jax.device_put([np.float64(R_new), np.float64(gram_err)])
         new_state = state._replace(
-            mask=big["mask_new"], W=big["W_new"], residual_bound=_scalar(R_new),
+            mask=big["mask_new"], W=big["W_new"], residual_bound=R_dev,
             n_removed=big["n_removed"], requests=big["requests"],
             steps_since_factor=big["steps_since_factor"],
         )
+        if cached:
+            new_state = new_state._replace(stale_sum=S_dev, drift_sum=D_dev)
         if oversized:
             new_state = new_state._replace(
                 W_factor=state.W, factor_mask=big["mask_new"], curv=big["curv"],
                 eigvals=big["eigvals"], eigvecs=big["eigvecs"], gram=big["gram_new"],
-                gram_err=_scalar(gram_err), steps_since_factor=jnp.asarray(1, jnp.int32))
+                gram_err=g_dev, steps_since_factor=jnp.asarray(1, jnp.int32))
         elif cached:
             new_state = new_state._replace(rows_buf=big["rows_buf"], h_buf=big["h_buf"],
                                            proj_buf=big["proj_buf"], buf_count=big["buf_count"])
         else:
-            new_state = new_state._replace(gram=big["gram_new"], gram_err=_scalar(gram_err))
+            new_state = new_state._replace(gram=big["gram_new"], gram_err=g_dev)
         if diagnose:
             tr = float(_true_residual(new_state.W, state.X, state.Y, state.b, new_state.mask))
             private["true_residual"] = tr
@@ -1027,7 +1098,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                 fresh = jax.block_until_ready(refresh(state))
                 res = _serve(fresh, idx_np, t0, allow_refresh=False,
                              refreshed="budget" if solver_ok else "solver",
-                             t_maint=t_maint + time.perf_counter() - t_m)
+                             t_maint=t_maint + time.perf_counter() - t_m, removed=removed)
                 if res.outcome != "retrain_required":
                     return res
                 return res._replace(state=state)
@@ -1062,19 +1133,31 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         if refactor_every and since_factor + 1 >= refactor_every:
             after = "refactor_every"
         elif cached:
-            s_t = bounds["step_staleness_bound"]
-            S = float(h["stale_sum"]) + s_t  # since the last refresh at a current model
+            # the refresh policy (proofs/cached_factors.md §4): refresh after request t when
+            # t * E[s_{t+1}] - S_t >= kappa * budget, with E[s_{t+1}] estimated as the drift
+            # D_t = ||X_rem (w - w_f)|| times the staleness charged per unit of drift so far
+            s_t, D_t = bounds["step_staleness_bound"], bounds["step_drift_norm"]
             t = since_factor + 1
+            s_hat = S_new * D_t / D_new if D_new > 0 else s_t
+            diagnostics["refresh_policy_estimate"] = s_hat
             if (refresh_cost_ratio is not None and s_t > 0
-                    and t * s_t - S >= refresh_cost_ratio * budget_total):
+                    and t * s_hat - S_new >= refresh_cost_ratio * budget_total):
                 after = "policy"
-            else:
-                new_state = new_state._replace(stale_sum=_scalar(S))
         if after is not None:
             t_r = time.perf_counter()
             new_state = jax.block_until_ready(refresh(new_state))
             diagnostics["seconds_refresh"] = time.perf_counter() - t_r
             t_maint += diagnostics["seconds_refresh"]
+        elif removed is not None and not oversized:
+            # the next request on new_state reads its scalars from here, not from the device
+            rm = removed.copy()
+            rm[idx_np] = True
+            h_new = dict(h, n_removed=n_removed + m, since=since_factor + 1, R=R_new)
+            if cached:
+                h_new.update(count=k_buf + m, stale_sum=S_new, drift_sum=D_new)
+            else:
+                h_new["gram_err"] = gram_err
+            _remember(new_state, h_new, rm)
         if cached:
             diagnostics["refreshed_after"] = after
             diagnostics["seconds_maintenance"] = t_maint  # folds and refreshes of this request
@@ -1082,6 +1165,34 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                      bounds, solver, private, removed=n_removed + m)
         diagnostics["seconds_total"] = time.perf_counter() - t0
         return UnlearnResult(published, new_state, cert, "unlearned", diagnostics)
+
+    def warmup(state: GuoState) -> float:
+        """Compile, ahead of the requests, every step a sequence of single-row requests can take.
+
+        With ``update="cached"``: the cached step at every buffer width (``_bucket``), the
+        fold and the Gram downdate; otherwise the first exact step and the PCG step. Each
+        is run once on ``state`` with a row still present (the results are discarded; the
+        state is not changed). Training, refreshes and retrains compile at ``init``.
+        Returns the seconds spent (compilation, once per unlearner and state layout).
+        """
+        t0 = time.perf_counter()
+        present = np.flatnonzero(~_removed_rows(state))
+        if present.size < 2:
+            return 0.0
+        idx = jax.device_put(present[:1].astype(np.int32))
+        if cached:
+            kb = _bucket(1, max_rank)
+            while True:
+                jax.block_until_ready(_cached_step(state, idx, kb))
+                if kb >= max_rank:
+                    break
+                kb = _bucket(2 * kb, max_rank)
+            jax.block_until_ready(_fold(state))
+            jax.block_until_ready(_downdate_gram(state.gram, state.rows_buf))
+        else:
+            jax.block_until_ready(_exact_step(state, idx))
+            jax.block_until_ready(_cg_step(state, idx))
+        return time.perf_counter() - t0
 
     def what_if(state: GuoState, candidates: Any) -> WhatIf:
         """The budget each candidate removal (one row, next request) would consume.
@@ -1115,12 +1226,13 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         k_buf = int(h["count"]) if cached else 0
         charge = np.empty(cand.size)
         for j in range(cand.size):
-            oj = {key: np.asarray(val)[j] for key, val in outs.items()}
+            oj = _unpack(outs[j], K)
             _, charge[j], _, _ = _charge(oj, h, 1, n_prev, n_total, d, K, k_buf)
         R = float(h["R"])
         return WhatIf(cand, charge, R + charge, R + charge > budget_total, budget_total, R)
 
     unlearn.what_if = what_if
     unlearn.refresh = refresh
+    unlearn.warmup = warmup
 
     return GuoUnlearner(init=init, unlearn=unlearn, params=params, retrain=retrain)

@@ -282,21 +282,27 @@ def test_refresh_policy_rule_and_budget_refresh(digits38, cached):
                             refresh_cost_ratio=kappa)
     st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(2))
     budget = 80.0 / np.sqrt(2 * np.log(1.5 / 1e-4))
-    t, S, policy = 0, 0.0, 0
+    t, S, D, policy = 0, 0.0, 0.0, 0
     for i in range(40):
         res = unl.unlearn(st, [i])
         assert res.outcome == "unlearned"
-        s_t = res.diagnostics["step_staleness_bound"]
-        t, S = t + 1, S + s_t
-        fire = s_t > 0 and t * s_t - S >= kappa * budget
-        assert (res.diagnostics["refreshed_after"] == "policy") == fire
+        dg = res.diagnostics
+        s_t, D_t = dg["step_staleness_bound"], dg["step_drift_norm"]
+        t, S, D = t + 1, S + s_t, D + D_t
+        s_hat = S * D_t / D if D > 0 else s_t  # staleness per unit drift so far x current drift
+        assert dg["refresh_policy_estimate"] == pytest.approx(s_hat, rel=1e-12)
+        fire = s_t > 0 and t * s_hat - S >= kappa * budget
+        assert (dg["refreshed_after"] == "policy") == fire
         if fire:
             policy += 1
             assert int(res.state.steps_since_factor) == 0
             np.testing.assert_array_equal(np.asarray(res.state.W_factor), np.asarray(res.state.W))
-            t, S = 0, 0.0
+            t, S, D = 0, 0.0, 0.0
+        else:
+            assert float(res.state.stale_sum) == pytest.approx(S, rel=1e-12)
+            assert float(res.state.drift_sum) == pytest.approx(D, rel=1e-12)
         st = res.state
-    assert policy >= 2
+    assert policy >= 1
     # a request that only a stale step pushes over the budget is served after a refresh
     tight, st = cached
     for i in range(8):
@@ -402,3 +408,50 @@ def test_bad_cached_options_raise(kwargs, match):
         cached_factor_solve(certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4).init(
             load_digits_3v8().X_train[:50], load_digits_3v8().y_train[:50], jax.random.key(0)),
             np.ones((64, 1)), 1e-2)
+
+
+def _closure(fn, name):
+    """A function that ``fn`` closed over (the unlearner factory's jitted internals)."""
+    return dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__)))[name]
+
+
+def test_warmup_compiles_every_step_single_row_requests_take():
+    """After ``warmup`` no single-row request compiles: every buffer width, the fold."""
+    ds = synthetic_logistic(300, 10, seed=5)
+    unl = certified_removal(lam=0.1, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            max_rank=64, refresh_cost_ratio=None)
+    st = unl.init(ds.X_train, ds.y_train, jax.random.key(0))
+    assert unl.warmup(st) > 0
+    serve = _closure(unl.unlearn, "_serve")
+    step, fold = _closure(serve, "_cached_step"), _closure(_closure(serve, "fold"), "_fold")
+    sizes = step._cache_size(), fold._cache_size()
+    assert sizes[0] == 2  # widths 32 and 64
+    folds = 0
+    for i in range(70):  # crosses both widths and folds once
+        res = unl.unlearn(st, [i])
+        assert res.outcome == "unlearned"
+        folds += res.diagnostics["refreshed"] == "capacity"
+        st = res.state
+    assert folds == 1
+    assert (step._cache_size(), fold._cache_size()) == sizes
+
+
+def test_host_mirror_never_serves_stale_scalars(cached):
+    """Requests read the previous state's scalars from a host mirror; a state whose fields
+    were swapped, or an older state, reads them from the device and gets the same answer."""
+    unl, st = cached
+    a = unl.unlearn(st, [40]).state  # mirrored
+    ref = unl.unlearn(a, [41])
+    again = unl.unlearn(a, [41])  # branching from the same state: same answer
+    assert again.certificate.budget.used == ref.certificate.budget.used
+    old = unl.unlearn(st, [41])  # st is not mirrored any more: read from the device
+    assert old.certificate.budget.used < ref.certificate.budget.used
+    bumped = a._replace(residual_bound=jax.numpy.asarray(float(a.residual_bound) + 0.5))
+    res = unl.unlearn(bumped, [41])
+    assert res.certificate.budget.used == pytest.approx(ref.certificate.budget.used + 0.5,
+                                                        rel=1e-12)
+    with pytest.raises(ValueError, match="already removed"):
+        unl.unlearn(ref.state, [40])
+    moved = a._replace(mask=a.mask.at[41].set(0.0))  # row 41 removed behind the mirror's back
+    with pytest.raises(ValueError, match="already removed"):
+        unl.unlearn(moved, [41])
