@@ -23,10 +23,11 @@ BASE = dict(mechanism="test", epsilon=1.0, delta=1e-5, sigma=2.0,
 def test_status_is_derived_from_assumptions():
     ok = make_certificate(assumptions=[verified("a", "x")], **BASE)
     assert ok.status == "holds" and ok.valid and ok.reason == ""
-    cond = make_certificate(assumptions=[verified("a", "x"), assumed("M", "Hessian Lipschitz", 1.0)],
-                            **BASE)
+    cond = make_certificate(
+        assumptions=[verified("a", "x"), assumed("M", "Hessian Lipschitz", 1.0)], **BASE)
     assert cond.status == "conditional" and not cond.valid and "M" in cond.reason
-    bad = make_certificate(assumptions=[assumed("M", "y"), failed("lam", "lambda too small")], **BASE)
+    bad = make_certificate(assumptions=[assumed("M", "y"), failed("lam", "lambda too small")],
+                           **BASE)
     assert bad.status == "fails" and not bad.valid and "lam" in bad.reason
     spent = make_certificate(assumptions=[verified("a", "x")], budget=Budget(1.0, 1.5, "u"), **BASE)
     assert spent.status == "fails" and "budget" in spent.reason
@@ -60,7 +61,8 @@ def test_json_roundtrip_and_public_view():
     assert back.to_dict() == c.to_dict()
     pub = json.loads(c.to_json(private=False))
     assert set(pub) >= {"epsilon", "delta", "mechanism", "status", "budget", "valid", "threat"}
-    assert pub["budget"] == {"total": 2.28, "left": pytest.approx(1.78), "unit": "sum-scale residual"}
+    assert pub["budget"] == {"total": 2.28, "left": pytest.approx(1.78),
+                             "unit": "sum-scale residual"}
     assert "b_norm" not in json.dumps(pub) and "bounds" not in pub
     assert "value" not in [a for a in pub["assumptions"] if a["name"] == "grad"][0]
     # a public view reads back too (private parts empty)

@@ -1,4 +1,7 @@
-"""Private release mode: sensitivity bounds hold, noise is fresh and calibrated, certificates compose."""
+"""Private release mode.
+
+Sensitivity bounds hold, noise is fresh and calibrated, certificates compose.
+"""
 
 from __future__ import annotations
 

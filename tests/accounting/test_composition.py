@@ -14,7 +14,7 @@ Z = 3.7306316348159374  # the (1, 1e-5) analytic noise multiplier
 
 
 def _exact_composed_epsilon(zs, delta):
-    """k Gaussians compose exactly to one Gaussian with z = (sum z_i^-2)^-1/2 (mu-GDP)."""
+    """Exact composition: k Gaussians are one Gaussian with z = (sum z_i^-2)^-1/2 (mu-GDP)."""
     z = 1.0 / math.sqrt(sum(1.0 / z_i**2 for z_i in zs))
     return acc.analytic_epsilon(z, delta)
 

@@ -74,7 +74,7 @@ def test_ten_points_need_about_779_steps_with_the_loose_L():
 ])
 def test_fig5_steps_vs_changed_points(target, published):
     """Chien et al. Fig. 5 (MNIST, sigma = 0.03): K on their grid 1, 11, 21, ..."""
-    for S, k_pub in zip((1, 10, 50, 100, 500, 1000), published):
+    for S, k_pub in zip((1, 10, 50, 100, 500, 1000), published, strict=True):
         K = _K(S, target=target)
         assert k_pub - 10 < K <= k_pub, (S, K, k_pub)
 
@@ -93,7 +93,7 @@ def test_fig3b_sequential_schedules():
 
 
 def test_fig3a_sigma_list():
-    """sigma for K = 1 at each target epsilon (published to two significant digits)."""
+    """The sigma for K = 1 at each target epsilon (published to two significant digits)."""
     published = {0.05: 0.1872, 0.1: 0.094, 0.5: 0.019, 1.0: 0.0096, 2.0: 0.0049, 5.0: 0.0021}
     for eps, sig_pub in published.items():
         s = A.sigma_needed(eps, 1, m=M_STRONG, eta=1 / L_DATA, n=N, delta=DELTA,
@@ -179,12 +179,14 @@ def test_tight_recursion_never_above_paper():
 
 def test_steps_needed_is_the_smallest_sufficient_K():
     kw = dict(sigma=0.04, m=0.05, eta=3.0, delta=1e-5, changed=2, n=400)
+
+    def e(k, conv):
+        return A.langevin_epsilon([A.Request(k, 2, 400)], sigma=0.04, m=0.05, eta=3.0,
+                                  delta=1e-5, conversion=conv).epsilon
+
     for conv in ("simple", "tight"):
         K = A.steps_needed(1.0, conversion=conv, **kw)
-        reqs = lambda k: [A.Request(k, 2, 400)]  # noqa: E731
-        e = lambda k: A.langevin_epsilon(reqs(k), sigma=0.04, m=0.05, eta=3.0,  # noqa: E731
-                                         delta=1e-5, conversion=conv).epsilon
-        assert e(K) <= 1.0 < e(K - 1)
+        assert e(K, conv) <= 1.0 < e(K - 1, conv)
     assert A.steps_needed(1.0, min_steps=0, **dict(kw, sigma=100.0)) == 0
 
 
@@ -216,7 +218,7 @@ def _gauss_chain(H, b_seq, steps_seq, eta, sigma, m):
     """
     mu = np.zeros_like(H)
     var = np.full_like(H, 2 * sigma**2 / m)
-    for b, k in zip(b_seq, steps_seq):
+    for b, k in zip(b_seq, steps_seq, strict=True):
         for _ in range(k):
             mu = mu - eta * (H * mu - b)
             var = (1 - eta * H) ** 2 * var + 2 * eta * sigma**2
@@ -303,7 +305,7 @@ def test_bound_is_within_a_factor_two_in_the_worst_direction():
 
 
 def test_tiny_sigma_is_infinite_not_an_error_and_the_tv_shortcut():
-    """sigma -> 0 gives an infinite RDP (no guarantee); many steps give the (0, delta) shortcut."""
+    """As sigma -> 0 the RDP is infinite (no guarantee); many steps give the (0, delta) shortcut."""
     e = A.langevin_epsilon([A.Request(200, 1, 267)], sigma=1e-200, m=0.1, eta=1 / 0.35,
                            delta=1e-5, conversion="tight")
     assert e.epsilon == math.inf

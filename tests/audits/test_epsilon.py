@@ -1,4 +1,7 @@
-"""Empirical epsilon audits of certun's mechanisms: honest ones pass, under-noised ones are caught."""
+"""Empirical epsilon audits of certun's mechanisms.
+
+Honest mechanisms pass, under-noised ones are caught.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Hard to Forget: crafted deletions exhaust Guo et al.'s budget; the influence defence restores it."""
+"""Hard to Forget: crafted deletions exhaust Guo et al.'s budget.
+
+The influence defence restores it.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ def test_influence_scores_predict_the_charged_bound(setting):
 
 
 def test_hard_to_forget_and_defence(setting):
-    """Acceptance: the retrain interval shrinks under crafted requests and recovers with the defence."""
+    """Acceptance: crafted requests shrink the retrain interval; the defence restores it."""
     s = setting
     st, unl = s["st"], s["unl"]
     n = len(s["X"])

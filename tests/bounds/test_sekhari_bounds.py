@@ -14,7 +14,8 @@ from certun.unlearners import newton_unlearning
 def test_gamma_paper_formula_and_reduction():
     M, L, lam, n, m = 0.25, 1.0, 1e-2, 11982, 100
     assert sb.gamma_paper(M, L, lam, n, m) == pytest.approx(2 * M * m**2 * L**2 / (lam**3 * n**2))
-    assert sb.sensitivity(M, L, lam, n, m) == pytest.approx(sb.gamma_paper(M, L, lam, n, m), rel=1e-14)
+    assert sb.sensitivity(M, L, lam, n, m) == pytest.approx(sb.gamma_paper(M, L, lam, n, m),
+                                                            rel=1e-14)
     assert sb.sensitivity(M, L, lam, n, m, variant="tight") == pytest.approx(
         sb.gamma_paper(M, L, lam, n, m) / 4, rel=1e-14)
     # REFERENCES.md §3 table: lambda = 1e-2, m = 1 -> sigma 0.017 at (1, 1e-5) with M=0.25, L=1
@@ -36,7 +37,8 @@ def test_newton_error_and_distance_bounds_hold(seed):
     M, L = glm.LOGISTIC.gamma, sb.lipschitz_logistic(lam, tau)
     removed = []
     for m_step in (1, 4, 10):
-        new = [int(i) for i in rng.choice(np.setdiff1d(np.arange(n), removed), m_step, replace=False)]
+        kept = np.setdiff1d(np.arange(n), removed)
+        new = [int(i) for i in rng.choice(kept, m_step, replace=False)]
         removed += new
         res = unl.unlearn(st, new)
         st = res.state
@@ -50,5 +52,6 @@ def test_newton_error_and_distance_bounds_hold(seed):
         assert err <= M * dist_hat**2 / (2 * lam) + 2 * tau / lam + 1e-12
         assert err <= res.certificate.sensitivity
         assert res.certificate.status == "holds"
-        assert res.certificate.sensitivity == pytest.approx(sb.sensitivity(M, L, lam, n, 50, tau, 1e-9))
+        assert res.certificate.sensitivity == pytest.approx(
+            sb.sensitivity(M, L, lam, n, 50, tau, 1e-9))
         assert err <= sb.sensitivity(M, L, lam, n, m, tau, 1e-9)  # also the bound for this m

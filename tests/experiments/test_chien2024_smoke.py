@@ -96,9 +96,10 @@ def test_steps_grow_with_removed_points(smoke):
     curve = sv["curve"]
     for key in ("langevin_simple", "langevin_tight", "d2d"):
         v = curve[key]
-        assert all(a <= b for a, b in zip(v, v[1:])), key
+        assert all(a <= b for a, b in zip(v, v[1:], strict=False)), key
         assert v[-1] > v[0], key
-    assert all(t <= s for s, t in zip(curve["langevin_simple"], curve["langevin_tight"]))
+    assert all(t <= s for s, t in zip(curve["langevin_simple"], curve["langevin_tight"],
+                                      strict=True))
     for r in sv["runs"]:
         assert r["langevin_certificate"] == "holds" and r["d2d_certificate"] == "holds"
         assert r["langevin_K"] == curve["langevin_simple"][curve["S"].index(r["S"])]
@@ -114,7 +115,8 @@ def test_sequential_and_clip(smoke):
         assert len(sq[name]["steps"]) == res["config"]["sequential_requests"]
     # the weak triangle recursion makes later requests cost more steps
     assert sq["langevin"]["steps"][-1] > sq["langevin"]["steps"][0]
-    assert all(t <= s for s, t in zip(sq["langevin"]["steps"], sq["langevin_tight"]["steps"]))
+    assert all(t <= s for s, t in zip(sq["langevin"]["steps"], sq["langevin_tight"]["steps"],
+                                      strict=True))
     cd = res["clip_diagnostic"]
     if cd["clipped_steps_in_training"] > 0:
         assert cd["certificate"] == "fails" and "clip_inactive" in cd["reason"]
@@ -128,7 +130,7 @@ def test_reference_reproduces_the_published_calibration(smoke):
     r = res["reference"]
     assert r["epsilon_k1"]["simple"] == pytest.approx(1.0, rel=0.01)
     assert r["epsilon_k1"]["tight"] == pytest.approx(0.78, abs=0.01)
-    for k, k_pub in zip(r["fig5"]["K"], r["fig5"]["K_published"]):
+    for k, k_pub in zip(r["fig5"]["K"], r["fig5"]["K_published"], strict=True):
         assert k_pub - 10 < k <= k_pub
     assert r["K10_loose_L"]["K"] == pytest.approx(779, rel=0.02)
     for row in r["d2d_paper_sigma"]:

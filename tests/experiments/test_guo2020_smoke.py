@@ -66,7 +66,7 @@ def test_results_metadata(smoke, run_mod):
 
 
 def test_budget_chain_per_step(smoke):
-    """true residual <= charged (data-dependent) budget used <= budget total, every served step."""
+    """Each served step: true residual <= charged (data-dependent) budget used <= budget total."""
     _, res = smoke
     n_checked = 0
     for p in res["grid"]:

@@ -67,10 +67,12 @@ def test_multinomial_derivatives_are_exact(rng):
     V = jnp.asarray(rng.normal(size=(5, 3)))
     b = jnp.asarray(rng.normal(size=(5, 3)))
     f = lambda w: multinomial.objective(w, X, y, 0.1, b)  # noqa: E731
-    np.testing.assert_allclose(multinomial.gradient_mean(W, X, y, 0.1, b), jax.grad(f)(W), atol=1e-13)
+    np.testing.assert_allclose(multinomial.gradient_mean(W, X, y, 0.1, b), jax.grad(f)(W),
+                               atol=1e-13)
     H = jax.hessian(f)(W).reshape(15, 15)
     np.testing.assert_allclose(multinomial.hessian_mean(W, X, 0.1), H, atol=1e-13)
-    np.testing.assert_allclose(multinomial.hvp_mean(W, V, X, 0.1).reshape(-1), H @ V.reshape(-1), atol=1e-13)
+    np.testing.assert_allclose(multinomial.hvp_mean(W, V, X, 0.1).reshape(-1), H @ V.reshape(-1),
+                               atol=1e-13)
 
 
 def test_ridge_matches_sklearn(rng):
@@ -98,7 +100,8 @@ def test_sum_and_mean_scale_derivatives(rng, loss):
     # sum scale = n * mean scale (certun.scale conversion)
     g_sum = glm.gradient_sum(L, W, X, Y, 0.3, b, mask)
     np.testing.assert_allclose(g_sum, scale.mean_to_sum_gradient(jax.grad(J)(W), m), atol=1e-12)
-    np.testing.assert_allclose(glm.gradient_mean(L, W, X, Y, 0.3, b, mask), jax.grad(J)(W), atol=1e-13)
+    np.testing.assert_allclose(glm.gradient_mean(L, W, X, Y, 0.3, b, mask), jax.grad(J)(W),
+                               atol=1e-13)
     H = jax.hessian(J)(W).reshape(d * K, d * K) * m
     Hb = glm.hessian_sum(L, W, X, Y, 0.3, mask)
     for k in range(K):
@@ -125,7 +128,8 @@ def test_perturbed_optimum_and_lbfgs_agree(digits38):
     assert int(lbfgs.result) == RESULTS.successful
     np.testing.assert_allclose(lbfgs.params, newton.params, atol=1e-7)
     # at the optimum the sum-scale gradient including b vanishes
-    g = glm.gradient_sum(glm.LOGISTIC, newton.params, jnp.asarray(X), jnp.asarray(y)[:, None], 1e-2, b)
+    g = glm.gradient_sum(glm.LOGISTIC, newton.params, jnp.asarray(X), jnp.asarray(y)[:, None],
+                         1e-2, b)
     assert float(jnp.linalg.norm(g)) < 1e-9
 
 

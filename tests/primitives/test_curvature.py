@@ -99,12 +99,12 @@ def test_per_example_grads_match_loop(problem):
     pe = cv.per_example_grads(single, params, x, y)
     for i in (0, 7, 39):
         gi = jax.grad(single)(params, x[i], y[i])
-        for a, b in zip(jax.tree.leaves(pe), jax.tree.leaves(gi)):
+        for a, b in zip(jax.tree.leaves(pe), jax.tree.leaves(gi), strict=True):
             np.testing.assert_allclose(a[i], b, atol=1e-14)
     # their mean is the batch gradient
     mean = jax.tree.map(lambda a: a.mean(0), pe)
     full = jax.grad(lambda p: _xent(_mlp(p, x), y))(params)
-    for a, b in zip(jax.tree.leaves(mean), jax.tree.leaves(full)):
+    for a, b in zip(jax.tree.leaves(mean), jax.tree.leaves(full), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-14)
 
 

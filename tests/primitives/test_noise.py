@@ -105,13 +105,13 @@ def test_jit_matches_eager_with_traced_sigma(key):
     tree = {"w": jnp.zeros((6, 4), jnp.float32), "b": jnp.arange(4.0)}
     eager = noise.perturb(key, tree, 0.3, release=2)
     jitted = jax.jit(lambda k, t, s: noise.perturb(k, t, s, release=2))(key, tree, 0.3)
-    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # traced release counter too
     jr = jax.jit(lambda k, r: noise.gaussian_like(k, tree, 0.3, release=r))(key, 2)
     ge = noise.gaussian_like(key, tree, 0.3, release=2)
-    for a, b in zip(jax.tree.leaves(ge), jax.tree.leaves(jr)):
+    for a, b in zip(jax.tree.leaves(ge), jax.tree.leaves(jr), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

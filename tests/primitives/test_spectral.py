@@ -11,8 +11,9 @@ def test_power_iteration_underestimates_but_approaches_lambda_max(rng):
     Q, _ = np.linalg.qr(rng.normal(size=(30, 30)))
     w = np.linspace(0.1, 5.0, 30)
     A = jnp.asarray((Q * w) @ Q.T)
-    few = sp.power_iteration(lambda v: A @ v, jax.ShapeDtypeStruct((30,), A.dtype), jax.random.key(0), 3)
-    many = sp.power_iteration(lambda v: A @ v, jax.ShapeDtypeStruct((30,), A.dtype), jax.random.key(0), 500)
+    space = jax.ShapeDtypeStruct((30,), A.dtype)
+    few = sp.power_iteration(lambda v: A @ v, space, jax.random.key(0), 3)
+    many = sp.power_iteration(lambda v: A @ v, space, jax.random.key(0), 500)
     assert float(few.eigenvalue) <= 5.0 + 1e-12  # a Rayleigh quotient never exceeds lambda_max
     assert float(many.eigenvalue) <= 5.0 + 1e-12
     assert float(many.eigenvalue) > 4.99

@@ -87,17 +87,18 @@ def test_paper_noise_formula_reproduces_the_transcribed_values():
     """REFERENCES.md §5: MNIST 3-vs-8 settings give sigma = 2.58, 1.23, 0.43 at I = 1, 2, 5."""
     n = 11982
     m = 1e-6 * n
-    for I, sig in ((1, 2.58), (2, 1.23), (5, 0.43)):
-        assert d2d.sigma_paper(0.25 + m, m, n, I, 1.0, 1 / n) == pytest.approx(sig, abs=0.006)
+    for n_steps, sig in ((1, 2.58), (2, 1.23), (5, 0.43)):
+        sigma = d2d.sigma_paper(0.25 + m, m, n, n_steps, 1.0, 1 / n)
+        assert sigma == pytest.approx(sig, abs=0.006)
     assert d2d.contraction(0.25 + m, m) == pytest.approx(0.9125, abs=1e-4)
 
 
 def test_steps_for_is_minimal():
     g = 0.7
     for e, s, t in ((0.1, 0.5, 0.01), (0.0, 1.0, 0.9), (2.0, 0.0, 1e-6)):
-        I = d2d.steps_for(g, e, s, t)
-        assert g ** I * (e + s) <= t
-        assert I == 0 or g ** (I - 1) * (e + s) > t
+        n_steps = d2d.steps_for(g, e, s, t)  # the paper's I
+        assert g ** n_steps * (e + s) <= t
+        assert n_steps == 0 or g ** (n_steps - 1) * (e + s) > t
     assert d2d.steady_state(g, 3, 0.2) == pytest.approx(
         d2d.error_after(g, 3, d2d.steady_state(g, 3, 0.2), 0.2))
 
@@ -145,9 +146,9 @@ def test_sigma_mode_computes_the_steps(digits38):
     c = res.certificate
     assert c.sigma == 0.02 and c.sensitivity <= 0.02 / z * (1 + 1e-12)
     g = d2d.contraction(0.35, 0.1)
-    I = res.diagnostics["I"]
+    n_steps = res.diagnostics["I"]
     shift = d2d.optimum_shift(0.1, digits38.n_train, 3)
-    assert I == d2d.steps_for(g, st.error, shift, 0.02 / z - st.reference_error)
+    assert n_steps == d2d.steps_for(g, st.error, shift, 0.02 / z - st.reference_error)
     with jax.disable_jit():  # unjitted path gives the same internal model
         res_nj = unl.unlearn(st, [0, 1, 2])
     np.testing.assert_allclose(np.asarray(res_nj.state.W), np.asarray(res.state.W), rtol=1e-10)

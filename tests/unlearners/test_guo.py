@@ -126,8 +126,8 @@ def test_one_vs_rest_budget_is_one_budget_summed_over_heads():
     keep[11] = False
     Xr = X[keep]
     xs = min(float(st.x_spectral), np.sqrt(keep.sum()))
-    per_head = [0.25 * xs * np.linalg.norm(W1[:, k] - W0[:, k]) * np.linalg.norm(Xr @ (W1[:, k] - W0[:, k]))
-                for k in range(10)]
+    per_head = [0.25 * xs * np.linalg.norm(W1[:, k] - W0[:, k])
+                * np.linalg.norm(Xr @ (W1[:, k] - W0[:, k])) for k in range(10)]
     assert res.diagnostics["step_data_dependent_bound"] == pytest.approx(sum(per_head), rel=1e-6)
     assert res.diagnostics["step_data_dependent_bound"] > max(per_head)
     # and each head moved exactly as a fresh solve says
@@ -167,7 +167,8 @@ def test_budget_exhaustion_refuses_and_auto_retrain(digits38):
     assert not np.allclose(np.asarray(out.state.b), np.asarray(st2.b))  # fresh b, new key fold
     mask = np.asarray(out.state.mask)
     assert mask[:6].sum() == 0 and mask[6:].all()
-    ref = glm.fit("logistic", out.state.X, out.state.Y, 1e-2, out.state.b, out.state.mask, tol=1e-10)
+    ref = glm.fit("logistic", out.state.X, out.state.Y, 1e-2, out.state.b, out.state.mask,
+                  tol=1e-10)
     np.testing.assert_allclose(np.asarray(out.state.W), np.asarray(ref.params), atol=1e-8)
 
 

@@ -41,7 +41,7 @@ def test_releases_carry_fresh_calibrated_noise(digits38):
     assert st.sigmas[0] == pytest.approx(r1.certificate.sigma, rel=1e-15)
     assert r1.certificate.bounds["sensitivity_for_current_m"] < sens
     # composition over the three releases (original + 2)
-    z = [s / t for s, t in zip(r2.state.sigmas, r2.state.sensitivities)]
+    z = [s / t for s, t in zip(r2.state.sigmas, r2.state.sensitivities, strict=True)]
     assert r2.certificate.epsilon_composed == pytest.approx(compose_gaussian(z, 1e-5).epsilon)
     assert r2.certificate.epsilon_composed > 1.0
     assert r2.certificate.releases == 3
@@ -85,7 +85,8 @@ def test_one_vs_rest_sensitivity_scales_with_heads():
     n = ds.X_train.shape[0]
     one = sb.sensitivity(glm_gamma(), 2.0 + 1e-10, 0.1, n, 5, 1e-10, 1e-9)
     newton_part = one - (1e-10 + 1e-9) / 0.1
-    assert res.certificate.sensitivity == pytest.approx(np.sqrt(10) * newton_part + (1e-10 + 1e-9) / 0.1)
+    assert res.certificate.sensitivity == pytest.approx(
+        np.sqrt(10) * newton_part + (1e-10 + 1e-9) / 0.1)
     ret = unl.retrain(res.state).params
     assert float(jnp.linalg.norm(res.state.W_bar - ret)) <= res.certificate.sensitivity
 
