@@ -285,7 +285,7 @@ def run(args) -> dict:
                     "seconds_total": float(dg.get("seconds_total", float("nan"))),
                     "solver_path": dg["solver"]["path"],
                 })
-                if r < 3:
+                if r < 3 and out.params is not None:  # a refused removal releases no model
                     W_unl[r] = np.asarray(out.params)
             elif name == "retrain_lbfgs":
                 lbfgs_info.append((int(out.num_steps), float(out.grad_norm), int(out.result)))
