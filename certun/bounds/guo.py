@@ -1,26 +1,26 @@
-"""Gradient-residual bounds for Guo et al.'s certified removal (ICML 2020), in float64.
+r"""Gradient-residual bounds for Guo et al.'s certified removal (ICML 2020), in float64.
 
 All quantities are on the **sum** loss scale of the paper (``proofs/guo2020_residual_bounds.md``
 derives every line; :mod:`certun.scale` relates it to certun's mean scale):
 
 .. math::
-    L_b(w; D) = \\sum_{i \\in D} \\ell(w^\\top x_i, y_i) + \\frac{\\lambda |D|}{2}\\|w\\|^2 + b^\\top w .
+    L_b(w; D) = \sum_{i \in D} \ell(w^\top x_i, y_i) + \frac{\lambda |D|}{2}\|w\|^2 + b^\top w .
 
 One removal step deletes ``m`` rows ``U`` from the current data ``D`` (``n = |D|``
 rows before, ``n - m`` after) at the current model ``w``:
 
 .. math::
-    \\Delta = \\sum_{j \\in U} \\nabla \\ell(w^\\top x_j, y_j) + m \\lambda w, \\qquad
-    H = \\nabla^2 L_b(w; D \\setminus U), \\qquad \\delta = H^{-1}\\Delta, \\qquad w^- = w + \\delta .
+    \Delta = \sum_{j \in U} \nabla \ell(w^\top x_j, y_j) + m \lambda w, \qquad
+    H = \nabla^2 L_b(w; D \setminus U), \qquad \delta = H^{-1}\Delta, \qquad w^- = w + \delta .
 
 With the training/previous residual ``r = grad L_b(w; D)``, the solve residual
 ``s = H delta - Delta`` and the Taylor remainder ``rho``, the new residual is
-exactly ``grad L_b(w^-; D \\ U) = r + s + rho`` (``proofs/guo2020_residual_bounds.md``, eq. (R)),
+exactly ``grad L_b(w^-; D \ U) = r + s + rho`` (``proofs/guo2020_residual_bounds.md``, eq. (R)),
 and with ``v = X_rem delta``, ``gamma`` the Lipschitz constant of ``l''``:
 
 .. math::
-    \\|\\rho\\| \\le \\|X_{rem}\\|_2 \\|e\\|_2,\\quad |e_i| \\le \\tfrac{\\gamma}{2} v_i^2 ,\\quad
-    \\|v \\odot v\\| \\le \\|\\delta\\| \\, \\|X_{rem}\\delta\\| ,
+    \|\rho\| \le \|X_{rem}\|_2 \|e\|_2,\quad |e_i| \le \tfrac{\gamma}{2} v_i^2 ,\quad
+    \|v \odot v\| \le \|\delta\| \, \|X_{rem}\delta\| ,
 
 giving the chain implemented by :func:`remainder_chain`:
 ``||rho|| <= Q1 <= Q2 <= Q3 = (gamma/2)||X|| ||delta|| ||X delta||`` and Guo et al.'s
@@ -68,7 +68,10 @@ LOGISTIC_D3_OVER_D2 = 1.0
 
 
 def spectral_cap(x_spectral: float, n_rem: int) -> float:
-    """``min(bound on ||X_rem||_2, sqrt(n_rem))``: rows have norm <= 1, so ``||X_rem||_2 <= ||X_rem||_F <= sqrt(n_rem)``."""
+    """``min(bound on ||X_rem||_2, sqrt(n_rem))``.
+
+    Rows have norm <= 1, so ``||X_rem||_2 <= ||X_rem||_F <= sqrt(n_rem)``.
+    """
     return float(min(x_spectral, np.nextafter(np.sqrt(max(n_rem, 0)), np.inf)))
 
 
@@ -101,16 +104,19 @@ def weight_norm_bound(C: float, lam: float, n: int, b_norm: float, residual: flo
 
 
 def step_norm_bound(C: float, lam: float, n: int, m: int, b_norm: float, residual: float) -> float:
-    """Bound on the Newton step ``||delta|| <= ||Delta|| / (lambda (n - m))``, ``||Delta|| <= m (C + lambda||w||)``."""
+    """Bound on the Newton step ``||delta|| <= ||Delta|| / (lambda (n - m))``.
+
+    With ``||Delta|| <= m (C + lambda ||w||)`` and :func:`weight_norm_bound`.
+    """
     return float(m * (C + weight_norm_bound(C, lam, n, b_norm, residual)) / (lam * (n - m)))
 
 
 def worst_case_bound(gamma: float, C: float, lam: float, n: int, m: int = 1,
                      b_norm: float = 0.0, residual: float = 0.0) -> float:
-    """Corrected worst-case residual bound for removing ``m`` of ``n`` rows (sum scale).
+    r"""Corrected worst-case residual bound for removing ``m`` of ``n`` rows (sum scale).
 
     .. math::
-        \\|\\rho\\| \\le \\frac{\\gamma\\, m^2 \\big(2C + (\\|b\\| + \\|r\\|)/n\\big)^2}{\\lambda^2 (n - m)}
+        \|\rho\| \le \frac{\gamma\, m^2 \big(2C + (\|b\| + \|r\|)/n\big)^2}{\lambda^2 (n - m)}
 
     where ``b`` is the objective perturbation and ``r`` the residual (training
     gradient plus accumulated removal residuals) at the current model. It
@@ -166,14 +172,21 @@ def remainder_chain(loss_d1, loss_d2, gamma: float, C: float, lam: float, X_rem:
     """Evaluate every quantity in the proof of the remainder bound for one head (float64, host).
 
     Args:
-      loss_d1, loss_d2: NumPy-callable ``l'(a, y)`` and ``l''(a, y)``.
+      loss_d1: NumPy-callable ``l'(a, y)``.
+      loss_d2: NumPy-callable ``l''(a, y)``.
       gamma: Lipschitz constant of ``l''`` (use the loss's exact one for q2/q3,
         Guo's for ``data_dependent``; this function uses the given ``gamma`` for both).
-      C, lam: as in :func:`worst_case_bound`.
-      X_rem, y_rem: remaining rows and their targets (for this head).
-      w: the model before the step; ``delta`` the step; ``Delta`` the removed gradient.
-      n, m: rows before the step and rows removed.
-      b_norm, residual: as in :func:`worst_case_bound`.
+      C: as in :func:`worst_case_bound`.
+      lam: as in :func:`worst_case_bound`.
+      X_rem: remaining rows.
+      y_rem: their targets (for this head).
+      w: the model before the step.
+      delta: the step.
+      Delta: the removed gradient.
+      n: rows before the step.
+      m: rows removed.
+      b_norm: as in :func:`worst_case_bound`.
+      residual: as in :func:`worst_case_bound`.
     """
     X_rem = np.asarray(X_rem, np.float64)
     a = X_rem @ w
@@ -198,7 +211,7 @@ def remainder_chain(loss_d1, loss_d2, gamma: float, C: float, lam: float, X_rem:
 
 def staleness_bound(gamma: float, x_spectral: float, u_norm: float, x_u_norm: float,
                     delta_norm: float, x_delta_norm: float) -> float:
-    """Extra residual of a Newton step taken with the Hessian at a stale point ``w_f``.
+    r"""Extra residual of a Newton step taken with the Hessian at a stale point ``w_f``.
 
     With ``u = w - w_f`` (current model minus the point where the curvature was
     factorised), the step ``delta`` solving ``H(w_f; D') delta ~ Delta`` instead of
@@ -206,8 +219,8 @@ def staleness_bound(gamma: float, x_spectral: float, u_norm: float, x_u_norm: fl
     ``sum_i (l''(x_i^T w) - l''(x_i^T w_f)) (x_i^T delta) x_i`` whose norm is at most
 
     .. math::
-        \\gamma\\,\\|X_{rem}\\|_2\\,\\min\\big(\\|u\\|\\,\\|X_{rem}\\delta\\|,\\;
-        \\|X_{rem}u\\|\\,\\|\\delta\\|\\big)
+        \gamma\,\|X_{rem}\|_2\,\min\big(\|u\|\,\|X_{rem}\delta\|,\;
+        \|X_{rem}u\|\,\|\delta\|\big)
 
     (``|l''(a) - l''(b)| <= gamma |a - b|`` and ``||x_i|| <= 1``). Derivation:
     ``proofs/cached_factors.md``, steps (S1)-(S4). Zero for the squared loss
@@ -225,14 +238,14 @@ def staleness_bound(gamma: float, x_spectral: float, u_norm: float, x_u_norm: fl
 
 
 def l1_remainder_bound(gamma: float, x_u_norm: float, x_delta_norm: float) -> float:
-    """Remainder of a step with stale curvature by the row-wise l1 route (sum scale).
+    r"""Remainder of a step with stale curvature by the row-wise l1 route (sum scale).
 
     With unit rows, ``||sum_i e_i x_i|| <= sum_i |e_i|`` and
     ``|e_i| <= gamma |u_i| |v_i| + (gamma/2) v_i^2`` (``u = X_rem (w - w_f)``,
     ``v = X_rem delta``), so by Cauchy-Schwarz
 
-    .. math:: \\|\\varepsilon\\| \\le \\gamma\\,\\|X_{rem}u\\|\\,\\|X_{rem}\\delta\\|
-              + \\tfrac\\gamma2\\|X_{rem}\\delta\\|^2 .
+    .. math:: \|\varepsilon\| \le \gamma\,\|X_{rem}u\|\,\|X_{rem}\delta\|
+              + \tfrac\gamma2\|X_{rem}\delta\|^2 .
 
     It covers Guo et al.'s Taylor remainder *and* the staleness term together and is never
     above ``staleness_bound + (gamma/2) ||X_rem||_2 ||delta|| ||X_rem delta||`` (with exact
@@ -258,16 +271,16 @@ def _expm1_ratio(M: float) -> float:
 def self_concordant_remainder_bound(a_u_norm: float, a_delta_norm: float, u_norm: float,
                                     delta_norm: float, d3_over_d2: float = LOGISTIC_D3_OVER_D2
                                     ) -> float:
-    """Remainder of a step with stale curvature, weighted by the curvature at ``w_f`` (sum scale).
+    r"""Remainder of a step with stale curvature, weighted by the curvature at ``w_f`` (sum scale).
 
     For a loss with ``|l'''| <= c l''`` (logistic: ``c = 1``), ``l''(b) <= l''(a) e^{c|b - a|}``,
     hence ``|l''(a_i + t v_i) - l''(f_i)| <= c kappa h_i (|u_i| + t |v_i|)`` with
     ``h_i = l''(f_i)``, ``kappa = (e^M - 1)/M``, ``M = c (||w - w_f|| + ||delta||)``, and
 
-    .. math:: \\|\\varepsilon\\| \\le \\sum_i|e_i| \\le c\\,\\kappa\\Big(
-              \\sqrt{u^\\top A' u}\\,\\sqrt{\\delta^\\top A'\\delta}
-              + \\tfrac12\\,\\delta^\\top A'\\delta\\Big),
-              \\qquad A' = \\sum_{i\\in D'} h_i x_i x_i^\\top ,
+    .. math:: \|\varepsilon\| \le \sum_i|e_i| \le c\,\kappa\Big(
+              \sqrt{u^\top A' u}\,\sqrt{\delta^\top A'\delta}
+              + \tfrac12\,\delta^\top A'\delta\Big),
+              \qquad A' = \sum_{i\in D'} h_i x_i x_i^\top ,
 
     ``A'`` being exactly the curvature the cached step solves with (without the
     regulariser). ``proofs/cached_factors.md``, step (SC).
@@ -315,11 +328,14 @@ def cached_remainder_bound(gamma: float, x_spectral: float, u_norm: float, x_u_n
     Args:
       gamma: Lipschitz constant of ``l''``; 0 for the squared loss (then everything is 0).
       x_spectral: upper bound on ``||X_rem||_2``.
-      u_norm, x_u_norm: upper bounds on ``||w - w_f||`` and ``||X_rem (w - w_f)||``.
-      delta_norm, x_delta_norm: upper bounds on ``||delta||`` and ``||X_rem delta||``.
-      a_u_norm, a_delta_norm: upper bounds on ``sqrt(u^T A' u)``, ``sqrt(delta^T A' delta)``
-        (``A'`` the curvature at ``w_f`` of the remaining rows); with ``d3_over_d2``
-        they enable the self-concordant route (``None``: not used).
+      u_norm: upper bound on ``||w - w_f||``.
+      x_u_norm: upper bound on ``||X_rem (w - w_f)||``.
+      delta_norm: upper bound on ``||delta||``.
+      x_delta_norm: upper bound on ``||X_rem delta||``.
+      a_u_norm: upper bound on ``sqrt(u^T A' u)``, ``A'`` the curvature at ``w_f`` of the
+        remaining rows; with ``a_delta_norm`` and ``d3_over_d2`` it enables the
+        self-concordant route (``None``: not used).
+      a_delta_norm: upper bound on ``sqrt(delta^T A' delta)``.
       d3_over_d2: ``c`` with ``|l'''| <= c l''`` (logistic: 1), or ``None``.
     """
     if gamma <= 0.0:

@@ -1,20 +1,20 @@
-"""Guo et al. (ICML 2020) certified removal for L2-regularised linear models.
+r"""Guo et al. (ICML 2020) certified removal for L2-regularised linear models.
 
 Learning (the randomised algorithm ``A``): draw ``b ~ N(0, sigma^2 I)`` once and
 train to a tight optimum of the perturbed objective (certun's mean scale)
 
-.. math:: J(w) = \\frac1n\\sum_i \\ell(w^\\top x_i, y_i) + \\frac\\lambda2\\|w\\|^2 + \\frac{b^\\top w}{n},
+.. math:: J(w) = \frac1n\sum_i \ell(w^\top x_i, y_i) + \frac\lambda2\|w\|^2 + \frac{b^\top w}{n},
 
 i.e. ``L_b = n J`` on the paper's sum scale. Removing rows ``U`` (``m`` of the
 ``n`` current rows) takes one Newton step on the *remaining* data at the current model:
 
 .. math::
-    \\Delta = \\sum_{j\\in U}\\nabla\\ell(w^\\top x_j, y_j) + m\\lambda w,\\qquad
-    w^- = w + H^{-1}\\Delta,\\qquad H = \\nabla^2 L_b(w; D\\setminus U).
+    \Delta = \sum_{j\in U}\nabla\ell(w^\top x_j, y_j) + m\lambda w,\qquad
+    w^- = w + H^{-1}\Delta,\qquad H = \nabla^2 L_b(w; D\setminus U).
 
-**Certificate.** With ``r`` the residual ``grad L_b(w^-; D \\ U)`` (sum scale, with
+**Certificate.** With ``r`` the residual ``grad L_b(w^-; D \ U)`` (sum scale, with
 ``b``), Guo et al.'s Theorem 3 makes the result ``(epsilon, delta)``-indistinguishable
-from retraining on ``D \\ U`` with a fresh draw of ``b`` as long as ``||r|| <= epsilon'``
+from retraining on ``D \ U`` with a fresh draw of ``b`` as long as ``||r|| <= epsilon'``
 and ``sigma = c epsilon' / epsilon``, ``c = sqrt(2 ln(1.5/delta))``. ``r`` accumulates over
 requests (``r_new = r_prev + s + rho``: previous residual, solve residual, Taylor
 remainder), so certun keeps an upper bound ``R`` on ``||r||`` that starts at the
@@ -38,21 +38,26 @@ achieved residual into the bound; ``refactor_every`` re-factorises at the curren
 model every so many requests.
 
 **Cached factors** (``update="cached"``, the default for the squared loss). Every
-request is solved in ``O(d^2 + d k)`` with the factorisation kept up to date: the
+request is solved in ``O(d^2 + d k^2)`` with the factorisation kept up to date: the
 eigendecomposition made at ``w_f`` absorbs the regulariser's shift exactly and a
-Woodbury capacitance holds the ``k`` rows removed since (solved by CG in ``O(d k)``
-per iteration), so the maintained factor solves ``H(w_f; D_current) x = v`` exactly.
+``k x k`` Woodbury capacitance (Cholesky) holds the ``k`` rows removed since, so the
+maintained factor solves ``H(w_f; D_current) x = v`` exactly.
 For the logistic loss ``H`` moves with the model: the step uses the curvature at
-``w_f`` and charges the extra residual
-``gamma ||X_rem||_2 min(||w - w_f|| ||X_rem delta||, ||X_rem (w - w_f)|| ||delta||)``
-(:func:`certun.bounds.guo.staleness_bound`, ``proofs/cached_factors.md``) to the budget,
-on top of the measured solve residual. The factorisation is refreshed at the current
-model (``O(n d^2 + d^3)``) when the buffer of removed rows is full (``max_rank``), when
-the refresh policy of ``proofs/cached_factors.md`` says staleness has become dearer
-than a refresh (``refresh_cost_ratio``), and before refusing a request that only a
-stale step would push over the budget. For ridge the step is exact and no staleness
-arises. :meth:`GuoUnlearner.what_if` evaluates the budget each of many candidate
-removals would consume in one vmapped call.
+``w_f`` and charges a bound on its whole remainder (Taylor and staleness together), the
+least of three: Guo et al.'s data-dependent bound plus
+``gamma ||X_rem||_2 min(||w - w_f|| ||X_rem delta||, ||X_rem (w - w_f)|| ||delta||)``, the
+row-wise ``gamma ||X_rem (w - w_f)|| ||X_rem delta|| + (gamma/2) ||X_rem delta||^2``, and a
+curvature-weighted bound from ``|l'''| <= l''``
+(:func:`certun.bounds.guo.cached_remainder_bound`, ``proofs/cached_factors.md``), on top of
+the measured solve residual. When the buffer of removed rows is full (``max_rank``) it
+is folded into the factorisation (``O(d^3)``, no pass over the data); the factorisation
+is refreshed at the current model (``O(n d^2 + d^3)``) when the refresh policy of
+``proofs/cached_factors.md`` says staleness has become dearer than a refresh
+(``refresh_cost_ratio``), and before refusing a request that only a stale step would
+push over the budget. :meth:`GuoUnlearner.warmup` compiles every step before the first
+request. For ridge the step is exact and no staleness arises.
+:meth:`GuoUnlearner.what_if` evaluates the budget each of many candidate removals would
+consume in one vmapped call.
 
 **Threat covered.** Indistinguishability from retraining. This does **not** hide a
 deletion from someone who sees the model before and after: ``b`` is shared by
@@ -207,9 +212,11 @@ class GuoUnlearner(Unlearner):
 
 
 def _bucket(k: int, cap: int) -> int:
-    """Static width of the capacitance: the smallest power of two >= ``k`` (at least 32, at most
-    ``cap``). Few widths, few compilations (:meth:`GuoUnlearner.warmup` compiles them all);
-    below 32 rows the ``O(d k^2)`` capacitance costs less than one ``O(d^2)`` pass anyway."""
+    """Static width of the capacitance: the smallest power of two >= ``k``, 32 to ``cap``.
+
+    Few widths, few compilations (:meth:`GuoUnlearner.warmup` compiles them all); below 32
+    rows the ``O(d k^2)`` capacitance costs less than one ``O(d^2)`` pass anyway.
+    """
     b = 32
     while b < k:
         b *= 2
@@ -290,13 +297,14 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                       diagnose: bool = False, auto_retrain: bool = False,
                       update: str = "auto", max_rank: int = 128,
                       refresh_cost_ratio: float | None = 0.25) -> GuoUnlearner:
-    """Guo et al. (2020) certified removal for logistic (binary / one-vs-rest) and ridge models.
+    r"""Guo et al. (2020) certified removal for logistic (binary / one-vs-rest) and ridge models.
 
     Args:
       lam: L2 regularisation ``lambda`` of certun's mean-scale objective (> 0).
       sigma: standard deviation of the objective perturbation ``b`` (> 0). It fixes
         the removal budget ``sigma * epsilon / c``.
-      epsilon, delta: the certified-removal guarantee per released model.
+      epsilon: the certified-removal ``epsilon`` per released model.
+      delta: the certified-removal ``delta`` per released model.
       loss: ``"logistic"`` (binary labels ``+-1`` or class ids for one-vs-rest) or
         ``"squared"`` (ridge; the Newton step is exact).
       bound: residual bound charged to the budget: ``"data_dependent"`` (Guo et
@@ -310,7 +318,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
       max_cg_steps: iteration cap of the CG path.
       refactor_every: re-factorise the curvature at the current model every this
         many requests (0: never; the CG path then uses the initial factorisation).
-      diagnose: also compute the true residual ``||grad L_b(w^-; D \\ U)||`` (one pass
+      diagnose: also compute the true residual ``||grad L_b(w^-; D \ U)||`` (one pass
         over the data) and return it in ``diagnostics``/the certificate's private part.
       auto_retrain: when a request would exceed the budget, retrain on the remaining
         rows with a fresh ``b`` (outcome ``"retrained"``) instead of refusing.
@@ -320,11 +328,14 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         logistic curvature; exact for ridge) or ``"auto"`` (``"cached"`` for the
         squared loss, ``"pcg"`` for logistic).
       max_rank: capacity ``k`` of the buffer of removed rows of the cached factor; a
-        request that does not fit refreshes the factorisation first.
+        request that does not fit folds the buffer into the factorisation first.
       refresh_cost_ratio: cost of a refresh relative to a retrain, ``kappa`` in the
-        refresh policy of ``proofs/cached_factors.md`` (refresh after request ``t`` since
-        the last refresh when ``t s_t - sum_{j<=t} s_j >= kappa * budget``, ``s_j`` the
-        staleness charged); ``None`` disables the policy.
+        refresh policy of ``proofs/cached_factors.md``: refresh after request ``t`` since
+        the last refresh when ``t s_hat - S_t >= kappa * budget``, ``S_t`` the staleness
+        charged since, ``s_hat = S_t D_t / sum_{j<=t} D_j`` the next request's expected
+        staleness (``D_j = ||X_rem (w - w_f)||``, the drift); with ``auto_retrain`` a
+        refresh before a retrain is tried only while the budget left is at least
+        ``kappa * budget``. ``None`` disables the policy (and tries that refresh always).
 
     Returns:
       A :class:`GuoUnlearner` (an :class:`~certun.unlearners.base.Unlearner`):
@@ -578,8 +589,11 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
 
     @jax.jit
     def _fresh_step(state, idx):
-        """A request larger than the buffer: factorise the curvature of the remaining rows at
-        the current model (``O(n d^2 + d^3)``) and take the exact Newton step with it."""
+        """A request larger than the buffer: the exact Newton step at the current model.
+
+        Factorises the curvature of the remaining rows at the current model
+        (``O(n d^2 + d^3)``) and steps with it.
+        """
         X, Y, W = state.X, state.Y, state.W
         m = idx.shape[0]
         xu, yu = X[idx], Y[idx]
@@ -596,7 +610,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         gram_new = state.gram - xu.T @ xu
         K = W.shape[1]
         qd = jnp.sum(delta * (gram_new @ delta), axis=0)
-        code = jnp.where(pd, jnp.int32(RESULTS.successful), jnp.int32(RESULTS.not_positive_definite))
+        code = jnp.where(pd, jnp.int32(RESULTS.successful),
+                         jnp.int32(RESULTS.not_positive_definite))
         code = jnp.where(jnp.all(jnp.isfinite(delta)), code, jnp.int32(RESULTS.nonfinite))
         W_new = W + delta
         small = dict(delta_norms=jnp.linalg.norm(delta, axis=0),
@@ -732,7 +747,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         return _place(new)
 
     def fold(state: GuoState) -> GuoState:
-        """Fold the buffered rows into the eigendecomposition at the same point (``O(d^2 k + d^3)``).
+        """Fold the buffered rows into the eigendecomposition, same point (``O(d^2 k + d^3)``).
 
         Used when the buffer is full: no pass over the data, ``W_factor`` and the
         staleness accounting are unchanged; the buffer is emptied.
@@ -866,7 +881,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
 
     def _mirrored(state: GuoState) -> tuple[dict, np.ndarray] | None:
         rec = _mirror[0]
-        if rec is None or any(getattr(state, f) is not o for f, o in zip(_MIRRORED, rec[0])):
+        if rec is None or any(getattr(state, f) is not o
+                              for f, o in zip(_MIRRORED, rec[0], strict=True)):
             return None
         return dict(rec[1]), rec[2]
 

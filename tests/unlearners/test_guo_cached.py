@@ -412,7 +412,8 @@ def test_bad_cached_options_raise(kwargs, match):
 
 def _closure(fn, name):
     """A function that ``fn`` closed over (the unlearner factory's jitted internals)."""
-    return dict(zip(fn.__code__.co_freevars, (c.cell_contents for c in fn.__closure__)))[name]
+    cells = (c.cell_contents for c in fn.__closure__)
+    return dict(zip(fn.__code__.co_freevars, cells, strict=True))[name]
 
 
 def test_warmup_compiles_every_step_single_row_requests_take():
@@ -437,8 +438,11 @@ def test_warmup_compiles_every_step_single_row_requests_take():
 
 
 def test_host_mirror_never_serves_stale_scalars(cached):
-    """Requests read the previous state's scalars from a host mirror; a state whose fields
-    were swapped, or an older state, reads them from the device and gets the same answer."""
+    """A swapped field or an older state is never served the host mirror's scalars.
+
+    Requests read the previous state's scalars from a host mirror; a state whose fields were
+    swapped, or an older state, reads them from the device and gets the same answer.
+    """
     unl, st = cached
     a = unl.unlearn(st, [40]).state  # mirrored
     ref = unl.unlearn(a, [41])
