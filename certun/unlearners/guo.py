@@ -636,6 +636,12 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         return curv, w, Q, state.gram - jnp.einsum("cd,ce->de", R, R)
 
     @jax.jit
+    def _scalars(v):
+        # float64 state scalars from one host vector: one transfer, one dispatch (several
+        # jax.device_put calls cost ~10x more on the request path)
+        return tuple(v[i] for i in range(v.shape[0]))
+
+    @jax.jit
     def _downdate_gram(gram, rows):
         return gram - jnp.einsum("cd,ce->de", rows, rows)
 
@@ -1035,7 +1041,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             h = _host(state)
             h["stale_sum"], h["drift_sum"], since_factor, refreshed = 0.0, 0.0, 0, "oversized"
         t_maint += time.perf_counter() - t_m if refreshed in ("capacity", "oversized") else 0.0
-        idx = jax.device_put(idx_np.astype(np.int32))
+        idx = idx_np.astype(np.int32)  # host array: the jitted call transfers it
         if cached:
             path = "cached_factor"
             if oversized:
@@ -1076,10 +1082,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             # the refresh policy's running sums since the factorisation (§4 of the proof)
             S_new = float(h["stale_sum"]) + bounds["step_staleness_bound"]
             D_new = float(h.get("drift_sum") or 0.0) + bounds["step_drift_norm"]
-            R_dev, g_dev, S_dev, D_dev = jax.device_put(  # one host->device transfer
-                [np.float64(v) for v in (R_new, gram_err, S_new, D_new)])
+            R_dev, g_dev, S_dev, D_dev = _scalars(np.array([R_new, gram_err, S_new, D_new]))
         else:
-            R_dev, g_dev = jax.device_put([np.float64(R_new), np.float64(gram_err)])
+            R_dev, g_dev = _scalars(np.array([R_new, gram_err]))
         new_state = state._replace(
             mask=big["mask_new"], W=big["W_new"], residual_bound=R_dev,
             n_removed=big["n_removed"], requests=big["requests"],
@@ -1195,7 +1200,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         present = np.flatnonzero(~_removed_rows(state))
         if present.size < 2:
             return 0.0
-        idx = jax.device_put(present[:1].astype(np.int32))
+        idx = present[:1].astype(np.int32)  # as _serve passes it (a host array)
         if cached:
             kb = _bucket(1, max_rank)
             while True:
@@ -1208,6 +1213,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         else:
             jax.block_until_ready(_exact_step(state, idx))
             jax.block_until_ready(_cg_step(state, idx))
+        jax.block_until_ready(_scalars(np.zeros(4 if cached else 2)))
         return time.perf_counter() - t0
 
     def what_if(state: GuoState, candidates: Any) -> WhatIf:
