@@ -1,7 +1,10 @@
 """Progress bars for host-side loops a user waits on (training epochs, experiment grids).
 
 Where they are drawn: :func:`certun.nn.train` (``progress=True``, also through
-``zhang_unlearning(progress=True)``) and the grids of every ``experiments/*/run.py``.
+``zhang_unlearning(progress=True)``), the grids of every ``experiments/*/run.py``, the
+shadow model pairs of :func:`certun.audits.mia.collect_pairs`, the batches of
+:func:`certun.audits.epsilon.sample_scores` and :func:`certun.audits.epsilon.guo_removal_audit`,
+and the shards of :func:`certun.sisa.sisa` training.
 
 One helper, one library (`rich <https://rich.readthedocs.io>`_, installed with flax), used
 the same way everywhere:

@@ -35,6 +35,7 @@ import numpy as np
 
 from certun import _validate
 from certun.models import glm
+from certun.progress import progress_bar
 from certun.results import RESULTS
 
 __all__ = ["SisaState", "SisaDeletion", "Sisa", "sisa"]
@@ -171,7 +172,12 @@ def sisa(*, shards: int, slices: int, lam: float, loss: str = "logistic",
         state = SisaState(jnp.asarray(Xs, dtype), jnp.asarray(Ys, dtype), jnp.asarray(sl),
                           jnp.asarray(mk, dtype), jnp.zeros((S, R, d, Yn.shape[1]), dtype),
                           jnp.asarray(shard_of), jnp.asarray(pos_of), jnp.asarray(0, jnp.int32))
-        ck = jnp.stack([fit_slices(state, s, 0) for s in range(S)])
+        ckpts = []
+        with progress_bar(S, "SISA shards") as bar:  # host loop; a bar only on a terminal
+            for s in range(S):
+                ckpts.append(fit_slices(state, s, 0))
+                bar.advance(1)
+        ck = jnp.stack(ckpts)
         return state._replace(checkpoints=ck, slice_fits=jnp.asarray(S * R, jnp.int32))
 
     def delete(state: SisaState, indices: Any) -> SisaDeletion:

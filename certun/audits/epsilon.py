@@ -46,6 +46,7 @@ from certun.audits.stats import EpsilonBound, epsilon_from_scores, gdp_epsilon_e
 from certun.models import glm
 from certun.primitives.noise import gaussian_like, objective_perturbation
 from certun.primitives.spectral import spectral_norm_upper_bound
+from certun.progress import progress_bar
 
 __all__ = [
     "AuditViolation",
@@ -125,12 +126,14 @@ def sample_scores(mechanism: Callable[[jax.Array], Any], score: Callable[[Any], 
     run = jax.jit(jax.vmap(lambda k: score(mechanism(k))))
     out = []
     done, j = 0, 0
-    while done < n:
-        keys = jax.random.split(jax.random.fold_in(key, j), bs)
-        s = np.asarray(run(keys), np.float64)
-        out.append(s[: n - done])
-        done += bs
-        j += 1
+    with progress_bar(n, "mechanism runs") as bar:  # host loop over compiled batches
+        while done < n:
+            keys = jax.random.split(jax.random.fold_in(key, j), bs)
+            s = np.asarray(run(keys), np.float64)
+            out.append(s[: n - done])
+            bar.advance(min(bs, n - done))
+            done += bs
+            j += 1
     return np.concatenate(out)
 
 
@@ -476,23 +479,25 @@ def guo_removal_audit(X: Any, y: Any, canary: Canary, *, lam: float, sigma: floa
     k_in, k_out = jax.random.fold_in(key, 1), jax.random.fold_in(key, 0)
     W_in, W_out, served, charged, ok = [], [], [], [], []
     done, j = 0, 0
-    while done < n:
-        m = min(bs, n - done)
-        keys = jax.random.split(jax.random.fold_in(k_in, j), bs)
-        Wi, sv, ch, ok1 = (np.asarray(v) for v in run_in(keys))
-        if not np.all(sv):
-            Wr, ok2 = (np.asarray(v) for v in run_re(keys))  # only when a request is refused
-            Wi = np.where(sv[:, None], Wi, Wr)
-            ok1 = ok1 & (sv | ok2)
-        Wo, ok0 = (np.asarray(v) for v in run_out(jax.random.split(jax.random.fold_in(k_out, j),
-                                                                    bs)))
-        W_in.append(Wi[:m])
-        W_out.append(Wo[:m])
-        served.append(sv[:m])
-        charged.append(ch[:m])
-        ok.append((ok1 & ok0)[:m])
-        done += m
-        j += 1
+    with progress_bar(n, "removal runs") as bar:  # host loop over compiled batches
+        while done < n:
+            m = min(bs, n - done)
+            keys = jax.random.split(jax.random.fold_in(k_in, j), bs)
+            Wi, sv, ch, ok1 = (np.asarray(v) for v in run_in(keys))
+            if not np.all(sv):
+                Wr, ok2 = (np.asarray(v) for v in run_re(keys))  # only when a request is refused
+                Wi = np.where(sv[:, None], Wi, Wr)
+                ok1 = ok1 & (sv | ok2)
+            Wo, ok0 = (np.asarray(v) for v in run_out(
+                jax.random.split(jax.random.fold_in(k_out, j), bs)))
+            W_in.append(Wi[:m])
+            W_out.append(Wo[:m])
+            served.append(sv[:m])
+            charged.append(ch[:m])
+            ok.append((ok1 & ok0)[:m])
+            bar.advance(m)
+            done += m
+            j += 1
     if not np.all(np.concatenate(ok)):
         raise RuntimeError(f"training did not reach train_tol={train_tol} in some runs; raise lam")
     W_in, W_out = np.concatenate(W_in), np.concatenate(W_out)

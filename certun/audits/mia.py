@@ -51,6 +51,7 @@ import numpy as np
 
 from certun import _validate
 from certun.audits.stats import AUC, auc_with_ci
+from certun.progress import progress_bar
 
 __all__ = [
     "FEATURES",
@@ -263,26 +264,28 @@ def collect_pairs(unlearner: Any, X: Any, y: Any, positive: Any, negative: Any, 
             pred = np.argmax(lg, axis=1)
         return float(np.mean(pred == ylab[rows]))
 
-    for s in range(S):
-        members = rng.choice(pos, size=m, replace=False)
-        state = unlearner.init(Xn[members], yn[members], jax.random.fold_in(key, s), **kw)
-        p0 = unlearner.params(state)
-        outside = np.setdiff1d(np.arange(Xn.shape[0]), members)
-        acc.append(accuracy(p0, outside))
-        dels = rng.choice(m, size=U, replace=False)
-        negs = rng.choice(neg, size=U, replace=True)
-        for j, nj in zip(dels, negs, strict=True):
-            res = unlearner.unlearn(state, [int(j)])
-            if res.params is None:
-                raise RuntimeError(
-                    f"the unlearner refused a deletion ({res.certificate.reason}); choose "
-                    "hyperparameters that serve single deletions")
-            q = Xn[[members[j], nj]]
-            lo_rows.append(np.asarray(logits(p0, q)))
-            lu_rows.append(np.asarray(logits(res.params, q)))
-            mem.extend([1, 0])
-            sid.extend([s, s])
-            acc_u.append(accuracy(res.params, outside))
+    with progress_bar(S, "model pairs") as bar:  # host loop; a bar only on a terminal
+        for s in range(S):
+            members = rng.choice(pos, size=m, replace=False)
+            state = unlearner.init(Xn[members], yn[members], jax.random.fold_in(key, s), **kw)
+            p0 = unlearner.params(state)
+            outside = np.setdiff1d(np.arange(Xn.shape[0]), members)
+            acc.append(accuracy(p0, outside))
+            dels = rng.choice(m, size=U, replace=False)
+            negs = rng.choice(neg, size=U, replace=True)
+            for j, nj in zip(dels, negs, strict=True):
+                res = unlearner.unlearn(state, [int(j)])
+                if res.params is None:
+                    raise RuntimeError(
+                        f"the unlearner refused a deletion ({res.certificate.reason}); choose "
+                        "hyperparameters that serve single deletions")
+                q = Xn[[members[j], nj]]
+                lo_rows.append(np.asarray(logits(p0, q)))
+                lu_rows.append(np.asarray(logits(res.params, q)))
+                mem.extend([1, 0])
+                sid.extend([s, s])
+                acc_u.append(accuracy(res.params, outside))
+            bar.advance(1)
     return PosteriorPairs(np.concatenate(lo_rows), np.concatenate(lu_rows),
                           np.asarray(mem, np.int64), np.asarray(sid, np.int64), acc, acc_u)
 
