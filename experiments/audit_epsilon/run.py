@@ -421,7 +421,9 @@ def make_plots(results: dict, out: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of this experiment."""
-    ap = argparse.ArgumentParser(description="Empirical epsilon audits and Hard to Forget.")
+    from certun.commands._args import OneLineParser  # usage errors: one line, exit 2
+
+    ap = OneLineParser(description="Empirical epsilon audits and Hard to Forget.")
     ap.add_argument("--out", default=None,
                     help="output directory (default experiments/audit_epsilon/results/"
                          "digits_3v8[-smoke])")

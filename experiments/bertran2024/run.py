@@ -268,7 +268,9 @@ def make_plots(results: dict, out: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of this experiment."""
-    ap = argparse.ArgumentParser(description="Bertran et al. (2024) reconstruction audit.")
+    from certun.commands._args import OneLineParser  # usage errors: one line, exit 2
+
+    ap = OneLineParser(description="Bertran et al. (2024) reconstruction audit.")
     ap.add_argument("--out", default=None,
                     help="output directory (default experiments/bertran2024/results/all[-smoke])")
     ap.add_argument("--smoke", action="store_true",

@@ -286,7 +286,9 @@ def make_plots(results: dict, out: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of this experiment."""
-    ap = argparse.ArgumentParser(description="Chen et al. (2021) two-version MIA audit.")
+    from certun.commands._args import OneLineParser  # usage errors: one line, exit 2
+
+    ap = OneLineParser(description="Chen et al. (2021) two-version MIA audit.")
     ap.add_argument("--out", default=None,
                     help="output directory (default "
                          "experiments/chen2021/results/<dataset>[-smoke])")

@@ -597,7 +597,9 @@ def format_table(results: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of this experiment."""
-    ap = argparse.ArgumentParser(
+    from certun.commands._args import OneLineParser  # usage errors: one line, exit 2
+
+    ap = OneLineParser(
         description="Langevin unlearning vs Descent-to-Delete vs certified removal vs retraining.")
     ap.add_argument("--dataset", choices=cfg.DATASETS, default=None,
                     help="digits_3v8 (bundled, default; mnist_3v8 if --mnist-path is given)")

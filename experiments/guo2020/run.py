@@ -510,7 +510,9 @@ def make_plots(results: dict, out: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of this experiment."""
-    ap = argparse.ArgumentParser(
+    from certun.commands._args import OneLineParser  # usage errors: one line, exit 2
+
+    ap = OneLineParser(
         description="Reproduce Guo et al. (2020)'s certified-removal grid with certun.")
     ap.add_argument("--dataset", choices=cfg.DATASETS, default=None,
                     help="digits_3v8 (bundled, default; mnist_3v8 if --mnist-path is given), "

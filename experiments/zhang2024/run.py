@@ -473,7 +473,9 @@ def table(summary: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from certun.commands._args import OneLineParser  # usage errors: one line, exit 2
+
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=cfg.DATASETS, default=None,
                    help=f"default {cfg.DEFAULT_DATASET} (mnist if --mnist-path is given)")
     p.add_argument("--mnist-path", default=None, help="local MNIST idx directory or mnist.npz")

@@ -55,6 +55,7 @@ def test_usage_error_with_json_prints_nothing_on_stdout(runner, argv, capsys, tm
         code = exc.code
     out = capsys.readouterr()
     assert code == 2 and out.out == "" and "error" in out.err, (name, out)
+    assert len(out.err.strip().splitlines()) == 1, (name, out.err)  # one line, no usage block
     assert not (tmp_path / "out" / "results.json").exists()
 
 
