@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["positive", "unit_interval", "count", "OneLineParser", "emit", "fail"]
+__all__ = ["positive", "unit_interval", "count", "OneLineParser", "emit", "fail", "run_with_json"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -67,3 +70,26 @@ def fail(command: str, message: str) -> int:
     """
     print(f"certun {command}: error: {' '.join(message.split())}", file=sys.stderr)
     return 2
+
+
+def run_with_json(as_json: bool, run: Callable[[], tuple[int, Path | None]]) -> int:
+    """Run an experiment, the ``--json`` way when asked; returns the exit status.
+
+    ``run()`` does the work, logs to stdout, writes ``results.json`` and returns
+    ``(exit status, path of results.json)``. Without ``as_json`` that is all. With it the
+    log goes to stderr instead, and stdout receives exactly one JSON object: the
+    ``results.json`` just written, plus its path as ``results_file`` (nothing when the run
+    failed). Every ``experiments/*/run.py`` ``main`` goes through here.
+
+    Args:
+      as_json: the ``--json`` flag.
+      run: the experiment, as a function of no arguments.
+    """
+    if not as_json:
+        return run()[0]
+    with contextlib.redirect_stdout(sys.stderr):
+        code, path = run()
+    if code == 0 and path is not None:
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+        print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
+    return code

@@ -19,11 +19,9 @@ exceeded its certificate would make this script exit 1. Writes ``results.json``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import importlib.metadata
 import importlib.util
-import json
 import math
 import platform
 import subprocess
@@ -531,15 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     exactly one JSON object: the ``results.json`` just written, plus its path as
     ``results_file``. Usage errors exit with status 2 and print nothing on stdout.
     """
+    from certun.commands._args import run_with_json
+
     args = build_parser().parse_args(argv)
-    if not args.json:
-        return _run(args, argv)[0]
-    with contextlib.redirect_stdout(sys.stderr):
-        code, path = _run(args, argv)
-    if code == 0:
-        results = json.loads(path.read_text(encoding="utf-8"))
-        print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
-    return code
+    return run_with_json(args.json, lambda: _run(args, argv))
 
 
 if __name__ == "__main__":
