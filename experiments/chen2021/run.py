@@ -413,12 +413,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the experiment from the command line; returns the exit status.
-
-    The log goes to stdout; with ``--json`` it goes to stderr instead and stdout receives
-    exactly one JSON object: the ``results.json`` just written, plus its path as
-    ``results_file``. Usage errors exit with status 2 and print nothing on stdout.
-    """
+    """Run from the command line (``--json``: see ``run_with_json``); returns the exit status."""
     from certun.commands._args import run_with_json
 
     args = build_parser().parse_args(argv)
