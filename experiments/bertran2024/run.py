@@ -17,12 +17,8 @@ private release's test error are reported next to it. Writes ``results.json`` an
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib.metadata
 import importlib.util
-import math
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +31,14 @@ if importlib.util.find_spec("certun") is None:  # running from a checkout withou
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+
+from certun.provenance import (  # noqa: E402
+    git_info,
+    json_ready,
+    package_versions,
+    utc_now,
+    write_results,
+)
 
 
 def _load_config():
@@ -50,55 +54,6 @@ cfg = _load_config()
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return v if math.isfinite(v) else None
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of certun and the packages the results depend on."""
-    import certun
-
-    out: dict[str, str | None] = {"certun": certun.__version__}
-    for dist in ("jax", "jaxlib", "numpy", "scikit-learn", "dp-accounting", "matplotlib"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_info() -> dict[str, Any]:
-    """The git commit of this checkout and whether it has uncommitted changes."""
-    info: dict[str, Any] = {"commit": None, "dirty": None}
-    try:
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-            timeout=10, check=True).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-        info["dirty"] = bool(status.strip())
-    except Exception:  # noqa: BLE001
-        pass
-    return info
 
 
 def public_standardise(X_priv: np.ndarray, X_pub: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -282,8 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
     """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
-    t_start, started = time.perf_counter(), _now()
-    from certun.io import atomic_write_json
+    t_start, started = time.perf_counter(), utc_now()
 
     seed = cfg.SEED if args.seed is None else args.seed
     if seed < 0:
@@ -332,7 +286,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
     }
     results = {
         "experiment": "bertran2024", "seed": seed, "versions": package_versions(),
-        "git": git_info(), "timestamps": {"started": started, "finished": None},
+        "git": git_info(REPO), "timestamps": {"started": started, "finished": None},
         "command": [sys.executable, str(Path(__file__).resolve()),
                     *(argv if argv is not None else sys.argv[1:])],
         "config": {"smoke": bool(args.smoke), "ridge_lambdas": list(cfg.RIDGE_LAMBDAS),
@@ -351,11 +305,11 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                   "data (Bertran et al.); retraining and certified removal do not cover it",
         "settings": settings, "acceptance": acc,
     }
-    results["plots"] = make_plots(_clean(results), out)
-    results["timestamps"]["finished"] = _now()
+    results["plots"] = make_plots(json_ready(results), out)
+    results["timestamps"]["finished"] = utc_now()
     results["seconds"] = time.perf_counter() - t_start
-    atomic_write_json(out / "results.json", _clean(results), allow_nan=False)
-    _log(f"acceptance: {_clean(acc)}")
+    write_results(out / "results.json", results)
+    _log(f"acceptance: {json_ready(acc)}")
     _log(f"wrote {out / 'results.json'} ({results['seconds']:.0f}s)")
     return 0, out / "results.json"
 

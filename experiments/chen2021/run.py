@@ -20,12 +20,9 @@ top-1 and temperature mitigations. Writes ``results.json`` (atomically) and PNG 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib.metadata
 import importlib.util
 import math
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +35,14 @@ if importlib.util.find_spec("certun") is None:  # running from a checkout withou
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+
+from certun.provenance import (  # noqa: E402
+    git_info,
+    json_ready,
+    package_versions,
+    utc_now,
+    write_results,
+)
 
 
 def _load_config():
@@ -53,56 +58,6 @@ cfg = _load_config()
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _clean(x: Any) -> Any:
-    """JSON-ready copy: NumPy/JAX scalars to Python, non-finite floats to None."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return v if math.isfinite(v) else None
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of certun and the packages the results depend on."""
-    import certun
-
-    out: dict[str, str | None] = {"certun": certun.__version__}
-    for dist in ("jax", "jaxlib", "numpy", "scikit-learn", "dp-accounting", "matplotlib"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_info() -> dict[str, Any]:
-    """The git commit of this checkout and whether it has uncommitted changes."""
-    info: dict[str, Any] = {"commit": None, "dirty": None}
-    try:
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-            timeout=10, check=True).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-        info["dirty"] = bool(status.strip())
-    except Exception:  # noqa: BLE001 -- git missing, not a checkout: leave None
-        pass
-    return info
 
 
 def load_data() -> tuple[np.ndarray, np.ndarray, dict]:
@@ -300,9 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
     """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
-    t_start, started = time.perf_counter(), _now()
+    t_start, started = time.perf_counter(), utc_now()
     from certun.audits import mia
-    from certun.io import atomic_write_json
     from certun.progress import progress_bar
 
     if args.seed is not None and args.seed < 0:
@@ -380,7 +334,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
 
     results = {
         "experiment": "chen2021", "seeds": list(seeds), "versions": package_versions(),
-        "git": git_info(), "timestamps": {"started": started, "finished": None},
+        "git": git_info(REPO), "timestamps": {"started": started, "finished": None},
         "command": [sys.executable, str(Path(__file__).resolve()),
                     *(argv if argv is not None else sys.argv[1:])],
         "dataset": data_info,
@@ -396,10 +350,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                   "certified removal and retraining do not cover it, the private release does",
         "pooled": pooled, "per_seed": per_method, "acceptance": acc,
     }
-    results["plots"] = make_plots(_clean(results), out)
-    results["timestamps"]["finished"] = _now()
+    results["plots"] = make_plots(json_ready(results), out)
+    results["timestamps"]["finished"] = utc_now()
     results["seconds"] = time.perf_counter() - t_start
-    atomic_write_json(out / "results.json", _clean(results), allow_nan=False)
+    write_results(out / "results.json", results)
     _log(f"\n{'method':28s} {'AUC ' + f:>18s} {'CI (cluster)':>16s} {'classical':>9s} "
          f"{'DegCount':>8s} {'acc':>6s}")
     for m, p in pooled.items():
@@ -407,7 +361,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
         _log(f"{m:28s} {p[f]['auc_mean']:18.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
              f"{p['basic_mia']['auc_mean']:9.3f} {p['degradation_count']:8.2f} "
              f"{p['accuracy_original_mean']:6.3f}")
-    _log(f"acceptance: {_clean(acc)}")
+    _log(f"acceptance: {json_ready(acc)}")
     _log(f"wrote {out / 'results.json'} ({results['seconds']:.0f}s)")
     return 0, out / "results.json"
 

@@ -30,12 +30,9 @@ Writes ``results.json`` (atomically) and PNG plots into ``--out``.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib.metadata
 import importlib.util
-import math
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +45,13 @@ if importlib.util.find_spec("certun") is None:  # running from a checkout withou
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+
+from certun.provenance import (  # noqa: E402
+    git_info,
+    package_versions,
+    utc_now,
+    write_results,
+)
 
 
 def _load_config():
@@ -69,64 +73,6 @@ class UsageError(Exception):
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _clean(x: Any) -> Any:
-    """JSON-ready copy: NumPy/JAX scalars to Python, non-finite floats to None."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return v if math.isfinite(v) else None
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (see :mod:`certun.io`)."""
-    from certun import io as certun_io
-
-    certun_io.atomic_write_json(path, _clean(obj), sort_keys=False, allow_nan=False)
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of certun and the packages the results depend on."""
-    import certun
-
-    out: dict[str, str | None] = {"certun": certun.__version__}
-    for dist in ("jax", "jaxlib", "numpy", "scipy", "scikit-learn", "dp-accounting",
-                 "matplotlib"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_info() -> dict[str, Any]:
-    """The git commit of this checkout and whether it has uncommitted changes."""
-    info: dict[str, Any] = {"commit": None, "dirty": None}
-    try:
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-            timeout=10, check=True).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-        info["dirty"] = bool(status.strip())
-    except Exception:  # noqa: BLE001 -- git missing, not a checkout, ...: leave None
-        pass
-    return info
 
 
 def load_dataset(name: str, mnist_path: str | None):
@@ -621,7 +567,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
     """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
     t_start = time.perf_counter()
-    started = _now()
+    started = utc_now()
     dataset = args.dataset or ("mnist_3v8" if args.mnist_path else cfg.DEFAULT_DATASET)
     try:
         if args.seed < 0:
@@ -672,7 +618,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
         "experiment": "chien2024",
         "description": ("Langevin unlearning (Chien et al. 2024) vs Descent-to-Delete, Guo et "
                         "al.'s certified removal and retraining on 3-vs-8, removal adjacency"),
-        "config": config, "seed": args.seed, "versions": package_versions(), "git": git_info(),
+        "config": config, "seed": args.seed, "versions": package_versions(), "git": git_info(REPO),
         "platform": {"machine": platform.machine(), "system": platform.system(),
                      "jax_backend": jax.default_backend()},
         "command": ["python", "experiments/chien2024/run.py",
@@ -702,9 +648,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
          f"{cd['certificate']}")
     results["plots"] = make_plots(results, out)
     results["table_markdown"] = format_table(results)
-    results["timestamps"]["finished"] = _now()
+    results["timestamps"]["finished"] = utc_now()
     results["seconds_total"] = time.perf_counter() - t_start
-    write_json_atomic(out / "results.json", results)
+    write_results(out / "results.json", results)
     _log("")
     _log(results["table_markdown"])
     _log(f"\nwrote {out / 'results.json'} and {', '.join(results['plots'])} "

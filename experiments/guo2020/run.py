@@ -31,12 +31,10 @@ Residual bookkeeping (all on Guo et al.'s *sum* scale, with ``b``):
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib.metadata
 import importlib.util
 import math
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,6 +47,13 @@ if importlib.util.find_spec("certun") is None:  # running from a checkout withou
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+
+from certun.provenance import (  # noqa: E402
+    git_info,
+    package_versions,
+    utc_now,
+    write_results,
+)
 
 
 def _load_config():
@@ -71,63 +76,6 @@ class UsageError(Exception):
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _clean(x: Any) -> Any:
-    """JSON-ready copy: NumPy/JAX scalars to Python, non-finite floats to None."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return v if math.isfinite(v) else None
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (see :mod:`certun.io`)."""
-    from certun import io as certun_io
-
-    certun_io.atomic_write_json(path, _clean(obj), sort_keys=False, allow_nan=False)
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of certun and the packages the results depend on."""
-    import certun
-
-    out: dict[str, str | None] = {"certun": certun.__version__}
-    for dist in ("jax", "jaxlib", "numpy", "scikit-learn", "dp-accounting", "matplotlib"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_info() -> dict[str, Any]:
-    """The git commit of this checkout and whether it has uncommitted changes."""
-    info: dict[str, Any] = {"commit": None, "dirty": None}
-    try:
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-            timeout=10, check=True).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-        info["dirty"] = bool(status.strip())
-    except Exception:  # noqa: BLE001 -- git missing, not a checkout, ...: just leave None
-        pass
-    return info
 
 
 def load_dataset(name: str, mnist_path: str | None):
@@ -534,7 +482,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
     """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     jax.config.update("jax_enable_x64", True)
     t_start = time.perf_counter()
-    started = _now()
+    started = utc_now()
 
     from certun.accounting.gaussian import guo_budget, guo_c
     from certun.bounds.guo import worst_case_bound_printed
@@ -670,7 +618,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
         "config": config,
         "seed": seeds[0] if len(seeds) == 1 else list(seeds),
         "versions": package_versions(),
-        "git": git_info(),
+        "git": git_info(REPO),
         "platform": {"machine": platform.machine(), "system": platform.system(),
                      "jax_backend": jax.default_backend(),
                      "devices": [str(dv) for dv in jax.devices()]},
@@ -683,9 +631,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
         "grid": grid,
     }
     results["plots"] = make_plots(results, out)
-    results["timestamps"]["finished"] = _now()
+    results["timestamps"]["finished"] = utc_now()
     results["seconds_total"] = time.perf_counter() - t_start
-    write_json_atomic(out / "results.json", results)
+    write_results(out / "results.json", results)
 
     # ---- summary table
     _log("")

@@ -25,12 +25,8 @@ and over a sigma sweep, and unlearning vs retraining time. ``results.json`` (ato
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib.metadata
 import importlib.util
-import math
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,6 +39,13 @@ if importlib.util.find_spec("certun") is None:  # running from a checkout withou
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+
+from certun.provenance import (  # noqa: E402
+    git_info,
+    package_versions,
+    utc_now,
+    write_results,
+)
 
 
 def _load_config():
@@ -62,64 +65,6 @@ class UsageError(Exception):
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _clean(x: Any) -> Any:
-    """JSON-ready copy: NumPy/JAX scalars to Python, non-finite floats to None."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return v if math.isfinite(v) else None
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (see :mod:`certun.io`)."""
-    from certun import io as certun_io
-
-    certun_io.atomic_write_json(path, _clean(obj), sort_keys=False, allow_nan=False)
-
-
-def package_versions() -> dict[str, str | None]:
-    """Versions of the packages the results depend on."""
-    import certun
-
-    out: dict[str, str | None] = {"certun": certun.__version__}
-    for dist in ("jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "dp-accounting",
-                 "matplotlib"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    out["python"] = platform.python_version()
-    return out
-
-
-def git_info() -> dict[str, Any]:
-    """The commit and whether the tree is dirty (``None`` outside a checkout)."""
-    info: dict[str, Any] = {"commit": None, "dirty": None}
-    try:
-        info["commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-            timeout=10, check=True).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=REPO,
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-        info["dirty"] = bool(status.strip())
-    except Exception:  # noqa: BLE001 -- git missing, not a checkout: leave None
-        pass
-    return info
 
 
 def load_dataset(name: str, mnist_path: str | None):
@@ -492,7 +437,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
     """Run the experiment; 0 on success, 2 on a usage or data error."""
     jax.config.update("jax_enable_x64", True)
     t_start = time.perf_counter()
-    started = _now()
+    started = utc_now()
     from certun.nn import TrainConfig, mlp
     from certun.progress import progress_bar
     from certun.unlearners.zhang import zhang_unlearning
@@ -555,14 +500,14 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
     }
     results = {
         "experiment": "zhang2024", "config": config, "seed": list(seeds),
-        "versions": package_versions(), "git": git_info(),
-        "timestamps": {"started": started, "finished": _now()},
+        "versions": package_versions(), "git": git_info(REPO),
+        "timestamps": {"started": started, "finished": utc_now()},
         "dataset": {"name": ds.name, "n_train": ds.n_train, "n_test": ds.n_test, "dim": ds.dim},
         "seconds": time.perf_counter() - t_start, "summary": summary, "per_seed": per_seed,
         "plots": ["zhang2024.png"],
     }
     plot(summary, out / "zhang2024.png")
-    write_json_atomic(out / "results.json", results)
+    write_results(out / "results.json", results)
     _log(table(summary))
     acc = summary.get("acceptance", {})
     _log(f"acceptance: {acc}")

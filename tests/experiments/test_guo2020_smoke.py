@@ -162,10 +162,3 @@ def test_cli_errors(run_mod, tmp_path, capsys):
     assert "not found" in err and len(err.splitlines()) == 1
     assert run_mod.main(["--dataset", "mnist_3v8", "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
-
-
-def test_write_json_atomic(run_mod, tmp_path):
-    p = tmp_path / "r.json"
-    run_mod.write_json_atomic(p, {"a": float("nan"), "b": [1, 2.5], "c": float("inf")})
-    assert json.loads(p.read_text()) == {"a": None, "b": [1, 2.5], "c": None}
-    assert [q.name for q in tmp_path.iterdir()] == ["r.json"]
