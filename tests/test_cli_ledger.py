@@ -98,6 +98,25 @@ def test_status_json_has_no_private_field_after_retrain(tmp_path, capsys):
     assert json.loads(_run(capsys, "status", str(led), "--json")[1])["retrains"] >= 1
 
 
+def test_train_remeasure_serves_what_the_bounds_would_retrain(tmp_path, capsys):
+    used = {}
+    for flag in ((), ("--remeasure",)):
+        led = tmp_path / f"led{len(flag)}"
+        code, _, _ = _run(capsys, "train", "--dataset", "breast_cancer", "--sigma", "0.05",
+                          "--out", str(led), *flag)
+        assert code == 0 and Ledger.open(led).config.get("remeasure", False) == bool(flag)
+        code, out, _ = _run(capsys, "forget", str(led), "--index", "0", "1", "2", "3", "--json")
+        rec = json.loads(out)
+        assert code == 0 and rec["certificate"]["status"] == "holds" and _leaks(rec) == []
+        used[bool(flag)] = (rec["outcome"], rec["budget"]["used"])
+        diag = Ledger.open(led).records[-1]["private"]["diagnostics"]
+        assert ("residual_remeasured" in diag) == bool(flag)
+    # the accumulated bound exceeds the budget; the measured residual fits
+    assert used[False][0] == "retrained" and used[True][0] == "unlearned"
+    assert diag["residual_bound_accumulated"] > rec["budget"]["total"] >= used[True][1]
+    assert used[True][1] == pytest.approx(diag["residual_remeasured"], rel=1e-12)
+
+
 def test_ridge_ledger(tmp_path, capsys):
     led = tmp_path / "led"
     code, out, _ = _run(capsys, "train", "--dataset", "diabetes", "--model", "ridge",

@@ -98,12 +98,15 @@ def test_reopen_reproduces_state_records_and_certificates_exactly(base, tmp_path
     assert pub["removed_total"] == 6 and pub["removed_in_request"] == 3
 
 
-def test_ledger_path_equals_in_memory_path(data, tmp_path):
-    cfg = dict(CFG, update="cached", auto_retrain=True)
+@pytest.mark.parametrize("extra", [{}, dict(sigma=0.02, epsilon=1.0, remeasure=True)],
+                         ids=["bounds", "remeasure"])
+def test_ledger_path_equals_in_memory_path(data, tmp_path, extra):
+    cfg = dict(CFG, update="cached", auto_retrain=True, **extra)
     unl = certified_removal(**cfg)
     st = unl.init(*data, jax.random.key(7))
     led = Ledger.create(tmp_path / "led", *data, jax.random.key(7), config=cfg)
     _assert_same_state(led.state, st)
+    remeasured = 0
     for req in ([1], [4, 9], [20], [30, 31]):
         ref = unl.unlearn(st, req)
         led = Ledger.open(led.path, unlearner=led.unlearner)  # a fresh load for every request
@@ -111,7 +114,9 @@ def test_ledger_path_equals_in_memory_path(data, tmp_path):
         np.testing.assert_array_equal(np.asarray(res.params), np.asarray(ref.params))
         assert res.certificate.to_dict() == ref.certificate.to_dict()
         assert res.outcome == ref.outcome == "unlearned"
+        remeasured += "residual_remeasured" in ref.diagnostics
         st = ref.state
+    assert remeasured == (2 if extra else 0)
     _assert_same_state(Ledger.open(led.path).state, st)
 
 

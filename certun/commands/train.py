@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--update", choices=("cached", "pcg"), default="cached",
                    help="how removals are solved: cached factor (O(d^2)) or PCG on the exact "
                         "Hessian (default %(default)s)")
+    p.add_argument("--remeasure", action="store_true",
+                   help="when the accumulated bound would exceed the budget, measure the "
+                        "residual exactly (one gradient pass) before refusing or retraining")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     num_classes = int(np.max(ds.y_train)) + 1 if multiclass else None
     config = dict(lam=args.lam, sigma=args.sigma, epsilon=args.epsilon, delta=args.delta,
                   loss=loss, update=args.update)
+    if args.remeasure:
+        config["remeasure"] = True
     dataset = {"name": args.dataset, "task": ds.task, "n_train": int(ds.X_train.shape[0]),
                "n_test": int(ds.X_test.shape[0]), "d": int(ds.X_train.shape[1])}
     def metrics(params):

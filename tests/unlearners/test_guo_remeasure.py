@@ -1,0 +1,116 @@
+"""Remeasuring the residual (``remeasure=True``): exact value, what it serves, the policy."""
+
+import jax
+import numpy as np
+import pytest
+
+from certun import ValidationError
+from certun.data import load_digits_3v8
+from certun.primitives.spectral import UNIT_ROUNDOFF
+from certun.unlearners import certified_removal
+
+LAM = 1e-2
+SIGMA = 0.3  # budget 0.0684: the accumulated bounds spend it within ~6 (pcg) / ~25 (cached)
+
+
+@pytest.fixture(scope="module")
+def digits38():
+    return load_digits_3v8()
+
+
+def _residual_np(st, lam):
+    """``||X_rem^T l'(X_rem w) + lam n_rem w + b||`` (sum scale, with b) and its allowances."""
+    X, Y = np.asarray(st.X, np.float64), np.asarray(st.Y, np.float64)[:, 0]
+    keep = np.asarray(st.mask) > 0
+    w, b = np.asarray(st.W, np.float64)[:, 0], np.asarray(st.b, np.float64)[:, 0]
+    Xr, yr = X[keep], Y[keep]
+    d1 = -yr / (1 + np.exp(yr * (Xr @ w)))
+    g = Xr.T @ d1 + lam * keep.sum() * w + b
+    mag = (np.sum(np.abs(d1) * np.linalg.norm(Xr, axis=1)) + lam * keep.sum() * np.linalg.norm(w)
+           + np.linalg.norm(b))
+    margin = 0.25 * np.linalg.norm(w) * np.sum(np.linalg.norm(Xr, axis=1))  # l''_max = 1/4
+    return float(np.linalg.norm(g)), float(mag), float(margin), int(keep.sum())
+
+
+@pytest.mark.parametrize("update", ["cached", "pcg"])
+def test_remeasure_restarts_the_bound_from_the_exact_residual(digits38, update):
+    kw = dict(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update=update, diagnose=True,
+              refresh_cost_ratio=None)  # no policy refreshes on either path
+    plain = certified_removal(**kw)
+    meas = certified_removal(**kw, remeasure=True)
+    st0 = plain.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    # without remeasuring, the accumulated bound refuses a request within 40
+    # (first trying a refresh, which is where the two paths part)
+    st, refused = st0, None
+    for i in range(40):
+        res = plain.unlearn(st, [i])
+        if res.outcome != "unlearned" or res.diagnostics.get("refreshed") == "budget":
+            refused = i
+            break
+        st = res.state
+    assert refused is not None and res.certificate.budget.used > res.certificate.budget.total
+    # with it, the same sequence is served: every certificate covers the true residual,
+    # and a remeasured request charges ||grad L_b|| + its rounding allowance exactly
+    st, seen, prev_R = st0, 0, float(st0.residual_bound)
+    for i in range(40):
+        res = meas.unlearn(st, [i])
+        assert res.outcome == "unlearned" and res.certificate.valid
+        dg = res.diagnostics
+        assert dg["residual_bound_before"] == pytest.approx(prev_R, rel=1e-12)
+        assert dg["true_residual"] <= res.certificate.budget.used <= res.certificate.budget.total
+        if "residual_remeasured" in dg:
+            seen += 1
+            g, mag, margin, n = _residual_np(res.state, LAM)
+            d = st0.X.shape[1]
+            allowance = ((n + d + 2) * UNIT_ROUNDOFF * mag
+                         + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin)
+            assert dg["residual_remeasured"] == pytest.approx(g + allowance, rel=1e-9)
+            assert dg["residual_bound_accumulated"] > res.certificate.budget.total
+            assert res.certificate.budget.used == pytest.approx(dg["residual_remeasured"],
+                                                                rel=1e-12)
+            assert float(res.state.residual_bound) == res.certificate.budget.used
+            assert dg["seconds_remeasure"] > 0
+        prev_R = res.certificate.budget.used
+        st = res.state
+    assert seen >= 2
+    # the published model is the one the plain path publishes until the budget binds: remeasuring
+    # changes the bookkeeping, not the step
+    st_a, st_b = st0, st0
+    for i in range(refused):
+        st_a, st_b = plain.unlearn(st_a, [i]).state, meas.unlearn(st_b, [i]).state
+    np.testing.assert_array_equal(np.asarray(st_a.W), np.asarray(st_b.W))
+
+
+def test_remeasure_replaces_the_refresh_policy(digits38):
+    kw = dict(lam=LAM, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+              refresh_cost_ratio=0.05)
+    st0 = certified_removal(**kw).init(digits38.X_train, digits38.y_train, jax.random.key(2))
+    fired = {}
+    for rm in (False, True):
+        unl, st, n = certified_removal(**kw, remeasure=rm), st0, 0
+        for i in range(40):
+            res = unl.unlearn(st, [i])
+            assert res.outcome == "unlearned"
+            n += res.diagnostics["refreshed_after"] == "policy"
+            st = res.state
+        fired[rm] = n
+    assert fired[False] >= 1 and fired[True] == 0
+
+
+def test_remeasure_that_does_not_fit_still_retrains(digits38):
+    # a budget below the training residual itself: nothing fits, remeasured or not
+    unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update="pcg",
+                            remeasure=True, auto_retrain=True)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    budget = unl.unlearn(st, [0]).certificate.budget.total
+    tight = certified_removal(lam=LAM, sigma=SIGMA * 1e-8, epsilon=1.0, delta=1e-4,
+                              update="pcg", remeasure=True)
+    res = tight.unlearn(st, [0])
+    assert res.outcome == "retrain_required" and not res.certificate.valid
+    assert res.diagnostics["residual_remeasured"] > res.certificate.budget.total
+    assert budget > res.certificate.budget.total
+
+
+def test_remeasure_must_be_a_bool():
+    with pytest.raises(ValidationError, match="remeasure must be True or False"):
+        certified_removal(lam=LAM, sigma=1.0, epsilon=1.0, delta=1e-4, remeasure="yes")
