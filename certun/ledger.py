@@ -86,7 +86,8 @@ FORMAT = "certun.ledger/1"
 #: Hyperparameters of :func:`certified_removal` a ledger stores (and their defaults there).
 CONFIG_KEYS = ("lam", "sigma", "epsilon", "delta", "loss", "bound", "gamma", "train_tol",
                "train_method", "solve_rtol", "max_cg_steps", "refactor_every", "update",
-               "max_rank", "refresh_cost_ratio", "auto_retrain", "remeasure")
+               "max_rank", "refresh_cost_ratio", "auto_retrain", "remeasure", "factor",
+               "neumann_terms")
 #: Defaults a ledger uses where :func:`certified_removal` has none or differs.
 DEFAULT_CONFIG = {"auto_retrain": True, "update": "cached"}
 

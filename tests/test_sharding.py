@@ -69,6 +69,8 @@ cases = {
     "cached": (certified_removal(lam=lam, sigma=5.0, epsilon=8.0, delta=1e-4, update="cached",
                                  max_rank=4), X, y),
     "pcg": (certified_removal(lam=lam, sigma=5.0, epsilon=8.0, delta=1e-4, update="pcg"), X, y),
+    "cholesky": (certified_removal(lam=lam, sigma=5.0, epsilon=8.0, delta=1e-4, update="cached",
+                                   max_rank=4, factor="cholesky", remeasure=True), X, y),
 }
 reg = synthetic_regression(640, 12, seed=1)
 cases["ridge"] = (certified_removal(lam=lam, sigma=0.1, epsilon=1.0, delta=1e-4, loss="squared",
@@ -119,7 +121,7 @@ def test_gradient_hvp_hessian_match_single_device(report):
         assert r <= 1e-6, (name, r)
 
 
-@pytest.mark.parametrize("case", ["cached", "pcg", "ridge"])
+@pytest.mark.parametrize("case", ["cached", "pcg", "ridge", "cholesky"])
 def test_removal_steps_match_single_device(report, case):
     r = report["unlearn"][case]
     assert r["params_rel"] <= 1e-6 and r["budget_rel"] <= 1e-6, r

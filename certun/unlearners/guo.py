@@ -55,7 +55,13 @@ is refreshed at the current model (``O(n d^2 + d^3)``) when the refresh policy o
 ``proofs/cached_factors.md`` says staleness has become dearer than a refresh
 (``refresh_cost_ratio``), and before refusing a request that only a stale step would
 push over the budget. :meth:`GuoUnlearner.warmup` compiles every step before the first
-request. For ridge the step is exact and no staleness arises.
+request. For ridge the step is exact and no staleness arises. ``factor="cholesky"`` keeps
+the shifted inverse at a fixed shift instead (Cholesky), extends the capacitance's Cholesky
+factor by one row per removed row (``O(d k)``, never rebuilt) and sums a short Neumann series
+for the shift's drift; its folds and refreshes factorise ~4x faster
+(``proofs/cached_factors.md`` §5). ``remeasure=True`` replaces the accumulated bound by the
+measured residual (one gradient) when the budget would be exceeded
+(``proofs/guo2020_residual_bounds.md`` §5a).
 :meth:`GuoUnlearner.what_if` evaluates the budget each of many candidate removals would
 consume in one vmapped call.
 
@@ -137,6 +143,11 @@ class GuoState(NamedTuple):
         of those requests (the refresh policy's inputs). In that mode ``gram`` is the Gram matrix of
         the rows present at the factorisation (the rows in ``rows_buf`` are subtracted
         lazily) and ``curv`` is never downdated.
+      inv, cap_buf: only with ``factor="cholesky"`` (then ``eigvals``/``eigvecs`` are
+        ``None``): ``(K, d, d)`` inverse ``(curv_k + lam n_f I)^{-1}`` at the last
+        factorisation or fold (``n_f`` rows present then), and ``(K, cap, cap)`` Cholesky
+        factors of the Woodbury capacitance ``I - P_k inv_k P_k^T`` of the buffered rows
+        (identity beyond ``buf_count``); ``proj_buf`` then holds ``inv_k x_j sqrt(h_jk)``.
     """
 
     X: jax.Array
@@ -166,6 +177,8 @@ class GuoState(NamedTuple):
     buf_count: jax.Array | None = None
     stale_sum: jax.Array | None = None
     drift_sum: jax.Array | None = None
+    inv: jax.Array | None = None
+    cap_buf: jax.Array | None = None
 
 
 class WhatIf(NamedTuple):
@@ -243,6 +256,39 @@ def _eig_woodbury(eigvals: jax.Array, Pm: jax.Array, shift: jax.Array, y: jax.Ar
     return dinv * (y + jnp.einsum("c,cd->d", z, Pm)), ok
 
 
+def _chol_inverse(A: jax.Array) -> jax.Array:
+    """``A^{-1}`` of a symmetric matrix through its Cholesky factor (NaN where not PD)."""
+    L = jnp.linalg.cholesky(0.5 * (A + A.T))
+    Ainv = jax.scipy.linalg.cho_solve((L, True), jnp.eye(A.shape[-1], dtype=A.dtype))
+    return 0.5 * (Ainv + Ainv.T)
+
+
+def _chol_apply(Bv: jax.Array, v: jax.Array, Yk: jax.Array, Lk: jax.Array) -> jax.Array:
+    """``T_0^{-1} v = B v + Y^T C^{-1} (Y v)``: Woodbury on the fixed-shift inverse ``B``.
+
+    ``T_0 = B^{-1} - P^T P`` (the buffered rows ``P``), ``Y = P B`` (rows ``B p_j``) and
+    ``C = I - P B P^T = L L^T`` (``proofs/cached_factors.md`` §5); ``O(d k + k^2)``.
+    """
+    return Bv + jax.scipy.linalg.cho_solve((Lk, True), Yk @ v) @ Yk
+
+
+def _chol_neumann(B: jax.Array, Yk: jax.Array, Lk: jax.Array, mu: jax.Array, v: jax.Array,
+                  Bv: jax.Array, terms: int) -> jax.Array:
+    """``(T_0 - mu I)^{-1} v`` by the Neumann series ``sum_{j <= terms} mu^j T_0^{-(j+1)} v``.
+
+    The regulariser's shift moves by ``lambda`` per removed row while ``B`` is fixed between
+    folds: ``mu = lambda t`` for the ``t`` rows removed since. The series converges with
+    ratio ``mu ||T_0^{-1}|| <= t / n_f``; its truncation error is part of the measured
+    residual (``proofs/cached_factors.md`` §5). ``terms`` passes over ``B`` (static).
+    """
+    e = _chol_apply(Bv, v, Yk, Lk)
+    x = e
+    for _ in range(terms):
+        e = mu * _chol_apply(e @ B, e, Yk, Lk)  # B is symmetric: e @ B = B e
+        x = x + e
+    return x
+
+
 def cached_factor_solve(state: GuoState, V: Any, lam: float) -> jax.Array:
     """Solve with the maintained factor of a ``update="cached"`` state, per head.
 
@@ -262,6 +308,22 @@ def cached_factor_solve(state: GuoState, V: Any, lam: float) -> jax.Array:
     V = jnp.asarray(V, state.W.dtype).reshape(state.W.shape)
     shift = lam * jnp.sum(state.mask)
     kb = _bucket(int(state.buf_count), state.proj_buf.shape[1])
+    if state.inv is not None:
+        # factor="cholesky": the Neumann series in the shift, run to convergence
+        mu = lam * state.buf_count
+        cols = []
+        for j in range(V.shape[1]):
+            B, Yk, Lk, v = (state.inv[j], state.proj_buf[j, :kb], state.cap_buf[j, :kb, :kb],
+                            V[:, j])
+            e = _chol_apply(B @ v, v, Yk, Lk)
+            x = e
+            for _ in range(200):
+                e = mu * _chol_apply(B @ e, e, Yk, Lk)
+                x = x + e
+                if float(jnp.linalg.norm(e)) <= 1e-17 * float(jnp.linalg.norm(x)):
+                    break
+            cols.append(x)
+        return jnp.stack(cols, axis=1)
 
     def head(lam_k, Q, P, v):
         x, _ = _eig_woodbury(lam_k, P[:kb], shift, v @ Q)
@@ -297,7 +359,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                       diagnose: bool = False, auto_retrain: bool = False,
                       update: str = "auto", max_rank: int = 128,
                       refresh_cost_ratio: float | None = 0.25,
-                      remeasure: bool = False) -> GuoUnlearner:
+                      remeasure: bool = False, factor: str = "eigh",
+                      neumann_terms: int = 2) -> GuoUnlearner:
     r"""Guo et al. (2020) certified removal for logistic (binary / one-vs-rest) and ridge models.
 
     Args:
@@ -345,6 +408,17 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         ``b`` (fewer retrains). With ``update="cached"`` it also replaces the refresh policy:
         budget the staleness bound spends is won back by the next measurement, so the
         factorisation is refreshed only before a request that a stale step cannot serve.
+      factor: the maintained factorisation of ``update="cached"``: ``"eigh"`` (an
+        eigendecomposition absorbs the regulariser's shift exactly; the capacitance is
+        rebuilt per request, ``O(d k^2)``; a fold costs an ``O(d^3)`` eigendecomposition) or
+        ``"cholesky"`` (the inverse at a fixed shift through a Cholesky factor, a
+        capacitance extended by one Cholesky row per removed row, ``O(d k)``, and a Neumann
+        series for the shift's drift; a fold or refresh factorises about 4x faster). Both
+        measure the step's residual against the stored curvature and charge it
+        (``proofs/cached_factors.md`` §5).
+      neumann_terms: terms of that series after the first (``factor="cholesky"``): each is
+        one pass over the ``d x d`` inverse and divides the solve's error by at least
+        ``n_f / t`` (``t`` rows removed since the fold, ``n_f`` present then).
 
     Returns:
       A :class:`GuoUnlearner` (an :class:`~certun.unlearners.base.Unlearner`):
@@ -370,6 +444,12 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         update = "cached" if lossf.name == "squared" else "pcg"
     cached = update == "cached"
     max_rank = _validate.integer(max_rank=max_rank, minimum=1)
+    factor = _validate.choice(("eigh", "cholesky"), factor=factor)
+    neumann_terms = _validate.integer(neumann_terms=neumann_terms, minimum=0)
+    chol = factor == "cholesky"
+    if chol and not cached:
+        raise _validate.ValidationError(
+            "factor='cholesky' is a factorisation of update='cached'; pass update='cached'")
     if not isinstance(remeasure, bool):
         raise _validate.ValidationError(f"remeasure must be True or False, got {remeasure!r}")
     if refresh_cost_ratio is not None:
@@ -423,6 +503,24 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         G = glm.curvature_gram(lossf, W, X, Y, mask)
         w, Q = jax.vmap(jnp.linalg.eigh)(G)
         return G, w, Q
+
+    def _shifted_inverse(curv, n):
+        # factor="cholesky": (curv_k + lam n I)^{-1} per head
+        eye = jnp.eye(curv.shape[-1], dtype=curv.dtype)
+        return jax.vmap(_chol_inverse)(curv + (lam * n) * eye)
+
+    @jax.jit
+    def _factor_inv(W, X, Y, mask):
+        G = glm.curvature_gram(lossf, W, X, Y, mask)
+        return G, _shifted_inverse(G, jnp.sum(mask))
+
+    def _factorise(W, X, Y, mask) -> dict:
+        """The factorisation fields of a state made at ``W`` on the rows of ``mask``."""
+        if chol:
+            G, inv = _factor_inv(W, X, Y, mask)
+            return dict(curv=G, eigvals=None, eigvecs=None, inv=inv)
+        G, w, Q = _factor(W, X, Y, mask)
+        return dict(curv=G, eigvals=w, eigvecs=Q)
 
     def _step_common(state, idx):
         X, Y, W = state.X, state.Y, state.W
@@ -565,15 +663,56 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             return (dlt, P, jnp.sum(res * res), ok, dlt @ Ad,
                     uk @ Adu[1] - jnp.sum(hb * bu * bu), jnp.sum(bd * bd), jnp.sum(bu * bu))
 
-        args = (state.eigvecs, state.eigvals, state.curv, state.proj_buf, Delta.T, h_new.T,
-                hbuf.T, U.T)
+        mu = lam * (k + m)  # factor="cholesky": shift at the fold minus the shift now
+
+        def head_chol(B, A, Yb, Lc, dk, hk_new, hk, uk):
+            # one pass over B for B Delta_k and B x_j; the capacitance C = I - P B P^T of the
+            # buffered rows P (rows sqrt(h_j) x_j) gains the new rows' Cholesky rows
+            BV = jnp.concatenate([dk[None, :], xu], axis=0) @ B
+            y_new = BV[1:] * jnp.sqrt(hk_new)[:, None]  # rows B p_j of the new rows
+            Yb = lax.dynamic_update_slice(Yb, y_new, (k, zero))
+            Yk = Yb[:kb]
+            Pk = rows_k * jnp.sqrt(hk[:kb])[:, None]
+            col = Pk @ y_new.T  # (kb, m): p_i^T B p_j
+            old = (jnp.arange(kb) < k)[:, None]
+            Z = jax.scipy.linalg.solve_triangular(Lc[:kb, :kb], jnp.where(old, -col, 0.0),
+                                                  lower=True)
+            C22 = jnp.eye(m, dtype=dk.dtype) - lax.dynamic_slice(col, (k, zero), (m, m))
+            L22 = jnp.linalg.cholesky(0.5 * (C22 + C22.T) - Z.T @ Z)
+            Lc = lax.dynamic_update_slice(Lc, lax.dynamic_update_slice(Z.T, L22, (zero, k)),
+                                          (k, zero))
+            ok = jnp.all(jnp.isfinite(L22)) & jnp.all(jnp.diagonal(L22) > 0)
+            dlt = _chol_neumann(B, Yk, Lc[:kb, :kb], mu, dk, BV[0], neumann_terms)
+            Adu = jnp.stack([dlt, uk]) @ A  # rows: curv^T delta, curv^T u
+            bd, bu = rows_k @ dlt, rows_k @ uk
+            hb = hk[:kb]
+            Ad = Adu[0] - (hb * bd) @ rows_k  # A' delta, A' the curvature of the remaining rows
+            res = Ad + shift * dlt - dk
+            return (dlt, Yb, Lc, jnp.sum(res * res), ok, dlt @ Ad,
+                    uk @ Adu[1] - jnp.sum(hb * bu * bu), jnp.sum(bd * bd), jnp.sum(bu * bu))
+
+        if chol:
+            args = (state.inv, state.curv, state.proj_buf, state.cap_buf, Delta.T, h_new.T,
+                    hbuf.T, U.T)
+            fn = head_chol
+        else:
+            args = (state.eigvecs, state.eigvals, state.curv, state.proj_buf, Delta.T, h_new.T,
+                    hbuf.T, U.T)
+            fn = head
+        caps = None
         if K <= 2:  # unrolled: matrix-vector passes (XLA:CPU's thin GEMMs are slower)
-            outs = [head(*(a[j] for a in args)) for j in range(K)]
+            outs = [fn(*(a[j] for a in args)) for j in range(K)]
+            if chol:
+                caps = jnp.stack([o[2] for o in outs])
+                outs = [o[:2] + o[3:] for o in outs]
             delta = jnp.stack([o[0] for o in outs], axis=1)
             proj = jnp.stack([o[1] for o in outs])
             res2, oks, a_dd, a_uu, bdd, buu = (jnp.stack([o[i] for o in outs])
                                                for i in range(2, 8))
-        else:  # one-vs-rest: vmapped over heads
+        elif chol:  # one-vs-rest: vmapped over heads
+            dT, proj, caps, res2, oks, a_dd, a_uu, bdd, buu = jax.vmap(head_chol)(*args)
+            delta = dT.T
+        else:
             dT, proj, res2, oks, a_dd, a_uu, bdd, buu = jax.vmap(head)(*args)
             delta = dT.T
         res = jnp.sqrt(jnp.sum(res2))
@@ -593,7 +732,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             solver_residual=res, code=code, steps=jnp.int32(0),
         )
         big = dict(W_new=W_new, mask_new=mask_new, rows_buf=rows, h_buf=hbuf,
-                   proj_buf=proj, buf_count=k + m,
+                   proj_buf=proj, buf_count=k + m, cap_buf=caps,
                    params=W_new[:, 0] if W_new.shape[1] == 1 else W_new,
                    n_removed=state.n_removed + m, requests=state.requests + 1,
                    steps_since_factor=state.steps_since_factor + 1)
@@ -614,11 +753,19 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         mask_new = state.mask.at[idx].set(0.0)
         shift = lam * (jnp.sum(state.mask) - m)
         Delta = xu.T @ lossf.d1(xu @ W, yu) + m * lam * W
-        G, w, Q = _factor(W, X, Y, mask_new)
-        ws = w + shift
-        pd = jnp.all(ws > 0)
-        delta = jnp.einsum("kdi,ki->dk", Q, jnp.einsum("dk,kdi->ki", Delta, Q)
-                           / jnp.where(ws > 0, ws, 1.0))
+        if chol:
+            G = glm.curvature_gram(lossf, W, X, Y, mask_new)
+            inv = _shifted_inverse(G, jnp.sum(mask_new))
+            pd = jnp.all(jnp.isfinite(inv))
+            delta = jnp.einsum("kde,ek->dk", inv, Delta)
+            w = Q = None
+        else:
+            G, w, Q = _factor(W, X, Y, mask_new)
+            inv = None
+            ws = w + shift
+            pd = jnp.all(ws > 0)
+            delta = jnp.einsum("kdi,ki->dk", Q, jnp.einsum("dk,kdi->ki", Delta, Q)
+                               / jnp.where(ws > 0, ws, 1.0))
         Gd = jnp.einsum("kde,ek->dk", G, delta)
         res = Gd + shift * delta - Delta
         gram_new = state.gram - xu.T @ xu
@@ -636,7 +783,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                      steps=jnp.int32(0))
         big = dict(W_new=W_new, mask_new=mask_new, params=W_new[:, 0] if K == 1 else W_new,
                    n_removed=state.n_removed + m, requests=state.requests + 1,
-                   curv=G, eigvals=w, eigvecs=Q, gram_new=gram_new,
+                   curv=G, eigvals=w, eigvecs=Q, inv=inv, gram_new=gram_new,
                    steps_since_factor=jnp.asarray(1, jnp.int32))
         return _pack(small, W_new.shape[1]), big
 
@@ -646,8 +793,11 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         R = state.rows_buf
         curv = state.curv - jnp.einsum("ck,cd,ce->kde", state.h_buf, R, R)
         curv = 0.5 * (curv + jnp.swapaxes(curv, 1, 2))
+        gram = state.gram - jnp.einsum("cd,ce->de", R, R)
+        if chol:
+            return dict(curv=curv, inv=_shifted_inverse(curv, jnp.sum(state.mask))), gram
         w, Q = jax.vmap(jnp.linalg.eigh)(curv)
-        return curv, w, Q, state.gram - jnp.einsum("cd,ce->de", R, R)
+        return dict(curv=curv, eigvals=w, eigvecs=Q), gram
 
     @jax.jit
     def _scalars(v):
@@ -698,7 +848,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             )
         W = fitres.params
         r0 = _measured_residual(W, X, Y, b, mask)
-        G, w, Q = _factor(W, X, Y, mask)
+        fac = _factorise(W, X, Y, mask)
         f = jnp.asarray
         if reuse is not None:
             # a retrain: the Gram matrix of the remaining rows, ||X||_F^2 and the bound on
@@ -713,8 +863,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             gram_err = ((X.shape[0] + 2) * UNIT_ROUNDOFF / (1 - (X.shape[0] + 2) * UNIT_ROUNDOFF)
                         * fro2)
         st = GuoState(
-            X=X, Y=Y, mask=mask, W=W, b=b, W_factor=W, factor_mask=mask, curv=G, eigvals=w,
-            eigvecs=Q, gram=f(gram, X.dtype), gram_err=_scalar(gram_err),
+            X=X, Y=Y, mask=mask, W=W, b=b, W_factor=W, factor_mask=mask, **fac,
+            gram=f(gram, X.dtype), gram_err=_scalar(gram_err),
             x_spectral=_scalar(xs_value), fro2=_scalar(fro2), residual_bound=_scalar(r0),
             train_grad_norm=_scalar(r0),
             n_removed=f(n_removed, jnp.int32), requests=f(requests, jnp.int32),
@@ -730,10 +880,14 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         return jnp.asarray(float(x), jnp.float64)
 
     def _empty_buffers(d: int, K: int, dtype) -> dict:
-        return dict(rows_buf=jnp.zeros((max_rank, d), dtype), h_buf=jnp.zeros((max_rank, K), dtype),
-                    proj_buf=jnp.zeros((K, max_rank, d), dtype),
-                    buf_count=jnp.asarray(0, jnp.int32), stale_sum=_scalar(0.0),
-                    drift_sum=_scalar(0.0))
+        out = dict(rows_buf=jnp.zeros((max_rank, d), dtype), h_buf=jnp.zeros((max_rank, K), dtype),
+                   proj_buf=jnp.zeros((K, max_rank, d), dtype),
+                   buf_count=jnp.asarray(0, jnp.int32), stale_sum=_scalar(0.0),
+                   drift_sum=_scalar(0.0))
+        if chol:
+            out["cap_buf"] = jnp.broadcast_to(jnp.eye(max_rank, dtype=dtype),
+                                              (K, max_rank, max_rank))
+        return out
 
     def _place(state: GuoState) -> GuoState:
         """Lay the state out for data parallelism when its rows are sharded over a mesh.
@@ -761,9 +915,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         With ``update="cached"`` the Gram matrix is downdated by the buffered rows and the
         buffer emptied; the residual bound is unchanged (a refresh moves no parameter).
         """
-        G, w, Q = _factor(state.W, state.X, state.Y, state.mask)
-        new = state._replace(W_factor=state.W, factor_mask=state.mask, curv=G, eigvals=w,
-                             eigvecs=Q, steps_since_factor=jnp.asarray(0, jnp.int32))
+        new = state._replace(W_factor=state.W, factor_mask=state.mask,
+                             steps_since_factor=jnp.asarray(0, jnp.int32),
+                             **_factorise(state.W, state.X, state.Y, state.mask))
         if state.rows_buf is not None:
             k = int(state.buf_count)
             fro2 = float(state.fro2)
@@ -780,15 +934,14 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         Used when the buffer is full: no pass over the data, ``W_factor`` and the
         staleness accounting are unchanged; the buffer is emptied.
         """
-        curv, w, Q, gram = _fold(state)
+        fac, gram = _fold(state)
         k = int(state.buf_count)
         gram_err = float(state.gram_err) + (k + 2) * UNIT_ROUNDOFF * (k + float(state.fro2))
         d, K = state.W.shape
         bufs = _empty_buffers(d, K, state.X.dtype)
         bufs["stale_sum"], bufs["drift_sum"] = state.stale_sum, state.drift_sum
-        return _place(state._replace(curv=curv, eigvals=w, eigvecs=Q, gram=gram,
-                                     gram_err=_scalar(gram_err), factor_mask=state.mask,
-                                     **bufs))
+        return _place(state._replace(gram=gram, gram_err=_scalar(gram_err),
+                                     factor_mask=state.mask, **fac, **bufs))
 
     def init(X: Any, y: Any, key: jax.Array, num_classes: int | None = None,
              mesh: jax.sharding.Mesh | None = None) -> GuoState:
@@ -1034,10 +1187,26 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         """
         del key
         t0 = time.perf_counter()
+        _check_kind(state)
         n_total = int(state.X.shape[0])
         removed = _removed_rows(state)
         idx_np = _validate.forget_indices(indices, n_total, already_removed=removed)
         return _serve(state, idx_np, t0, allow_refresh=True, removed=removed)
+
+    def _check_kind(state: GuoState) -> None:
+        made = ("none" if state.proj_buf is None
+                else "cholesky" if state.inv is not None else "eigh")
+        want = factor if cached else "none"
+        if made != want:
+            raise _validate.ValidationError(
+                f"state: made by an unlearner with update={'cached' if made != 'none' else 'pcg'!r}"
+                + (f", factor={made!r}" if made != "none" else "")
+                + f"; this one has update={update!r}" + (f", factor={factor!r}" if cached else "")
+                + ": use the unlearner (or configuration) that made the state")
+        if cached and state.rows_buf.shape[0] != max_rank:
+            raise _validate.ValidationError(
+                f"state: its buffer holds {state.rows_buf.shape[0]} rows but this unlearner has "
+                f"max_rank={max_rank}: use the unlearner (or configuration) that made the state")
 
     def _serve(state: GuoState, idx_np: np.ndarray, t0: float, allow_refresh: bool,
                refreshed: str | None = None, t_maint: float = 0.0,
@@ -1117,11 +1286,13 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         if oversized:
             new_state = new_state._replace(
                 W_factor=state.W, factor_mask=big["mask_new"], curv=big["curv"],
-                eigvals=big["eigvals"], eigvecs=big["eigvecs"], gram=big["gram_new"],
-                gram_err=g_dev, steps_since_factor=jnp.asarray(1, jnp.int32))
+                eigvals=big["eigvals"], eigvecs=big["eigvecs"], inv=big["inv"],
+                gram=big["gram_new"], gram_err=g_dev,
+                steps_since_factor=jnp.asarray(1, jnp.int32))
         elif cached:
             new_state = new_state._replace(rows_buf=big["rows_buf"], h_buf=big["h_buf"],
-                                           proj_buf=big["proj_buf"], buf_count=big["buf_count"])
+                                           proj_buf=big["proj_buf"], buf_count=big["buf_count"],
+                                           cap_buf=big["cap_buf"])
         else:
             new_state = new_state._replace(gram=big["gram_new"], gram_err=g_dev)
         if remeasure and solver_ok and x64 and R_new > budget_total:
@@ -1263,6 +1434,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
           state: the current state.
           candidates: 1-D distinct row indices still present.
         """
+        _check_kind(state)
         n_total = int(state.X.shape[0])
         cand = np.asarray(candidates)
         _validate.forget_indices(cand, n_total, name="candidates",

@@ -48,11 +48,16 @@ def digits38():
     return load_digits_3v8()
 
 
-@pytest.fixture(scope="module")
-def cached(digits38):
-    """One cached-factor unlearner (compiled once for the module) and its trained state."""
+@pytest.fixture(scope="module", params=["eigh", "cholesky"])
+def cached(digits38, request):
+    """A cached-factor unlearner per factorisation (compiled once for the module), its state.
+
+    ``factor="cholesky"`` runs its Neumann series far enough (12 terms: ratio <= 16/267) to
+    compare with exact solves at 1e-10; the default's truncation is tested on its own.
+    """
+    extra = dict(factor="cholesky", neumann_terms=12) if request.param == "cholesky" else {}
     unl = certified_removal(lam=LAM, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
-                            max_rank=16, refresh_cost_ratio=None)
+                            max_rank=16, refresh_cost_ratio=None, **extra)
     return unl, unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
 
 
@@ -318,8 +323,9 @@ def test_refresh_policy_rule_and_budget_refresh(digits38, cached):
     used_stale = R + charge_stale
     assert used_fresh < used_stale
     sigma = (used_fresh + used_stale) / 2 * np.sqrt(2 * np.log(1.5 / 1e-4)) / 8.0
+    same = dict(factor="cholesky", neumann_terms=12) if st.inv is not None else {}
     mid = certified_removal(lam=1e-2, sigma=sigma, epsilon=8.0, delta=1e-4, update="cached",
-                            refresh_cost_ratio=None)
+                            max_rank=16, refresh_cost_ratio=None, **same)
     out = mid.unlearn(st, [31])
     assert out.outcome == "unlearned" and out.diagnostics["refreshed"] == "budget"
     np.testing.assert_allclose(np.asarray(out.params), np.asarray(fresh.params), rtol=1e-12)
@@ -459,3 +465,62 @@ def test_host_mirror_never_serves_stale_scalars(cached):
     moved = a._replace(mask=a.mask.at[41].set(0.0))  # row 41 removed behind the mirror's back
     with pytest.raises(ValueError, match="already removed"):
         unl.unlearn(moved, [41])
+
+
+@pytest.mark.parametrize("terms", [0, 1, 2])
+def test_cholesky_neumann_error_within_its_tail_bound(digits38, terms):
+    """``factor="cholesky"``: the step's error is within the Neumann tail bound.
+
+    Against the exact stale step the relative error is at most ``q^(J+1) / (1 - q)``,
+    ``q = mu / lambda_min(T_0)``, and the residual is the one measured and charged
+    (proofs/cached_factors.md §5).
+    """
+    lam = LAM
+    unl = certified_removal(lam=lam, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached",
+                            max_rank=16, refresh_cost_ratio=None, factor="cholesky",
+                            neumann_terms=terms)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    worst = 0.0
+    for idx in ([4], [10, 11, 12], [30], [31], [40, 41]):
+        W, Wf = np.asarray(st.W), np.asarray(st.W_factor)
+        mask = np.asarray(st.mask).copy()
+        t = int(st.buf_count) + len(idx)  # rows removed since the factorisation
+        mask[idx] = 0
+        H = _dense_hessian(st, lam, Wf, mask=mask)[0]  # T = T_0 - mu I
+        mu = lam * t
+        q = mu / np.linalg.eigvalsh(H + mu * np.eye(H.shape[0]))[0]
+        Delta = _removed_grad(st, idx, lam, W)[0]
+        exact = np.linalg.solve(H, Delta)
+        res = unl.unlearn(st, idx)
+        assert res.outcome == "unlearned" and res.certificate.valid
+        delta = np.asarray(res.params) - W[:, 0]
+        err = np.linalg.norm(delta - exact) / np.linalg.norm(exact)
+        assert err <= q ** (terms + 1) / (1 - q) * (1 + 1e-6) + 1e-13
+        worst = max(worst, err)
+        resid = np.linalg.norm(H @ delta - Delta)
+        assert res.diagnostics["step_solver_residual"] == pytest.approx(resid, rel=1e-6, abs=1e-13)
+        st = res.state
+    assert worst > (1e-12 if terms < 2 else 0.0)  # the truncation is real, and bounded
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(update="cached", factor="qr"), "factor"),
+    (dict(update="pcg", factor="cholesky"), "update='cached'"),
+    (dict(update="cached", factor="cholesky", neumann_terms=-1), "neumann_terms"),
+])
+def test_bad_factor_options_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4, **kwargs)
+
+
+def test_a_state_is_served_only_by_an_unlearner_of_its_kind(digits38):
+    X, y = digits38.X_train[:120], digits38.y_train[:120]
+    kw = dict(lam=LAM, sigma=10.0, epsilon=8.0, delta=1e-4)
+    eigh = certified_removal(**kw, update="cached", max_rank=16)
+    st = eigh.init(X, y, jax.random.key(0))
+    for other, match in ((certified_removal(**kw, update="cached", max_rank=16,
+                                            factor="cholesky"), "factor='eigh'"),
+                         (certified_removal(**kw, update="pcg"), "update='cached'"),
+                         (certified_removal(**kw, update="cached", max_rank=32), "max_rank=32")):
+        with pytest.raises(ValueError, match=match):
+            other.unlearn(st, [3])
