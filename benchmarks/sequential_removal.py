@@ -186,7 +186,7 @@ def run_cached(args, X, y, order, workdir: Path) -> dict:
                train_tol=args.train_tol, train_method=args.train_method, update="cached",
                max_rank=args.max_rank,
                refresh_cost_ratio=args.refresh_cost_ratio, auto_retrain=True,
-               remeasure=args.remeasure)
+               remeasure=args.remeasure, factor=args.factor, neumann_terms=args.neumann_terms)
     if args.gamma is not None:
         cfg["gamma"] = args.gamma
     t0 = time.perf_counter()
@@ -332,7 +332,10 @@ def run_pcg(args, state0, order) -> dict:
     unl = certified_removal(lam=args.lam, sigma=args.sigma, epsilon=args.epsilon,
                             delta=args.delta, train_tol=args.train_tol, update="pcg")
     st = state0._replace(rows_buf=None, h_buf=None, proj_buf=None, buf_count=None, drift_sum=None,
-                         stale_sum=None)
+                         stale_sum=None, inv=None, cap_buf=None)
+    if st.eigvals is None:  # a factor="cholesky" state: the PCG path preconditions with eigh
+        w, Q = jax.vmap(jnp.linalg.eigh)(st.curv)
+        st = st._replace(eigvals=w, eigvecs=Q)
     spare = int(order[-2])
     jax.block_until_ready(unl.unlearn(unl.unlearn(st, [spare]).state, [int(order[-3])]).params)
     ts, charges, its = [], [], []
@@ -419,7 +422,8 @@ def device_worker(args) -> dict:
                             delta=args.delta, train_tol=args.train_tol,
                             train_method=args.train_method, update="cached",
                             max_rank=args.max_rank, refresh_cost_ratio=args.refresh_cost_ratio,
-                            auto_retrain=True)
+                            auto_retrain=True, remeasure=args.remeasure, factor=args.factor,
+                            neumann_terms=args.neumann_terms)
     t0 = time.perf_counter()
     st = unl.init(X, y, jax.random.key(args.seed), mesh=mesh)
     jax.block_until_ready(st.W)
@@ -489,7 +493,7 @@ def report(r: dict) -> str:
              f"lambda={cfg['lam']:g}, sigma={cfg['sigma']:g}, eps={cfg['epsilon']:g}, "
              f"delta={cfg['delta']:g}, {dd['requests']} requests, float64, "
              f"kappa={cfg['refresh_cost_ratio']:g}, max_rank={cfg['max_rank']}, "
-             f"remeasure={cfg.get('remeasure', False)}"
+             f"remeasure={cfg.get('remeasure', False)}, factor={cfg.get('factor', 'eigh')}"
              + (f", gamma={cfg['gamma']:g}" if cfg.get("gamma") is not None else ""))
     L.append("")
     L.append("| method | per removal (ms) | note |")
@@ -582,6 +586,10 @@ def main(argv=None) -> int:
     p.add_argument("--train-tol", type=float, default=1e-10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rank", type=int, default=128)
+    p.add_argument("--factor", choices=("eigh", "cholesky"), default="cholesky",
+                   help="certified_removal(factor=...) of the cached path (default %(default)s)")
+    p.add_argument("--neumann-terms", type=int, default=2,
+                   help="certified_removal(neumann_terms=...) with --factor cholesky")
     p.add_argument("--remeasure", action=argparse.BooleanOptionalAction, default=True,
                    help="certified_removal(remeasure=...): measure the residual when the "
                         "accumulated bound would exceed the budget (default on)")

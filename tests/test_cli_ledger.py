@@ -100,11 +100,13 @@ def test_status_json_has_no_private_field_after_retrain(tmp_path, capsys):
 
 def test_train_remeasure_serves_what_the_bounds_would_retrain(tmp_path, capsys):
     used = {}
-    for flag in ((), ("--remeasure",)):
+    for flag in ((), ("--remeasure", "--factor", "cholesky")):
         led = tmp_path / f"led{len(flag)}"
         code, _, _ = _run(capsys, "train", "--dataset", "breast_cancer", "--sigma", "0.05",
                           "--out", str(led), *flag)
-        assert code == 0 and Ledger.open(led).config.get("remeasure", False) == bool(flag)
+        cfg = Ledger.open(led).config
+        assert code == 0 and cfg.get("remeasure", False) == bool(flag)
+        assert cfg.get("factor", "eigh") == ("cholesky" if flag else "eigh")
         code, out, _ = _run(capsys, "forget", str(led), "--index", "0", "1", "2", "3", "--json")
         rec = json.loads(out)
         assert code == 0 and rec["certificate"]["status"] == "holds" and _leaks(rec) == []
@@ -137,6 +139,8 @@ def test_ridge_ledger(tmp_path, capsys):
     (["train", "--dataset", "digits_3v8", "--out", "{led}"], "--out"),
     (["train", "--dataset", "diabetes", "--out", "{new}"], "--model"),
     (["train", "--dataset", "digits_3v8", "--model", "ridge", "--out", "{new}"], "--model"),
+    (["train", "--dataset", "digits_3v8", "--update", "pcg", "--factor", "cholesky", "--out",
+      "{new}"], "--factor"),
     (["train", "--dataset", "digits_3v8", "--epsilon", "20", "--out", "{new}"], "--epsilon"),
 ])
 def test_bad_arguments_exit_2_with_one_line(trained, tmp_path, capsys, argv, arg):
