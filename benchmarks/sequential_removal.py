@@ -212,8 +212,11 @@ def run_cached(args, X, y, order, workdir: Path) -> dict:
             "maint": float(dg.get("seconds_maintenance", 0.0)),
             "refresh_before": dg.get("refreshed"), "refresh_after": dg.get("refreshed_after"),
             "remeasure": float(dg.get("seconds_remeasure", 0.0)),
-            "charge": (dg["residual_bound_after"] - dg["residual_bound_before"])
-            if res.outcome == "unlearned" else None,
+            # what the step charged (remainder + solve residual + rounding); with remeasure the
+            # bound may then restart lower, which "remeasured" records
+            "charge": (dg["step_remainder_bound"] + dg["step_solver_residual"]
+                       + dg["step_rounding_allowance"]) if res.outcome == "unlearned" else None,
+            "remeasured_to": dg.get("residual_remeasured"),
             "remainder": dg.get("step_remainder_bound"), "spectral": dg.get("step_spectral_bound"),
             "dd": dg.get("step_data_dependent_bound"), "stale": dg.get("step_staleness_bound"),
             "used": res.certificate.budget.used, "valid": res.certificate.valid,
@@ -295,7 +298,10 @@ def run_cached(args, X, y, order, workdir: Path) -> dict:
         "all_valid": all(r["valid"] for r in rows + rows_d),
         "per_request": {k: [r_[k] for r_ in rows] for k in ("outcome", "compute", "save", "maint",
                                                            "refresh_before", "refresh_after",
-                                                           "charge", "stale", "dd", "used")},
+                                                           "charge", "stale", "dd", "used",
+                                                           "remeasured_to")},
+        "remeasured_values": [r_["remeasured_to"] for r_ in rows_d
+                              if r_["remeasured_to"] is not None],
         "per_request_direct": {k: [r_[k] for r_ in rows_d]
                                for k in ("outcome", "compute", "maint", "refresh_before",
                                          "refresh_after")},
@@ -549,6 +555,10 @@ def report(r: dict) -> str:
              f"charged S + DD would be {c['spectral_mean']:.3e}), exact-Hessian PCG "
              f"{pcg['charge_mean']:.3e}; budget {r['budget']:.4g}; certificates all valid: "
              f"{c['all_valid']}")
+    if c.get("remeasured_values"):
+        rv = c["remeasured_values"]
+        L.append(f"remeasured residuals (back to back): {len(rv)}, from {min(rv):.3g} to "
+                 f"{max(rv):.3g}; each replaced an accumulated bound above the budget")
     if c["exact_over_charged"]:
         eo, es = c["exact_over_charged"], c["exact_over_spectral"]
         L.append(f"exact remainder / charged remainder over {len(c['remainder_samples'])} sampled "
