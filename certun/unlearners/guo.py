@@ -143,11 +143,12 @@ class GuoState(NamedTuple):
         of those requests (the refresh policy's inputs). In that mode ``gram`` is the Gram matrix of
         the rows present at the factorisation (the rows in ``rows_buf`` are subtracted
         lazily) and ``curv`` is never downdated.
-      inv, cap_buf: only with ``factor="cholesky"`` (then ``eigvals``/``eigvecs`` are
-        ``None``): ``(K, d, d)`` inverse ``(curv_k + lam n_f I)^{-1}`` at the last
-        factorisation or fold (``n_f`` rows present then), and ``(K, cap, cap)`` Cholesky
-        factors of the Woodbury capacitance ``I - P_k inv_k P_k^T`` of the buffered rows
-        (identity beyond ``buf_count``); ``proj_buf`` then holds ``inv_k x_j sqrt(h_jk)``.
+      inv, cap_buf, inv_rows: only with ``factor="cholesky"`` (then ``eigvals``/``eigvecs``
+        are ``None``): ``(K, d, d)`` inverse ``(curv_k - sum_folded h x x^T + lam n_f I)^{-1}``
+        at the shift of ``n_f = inv_rows`` rows (the rows present when it was last inverted;
+        folds in between update it by Woodbury at that shift), and ``(K, cap, cap)``
+        Cholesky factors of the Woodbury capacitance ``I - P_k inv_k P_k^T`` of the buffered
+        rows (identity beyond ``buf_count``); ``proj_buf`` then holds ``inv_k x_j sqrt(h_jk)``.
     """
 
     X: jax.Array
@@ -179,6 +180,7 @@ class GuoState(NamedTuple):
     drift_sum: jax.Array | None = None
     inv: jax.Array | None = None
     cap_buf: jax.Array | None = None
+    inv_rows: jax.Array | None = None
 
 
 class WhatIf(NamedTuple):
@@ -256,6 +258,12 @@ def _eig_woodbury(eigvals: jax.Array, Pm: jax.Array, shift: jax.Array, y: jax.Ar
     return dinv * (y + jnp.einsum("c,cd->d", z, Pm)), ok
 
 
+#: ``factor="cholesky"``: a fold updates the inverse by Woodbury at its shift while the
+#: rows removed since it was inverted, plus a full buffer, stay within this fraction of the
+#: rows then (the Neumann ratio ``q``; ``proofs/cached_factors.md`` §5); else it re-inverts.
+_REINVERT_RATIO = 0.05
+
+
 def _chol_inverse(A: jax.Array) -> jax.Array:
     """``A^{-1}`` of a symmetric matrix through its Cholesky factor (NaN where not PD)."""
     L = jnp.linalg.cholesky(0.5 * (A + A.T))
@@ -310,7 +318,7 @@ def cached_factor_solve(state: GuoState, V: Any, lam: float) -> jax.Array:
     kb = _bucket(int(state.buf_count), state.proj_buf.shape[1])
     if state.inv is not None:
         # factor="cholesky": the Neumann series in the shift, run to convergence
-        mu = lam * state.buf_count
+        mu = lam * (state.inv_rows - jnp.sum(state.mask))
         cols = []
         for j in range(V.shape[1]):
             B, Yk, Lk, v = (state.inv[j], state.proj_buf[j, :kb], state.cap_buf[j, :kb, :kb],
@@ -512,13 +520,14 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
     @jax.jit
     def _factor_inv(W, X, Y, mask):
         G = glm.curvature_gram(lossf, W, X, Y, mask)
-        return G, _shifted_inverse(G, jnp.sum(mask))
+        n = jnp.sum(mask)
+        return G, _shifted_inverse(G, n), n.astype(jnp.int32)
 
     def _factorise(W, X, Y, mask) -> dict:
         """The factorisation fields of a state made at ``W`` on the rows of ``mask``."""
         if chol:
-            G, inv = _factor_inv(W, X, Y, mask)
-            return dict(curv=G, eigvals=None, eigvecs=None, inv=inv)
+            G, inv, n = _factor_inv(W, X, Y, mask)
+            return dict(curv=G, eigvals=None, eigvecs=None, inv=inv, inv_rows=n)
         G, w, Q = _factor(W, X, Y, mask)
         return dict(curv=G, eigvals=w, eigvecs=Q)
 
@@ -663,7 +672,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             return (dlt, P, jnp.sum(res * res), ok, dlt @ Ad,
                     uk @ Adu[1] - jnp.sum(hb * bu * bu), jnp.sum(bd * bd), jnp.sum(bu * bu))
 
-        mu = lam * (k + m)  # factor="cholesky": shift at the fold minus the shift now
+        # factor="cholesky": the inverse's shift minus the shift now (rows removed since it)
+        mu = lam * (state.inv_rows - n_rem) if chol else None
 
         def head_chol(B, A, Yb, Lc, dk, hk_new, hk, uk):
             # one pass over B for B Delta_k and B x_j; the capacitance C = I - P B P^T of the
@@ -756,12 +766,13 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         if chol:
             G = glm.curvature_gram(lossf, W, X, Y, mask_new)
             inv = _shifted_inverse(G, jnp.sum(mask_new))
+            inv_rows = jnp.sum(mask_new).astype(jnp.int32)
             pd = jnp.all(jnp.isfinite(inv))
             delta = jnp.einsum("kde,ek->dk", inv, Delta)
             w = Q = None
         else:
             G, w, Q = _factor(W, X, Y, mask_new)
-            inv = None
+            inv = inv_rows = None
             ws = w + shift
             pd = jnp.all(ws > 0)
             delta = jnp.einsum("kdi,ki->dk", Q, jnp.einsum("dk,kdi->ki", Delta, Q)
@@ -783,7 +794,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                      steps=jnp.int32(0))
         big = dict(W_new=W_new, mask_new=mask_new, params=W_new[:, 0] if K == 1 else W_new,
                    n_removed=state.n_removed + m, requests=state.requests + 1,
-                   curv=G, eigvals=w, eigvecs=Q, inv=inv, gram_new=gram_new,
+                   curv=G, eigvals=w, eigvecs=Q, inv=inv, inv_rows=inv_rows, gram_new=gram_new,
                    steps_since_factor=jnp.asarray(1, jnp.int32))
         return _pack(small, W_new.shape[1]), big
 
@@ -795,7 +806,23 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         curv = 0.5 * (curv + jnp.swapaxes(curv, 1, 2))
         gram = state.gram - jnp.einsum("cd,ce->de", R, R)
         if chol:
-            return dict(curv=curv, inv=_shifted_inverse(curv, jnp.sum(state.mask))), gram
+            # Woodbury at the inverse's shift, O(d^2 k), while the drift the next buffer can
+            # reach keeps the Neumann ratio <= _REINVERT_RATIO; else invert afresh, O(d^3)
+            n = jnp.sum(state.mask)
+            drift = state.inv_rows - n
+
+            def woodbury(_):
+                def head(B, Y, L):
+                    Bn = B + Y.T @ jax.scipy.linalg.cho_solve((L, True), Y)
+                    return 0.5 * (Bn + Bn.T)
+                return jax.vmap(head)(state.inv, state.proj_buf, state.cap_buf), state.inv_rows
+
+            def reinvert(_):
+                return _shifted_inverse(curv, n), n.astype(jnp.int32)
+
+            inv, inv_rows = lax.cond(drift + max_rank <= _REINVERT_RATIO * state.inv_rows,
+                                     woodbury, reinvert, None)
+            return dict(curv=curv, inv=inv, inv_rows=inv_rows), gram
         w, Q = jax.vmap(jnp.linalg.eigh)(curv)
         return dict(curv=curv, eigvals=w, eigvecs=Q), gram
 
@@ -1287,6 +1314,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             new_state = new_state._replace(
                 W_factor=state.W, factor_mask=big["mask_new"], curv=big["curv"],
                 eigvals=big["eigvals"], eigvecs=big["eigvecs"], inv=big["inv"],
+                inv_rows=big["inv_rows"],
                 gram=big["gram_new"], gram_err=g_dev,
                 steps_since_factor=jnp.asarray(1, jnp.int32))
         elif cached:

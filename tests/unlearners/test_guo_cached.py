@@ -484,8 +484,8 @@ def test_cholesky_neumann_error_within_its_tail_bound(digits38, terms):
     for idx in ([4], [10, 11, 12], [30], [31], [40, 41]):
         W, Wf = np.asarray(st.W), np.asarray(st.W_factor)
         mask = np.asarray(st.mask).copy()
-        t = int(st.buf_count) + len(idx)  # rows removed since the factorisation
         mask[idx] = 0
+        t = int(st.inv_rows) - int(mask.sum())  # rows removed since the inverse was formed
         H = _dense_hessian(st, lam, Wf, mask=mask)[0]  # T = T_0 - mu I
         mu = lam * t
         q = mu / np.linalg.eigvalsh(H + mu * np.eye(H.shape[0]))[0]
@@ -524,3 +524,41 @@ def test_a_state_is_served_only_by_an_unlearner_of_its_kind(digits38):
                          (certified_removal(**kw, update="cached", max_rank=32), "max_rank=32")):
         with pytest.raises(ValueError, match=match):
             other.unlearn(st, [3])
+
+
+def test_cholesky_folds_by_woodbury_then_reinverts_and_stays_exact():
+    """Folds update the inverse by Woodbury at its shift while ``q`` allows, then re-invert.
+
+    With 12 Neumann terms the steps equal the ``eigh`` factor's to 1e-9 and the maintained
+    factor solves ``H(w_f; D_k)`` to 1e-10 throughout (proofs/cached_factors.md §5).
+    """
+    from certun.unlearners.guo import _REINVERT_RATIO
+
+    ds = synthetic_logistic(2000, 20, seed=3)
+    kw = dict(lam=1e-2, sigma=10.0, epsilon=8.0, delta=1e-4, update="cached", max_rank=16,
+              refresh_cost_ratio=None)
+    eig = certified_removal(**kw)
+    cho = certified_removal(**kw, factor="cholesky", neumann_terms=12)
+    se = eig.init(ds.X_train, ds.y_train, jax.random.key(1))
+    sc = cho.init(ds.X_train, ds.y_train, jax.random.key(1))
+    rng = np.random.default_rng(2)
+    order = rng.permutation(ds.X_train.shape[0])
+    woodbury = reinverted = 0
+    for i in range(120):
+        before = int(sc.inv_rows)
+        re_, rc = eig.unlearn(se, [int(order[i])]), cho.unlearn(sc, [int(order[i])])
+        assert re_.outcome == rc.outcome == "unlearned" and rc.certificate.valid
+        np.testing.assert_allclose(np.asarray(rc.params), np.asarray(re_.params), rtol=1e-9)
+        if rc.diagnostics["refreshed"] == "capacity":
+            if int(rc.state.inv_rows) == before:
+                woodbury += 1
+            else:
+                reinverted += 1
+                assert before - int(rc.state.inv_rows) > _REINVERT_RATIO * before - 16
+        se, sc = re_.state, rc.state
+        if i % 20 == 19:
+            H = _dense_hessian(sc, LAM, np.asarray(sc.W_factor))[0]
+            v = rng.standard_normal((20, 1))
+            x = np.asarray(cached_factor_solve(sc, v, LAM))[:, 0]
+            assert np.linalg.norm(H @ x - v[:, 0]) / np.linalg.norm(v) < 1e-10
+    assert woodbury >= 3 and reinverted >= 1
