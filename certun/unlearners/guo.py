@@ -59,8 +59,8 @@ request. For ridge the step is exact and no staleness arises. ``factor="cholesky
 the shifted inverse at a fixed shift instead (Cholesky), extends the capacitance's Cholesky
 factor by one row per removed row (``O(d k)``, never rebuilt) and sums a short Neumann series
 for the shift's drift; its folds are mostly Woodbury updates of the inverse, ~7x cheaper than
-an ``eigh`` (``proofs/cached_factors.md`` §5). ``remeasure=True`` replaces the accumulated bound by the
-measured residual (one gradient) when the budget would be exceeded
+an ``eigh`` (``proofs/cached_factors.md`` §5). ``remeasure=True`` replaces the accumulated
+bound by the measured residual (one gradient) when the budget would be exceeded
 (``proofs/guo2020_residual_bounds.md`` §5a).
 :meth:`GuoUnlearner.what_if` evaluates the budget each of many candidate removals would
 consume in one vmapped call.
