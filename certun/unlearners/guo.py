@@ -1457,7 +1457,10 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
 
         All candidates are evaluated in one jitted ``vmap`` of the step the next request
         would take (cached factor, first exact step, or PCG), followed by the same
-        host-side bounds as :func:`unlearn`. The state is not changed.
+        host-side bounds as :func:`unlearn`. The state is not changed. With
+        ``remeasure=True`` a candidate whose bound ``exceeds`` the budget may still be served
+        by :func:`unlearn` after it measures the residual (one gradient per request; not done
+        here, per candidate).
 
         Args:
           state: the current state.
