@@ -117,7 +117,7 @@ def test_ledger_path_equals_in_memory_path(data, tmp_path, extra):
         assert res.outcome == ref.outcome == "unlearned"
         remeasured += "residual_remeasured" in ref.diagnostics
         st = ref.state
-    assert remeasured == (2 if extra.get("remeasure") else 0)
+    assert (remeasured >= 1) if extra.get("remeasure") else (remeasured == 0)
     _assert_same_state(Ledger.open(led.path).state, st)
 
 

@@ -258,6 +258,11 @@ def _eig_woodbury(eigvals: jax.Array, Pm: jax.Array, shift: jax.Array, y: jax.Ar
     return dinv * (y + jnp.einsum("c,cd->d", z, Pm)), ok
 
 
+#: ``remeasure=True`` on the cached path: refresh after a measurement that leaves room for
+#: fewer than this many requests at the current charge (a measurement costs one gradient, a
+#: refresh ~50 of them at n = 12,000, d = 784: refreshing pays once they come this often).
+_REMEASURE_ROOM = 8
+
 #: ``factor="cholesky"``: a fold updates the inverse by Woodbury at its shift while the
 #: rows removed since it was inverted, plus a full buffer, stay within this fraction of the
 #: rows then (the Neumann ratio ``q``; ``proofs/cached_factors.md`` §5); else it re-inverts.
@@ -1400,6 +1405,12 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             if (refresh_cost_ratio is not None and s_t > 0
                     and t * s_hat - S_new >= refresh_cost_ratio * budget_total):
                 after = "policy"
+        elif (cached and "residual_remeasured" in bounds and bounds["step_staleness_bound"] > 0
+              and budget_total - R_new < _REMEASURE_ROOM * charge):
+            # remeasuring in place of the policy: when the room a measurement opened lasts
+            # fewer than _REMEASURE_ROOM requests at this charge, the staleness is costing a
+            # measurement every few requests and a refresh pays (guo2020_residual_bounds §5a)
+            after = "remeasure"
         if after is not None:
             t_r = time.perf_counter()
             new_state = jax.block_until_ready(refresh(new_state))

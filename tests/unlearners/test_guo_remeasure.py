@@ -114,3 +114,34 @@ def test_remeasure_that_does_not_fit_still_retrains(digits38):
 def test_remeasure_must_be_a_bool():
     with pytest.raises(ValidationError, match="remeasure must be True or False"):
         certified_removal(lam=LAM, sigma=1.0, epsilon=1.0, delta=1e-4, remeasure="yes")
+
+
+def test_remeasure_refreshes_when_the_room_it_opens_is_short(digits38):
+    """After a measurement that leaves room for < 8 requests at the charge, refresh."""
+    from certun.unlearners.guo import _REMEASURE_ROOM
+
+    unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update="cached",
+                            remeasure=True)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    fired = kept = 0
+    for i in range(60):
+        res = unl.unlearn(st, [i])
+        assert res.outcome == "unlearned" and res.certificate.valid
+        dg = res.diagnostics
+        if "residual_remeasured" in dg:
+            charge = (dg["step_remainder_bound"] + dg["step_solver_residual"]
+                      + dg["step_rounding_allowance"])
+            room = res.certificate.budget.total - res.certificate.budget.used
+            short = room < _REMEASURE_ROOM * charge and dg["step_staleness_bound"] > 0
+            assert (dg["refreshed_after"] == "remeasure") == short
+            if short:
+                fired += 1
+                assert int(res.state.steps_since_factor) == 0
+                np.testing.assert_array_equal(np.asarray(res.state.W_factor),
+                                              np.asarray(res.state.W))
+            else:
+                kept += 1
+        else:
+            assert dg["refreshed_after"] is None
+        st = res.state
+    assert fired >= 1
