@@ -648,6 +648,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         ``u^T A' u`` of the self-concordant bound), and one over the Gram matrix for
         ``||X_rem delta||`` and ``||X_rem u||`` (shared by the heads). Several vectors go
         through a matrix as the rows of one product: on XLA:CPU that costs one pass.
+        With ``factor="cholesky"`` only the solve differs (:func:`_chol_neumann`: ``1 + J``
+        passes over the inverse instead of the two over ``Q``, and an ``O(d k)`` capacitance
+        extension instead of the ``O(d k^2)`` rebuild); the measurement is shared.
         """
         X, Y, W = state.X, state.Y, state.W
         m = idx.shape[0]
@@ -665,23 +668,17 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         U = W - state.W_factor  # (d, K)
         K = W.shape[1]
 
-        def head(Q, lam_k, A, P, dk, hk_new, hk, uk):
-            yq = jnp.concatenate([dk[None, :], xu], axis=0) @ Q  # rows: Q^T Delta_k, Q^T x_j
-            P = lax.dynamic_update_slice(P, yq[1:] * jnp.sqrt(hk_new)[:, None], (k, zero))
-            xt, ok = _eig_woodbury(lam_k, P[:kb], shift, yq[0])
-            dlt = Q @ xt
-            Adu = jnp.stack([dlt, uk]) @ A  # rows: curv^T delta, curv^T u
-            bd, bu = rows_k @ dlt, rows_k @ uk
-            hb = hk[:kb]
-            Ad = Adu[0] - (hb * bd) @ rows_k  # A' delta, A' the curvature of the remaining rows
-            res = Ad + shift * dlt - dk
-            return (dlt, P, jnp.sum(res * res), ok, dlt @ Ad,
-                    uk @ Adu[1] - jnp.sum(hb * bu * bu), jnp.sum(bd * bd), jnp.sum(bu * bu))
-
         # factor="cholesky": the inverse's shift minus the shift now (rows removed since it)
         mu = lam * (state.inv_rows - n_rem) if chol else None
 
-        def head_chol(B, A, Yb, Lc, dk, hk_new, hk, uk):
+        def solve_eigh(Q, lam_k, P, dk, hk_new, hk):
+            del hk
+            yq = jnp.concatenate([dk[None, :], xu], axis=0) @ Q  # rows: Q^T Delta_k, Q^T x_j
+            P = lax.dynamic_update_slice(P, yq[1:] * jnp.sqrt(hk_new)[:, None], (k, zero))
+            xt, ok = _eig_woodbury(lam_k, P[:kb], shift, yq[0])
+            return Q @ xt, (P,), ok
+
+        def solve_chol(B, Yb, Lc, dk, hk_new, hk):
             # one pass over B for B Delta_k and B x_j; the capacitance C = I - P B P^T of the
             # buffered rows P (rows sqrt(h_j) x_j) gains the new rows' Cholesky rows
             BV = jnp.concatenate([dk[None, :], xu], axis=0) @ B
@@ -698,39 +695,32 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             Lc = lax.dynamic_update_slice(Lc, lax.dynamic_update_slice(Z.T, L22, (zero, k)),
                                           (k, zero))
             ok = jnp.all(jnp.isfinite(L22)) & jnp.all(jnp.diagonal(L22) > 0)
-            dlt = _chol_neumann(B, Yk, Lc[:kb, :kb], mu, dk, BV[0], neumann_terms)
+            return _chol_neumann(B, Yk, Lc[:kb, :kb], mu, dk, BV[0], neumann_terms), (Yb, Lc), ok
+
+        solve = solve_chol if chol else solve_eigh
+
+        def head(fac, A, dk, hk_new, hk, uk):
+            dlt, bufs, ok = solve(*fac, dk, hk_new, hk)
+            # what is certified is measured against the stored curvature, whatever the solve
             Adu = jnp.stack([dlt, uk]) @ A  # rows: curv^T delta, curv^T u
             bd, bu = rows_k @ dlt, rows_k @ uk
             hb = hk[:kb]
             Ad = Adu[0] - (hb * bd) @ rows_k  # A' delta, A' the curvature of the remaining rows
             res = Ad + shift * dlt - dk
-            return (dlt, Yb, Lc, jnp.sum(res * res), ok, dlt @ Ad,
+            return (dlt, bufs, ok, jnp.sum(res * res), dlt @ Ad,
                     uk @ Adu[1] - jnp.sum(hb * bu * bu), jnp.sum(bd * bd), jnp.sum(bu * bu))
 
-        if chol:
-            args = (state.inv, state.curv, state.proj_buf, state.cap_buf, Delta.T, h_new.T,
-                    hbuf.T, U.T)
-            fn = head_chol
-        else:
-            args = (state.eigvecs, state.eigvals, state.curv, state.proj_buf, Delta.T, h_new.T,
-                    hbuf.T, U.T)
-            fn = head
-        caps = None
+        fac = ((state.inv, state.proj_buf, state.cap_buf) if chol
+               else (state.eigvecs, state.eigvals, state.proj_buf))
+        args = (fac, state.curv, Delta.T, h_new.T, hbuf.T, U.T)
         if K <= 2:  # unrolled: matrix-vector passes (XLA:CPU's thin GEMMs are slower)
-            outs = [fn(*(a[j] for a in args)) for j in range(K)]
-            if chol:
-                caps = jnp.stack([o[2] for o in outs])
-                outs = [o[:2] + o[3:] for o in outs]
-            delta = jnp.stack([o[0] for o in outs], axis=1)
-            proj = jnp.stack([o[1] for o in outs])
-            res2, oks, a_dd, a_uu, bdd, buu = (jnp.stack([o[i] for o in outs])
-                                               for i in range(2, 8))
-        elif chol:  # one-vs-rest: vmapped over heads
-            dT, proj, caps, res2, oks, a_dd, a_uu, bdd, buu = jax.vmap(head_chol)(*args)
-            delta = dT.T
-        else:
-            dT, proj, res2, oks, a_dd, a_uu, bdd, buu = jax.vmap(head)(*args)
-            delta = dT.T
+            outs = [head(*jax.tree.map(lambda a, j=j: a[j], args)) for j in range(K)]
+            stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+        else:  # one-vs-rest: vmapped over heads
+            stacked = jax.vmap(head)(*args)
+        dT, bufs, oks, res2, a_dd, a_uu, bdd, buu = stacked
+        delta = dT.T
+        proj, caps = bufs[0], (bufs[1] if chol else None)
         res = jnp.sqrt(jnp.sum(res2))
         # ||X_rem v||^2 = v^T G_f v - ||X_R v||^2 for v = delta_k and u_k (one pass over G_f)
         GV = jnp.concatenate([delta.T, U.T], axis=0) @ state.gram  # (2K, d)
@@ -1120,7 +1110,10 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             keys.update(count=state.buf_count, stale_sum=state.stale_sum)
             if state.drift_sum is not None:  # absent from states saved before it existed
                 keys["drift_sum"] = state.drift_sum
-        return jax.device_get(keys)
+        h = jax.device_get(keys)
+        # per-head ||b_k||, constant until a retrain draws a new b (the mirror carries it)
+        h["b_norms"] = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
+        return h
 
     def _charge(out: dict, h: dict, m: int, n_prev: int, n_total: int, d: int, K: int,
                 k_buf: int = 0) -> tuple[dict, float, float, float]:
@@ -1139,7 +1132,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         q_err = gram_err + 4 * (d + 1) * u * gram_fro
         dn = np.asarray(out["delta_norms"], np.float64) * (1 + 4 * d * u)
         xdn = np.sqrt(np.maximum(np.asarray(out["x_delta_sq"], np.float64), 0.0) + q_err * dn ** 2)
-        b_norms = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
+        b_norms = h["b_norms"]
         R_prev = float(h["R"])
         dd = [guo_bounds.data_dependent_bound(gamma, x_spec, dn[k], xdn[k]) for k in range(K)]
         if lossf.gamma > 0:
@@ -1297,7 +1290,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                                         * (1 + 4 * d * UNIT_ROUNDOFF)).tolist(), solver=solver)
         if cached:
             diagnostics["refreshed"] = refreshed
-        b_norms = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
+        b_norms = h["b_norms"]
         private = {"b_norm": float(np.linalg.norm(b_norms)),
                    "train_grad_norm": float(h["tg"])}
 
