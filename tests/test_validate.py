@@ -44,6 +44,10 @@ def test_forget_indices():
         v.forget_indices([10], 10)
     with pytest.raises(ValueError, match="repeats index 2"):
         v.forget_indices([2, 2], 10)
+    # repeats apart in the request: the smallest repeated index is named
+    with pytest.raises(ValueError, match="repeats index 2;"):
+        v.forget_indices([7, 2, 9, 2, 7], 10)
+    assert v.forget_indices([9, 0, 5, 3], 10).tolist() == [0, 3, 5, 9]
     with pytest.raises(ValueError, match="integers"):
         v.forget_indices([1.5], 10)
     with pytest.raises(ValueError, match="already removed"):
