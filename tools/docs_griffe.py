@@ -16,9 +16,9 @@ listed with their values. The source files are never changed.
 from __future__ import annotations
 
 import html
-import importlib
 import inspect
 import io
+import pkgutil
 import re
 import sys
 import tokenize
@@ -73,19 +73,10 @@ def _split_grouped_args(lines: list[str]) -> list[str]:
 
 
 def _import_path(path: str) -> Any:
-    """The object at dotted ``path`` (longest importable module prefix, then attributes)."""
+    """The object at dotted ``path`` (``pkgutil.resolve_name``: modules, then attributes)."""
     if _ROOT not in sys.path:  # at call time: mkdocs restores sys.path after loading hooks
         sys.path.insert(0, _ROOT)
-    parts = path.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(path)
+    return pkgutil.resolve_name(path)
 
 
 def _canonical(obj: Any, fallback: str) -> str:
