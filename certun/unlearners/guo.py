@@ -308,7 +308,9 @@ def cached_factor_solve(state: GuoState, V: Any, lam: float) -> jax.Array:
     Solves ``(curv_k - sum_{j in buffer} h_jk x_j x_j^T + lam n I) x_k = v_k`` with
     ``n`` the rows still present, i.e. the sum-scale Hessian of the **remaining** rows
     at the factorisation point ``W_factor`` (regulariser included), using only the
-    eigendecomposition and the Woodbury capacitance.
+    maintained factor: the eigendecomposition and the Woodbury capacitance, or with
+    ``factor="cholesky"`` the fixed-shift inverse, its capacitance and the Neumann series
+    summed to relative error ``1e-17`` (``proofs/cached_factors.md`` §5).
 
     Args:
       state: a :class:`GuoState` of an unlearner with ``update="cached"``.
@@ -322,21 +324,17 @@ def cached_factor_solve(state: GuoState, V: Any, lam: float) -> jax.Array:
     shift = lam * jnp.sum(state.mask)
     kb = _bucket(int(state.buf_count), state.proj_buf.shape[1])
     if state.inv is not None:
-        # factor="cholesky": the Neumann series in the shift, run to convergence
-        mu = lam * (state.inv_rows - jnp.sum(state.mask))
-        cols = []
-        for j in range(V.shape[1]):
-            B, Yk, Lk, v = (state.inv[j], state.proj_buf[j, :kb], state.cap_buf[j, :kb, :kb],
-                            V[:, j])
-            e = _chol_apply(B @ v, v, Yk, Lk)
-            x = e
-            for _ in range(200):
-                e = mu * _chol_apply(B @ e, e, Yk, Lk)
-                x = x + e
-                if float(jnp.linalg.norm(e)) <= 1e-17 * float(jnp.linalg.norm(x)):
-                    break
-            cols.append(x)
-        return jnp.stack(cols, axis=1)
+        # factor="cholesky": the Neumann series in the shift, to relative error <= 1e-17.
+        # Its ratio is q <= t / n_f (t rows removed since the inversion at n_f rows;
+        # proofs/cached_factors.md §5), and J terms after the first leave q^(J+1) / (1 - q)
+        n_f, n = int(state.inv_rows), float(jnp.sum(state.mask))
+        q = (n_f - n) / n_f
+        terms = 0 if q <= 0 else max(0, math.ceil(math.log(1e-17 * (1 - q)) / math.log(q)) - 1)
+        mu = lam * (n_f - n)
+        return jnp.stack([
+            _chol_neumann(state.inv[j], state.proj_buf[j, :kb], state.cap_buf[j, :kb, :kb], mu,
+                          V[:, j], state.inv[j] @ V[:, j], terms)
+            for j in range(V.shape[1])], axis=1)
 
     def head(lam_k, Q, P, v):
         x, _ = _eig_woodbury(lam_k, P[:kb], shift, v @ Q)
@@ -416,7 +414,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
       remeasure: when a request's accumulated bound would exceed the budget, first measure
         the residual of the stepped model exactly, ``||grad L_b(w^-; D \ U)||`` plus its
         rounding allowance (one gradient over the remaining rows, ``O(nd)``), and restart the
-        accumulated bound from it (``proofs/guo2020_residual_bounds.md`` §6). The bounds
+        accumulated bound from it (``proofs/guo2020_residual_bounds.md`` §5a). The bounds
         overestimate the residual many times over, so this serves far more requests per
         ``b`` (fewer retrains). With ``update="cached"`` it also replaces the refresh policy:
         budget the staleness bound spends is won back by the next measurement, so the
@@ -1324,7 +1322,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
             new_state = new_state._replace(gram=big["gram_new"], gram_err=g_dev)
         if remeasure and solver_ok and x64 and R_new > budget_total:
             # measure the residual of the stepped model instead of accumulating bounds
-            # (proofs/guo2020_residual_bounds.md §6): ||grad L_b(w^-; D \ U)|| + rounding
+            # (proofs/guo2020_residual_bounds.md §5a): ||grad L_b(w^-; D \ U)|| + rounding
             t_r = time.perf_counter()
             R_meas = _measured_residual(new_state.W, state.X, state.Y, state.b, new_state.mask)
             diagnostics["seconds_remeasure"] = time.perf_counter() - t_r
