@@ -26,3 +26,11 @@ def key():
 def rng():
     """A seeded NumPy generator for building test problems."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def digits38():
+    """The bundled digits 3-vs-8 dataset (:func:`certun.data.load_digits_3v8`), once per module."""
+    from certun.data import load_digits_3v8
+
+    return load_digits_3v8()

@@ -9,16 +9,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from certun import scale
-from certun.data import load_digits, load_digits_3v8
+from certun.data import load_digits
 from certun.models import glm, multinomial
 from certun.results import RESULTS
 
 SK_TOL = 1e-6  # acceptance: logistic regression matches scikit-learn to 1e-6
-
-
-@pytest.fixture(scope="module")
-def digits38():
-    return load_digits_3v8()
 
 
 def _sk(**kw):

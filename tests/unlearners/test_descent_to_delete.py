@@ -12,7 +12,7 @@ import pytest
 from certun import _validate
 from certun.accounting import analytic_epsilon, calibrate
 from certun.bounds import descent_to_delete as d2d
-from certun.data import load_digits_3v8, synthetic_logistic
+from certun.data import synthetic_logistic
 from certun.models import glm
 from certun.unlearners import descent_to_delete
 from certun.unlearners.langevin import noisy_gd
@@ -101,11 +101,6 @@ def test_steps_for_is_minimal():
         assert n_steps == 0 or g ** (n_steps - 1) * (e + s) > t
     assert d2d.steady_state(g, 3, 0.2) == pytest.approx(
         d2d.error_after(g, 3, d2d.steady_state(g, 3, 0.2), 0.2))
-
-
-@pytest.fixture(scope="module")
-def digits38():
-    return load_digits_3v8()
 
 
 def test_releases_carry_fresh_calibrated_noise(digits38):

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 
 from certun import Certificate
-from certun.data import load_diabetes, load_digits, load_digits_3v8, synthetic_logistic
+from certun.data import load_diabetes, load_digits, synthetic_logistic
 from certun.models import glm
 from certun.unlearners import certified_removal
-
-
-@pytest.fixture(scope="module")
-def digits38():
-    return load_digits_3v8()
 
 
 def _unl(**kw):

@@ -43,11 +43,6 @@ def _removed_grad(st, idx, lam, W, loss="logistic"):
 LAM = 1e-2
 
 
-@pytest.fixture(scope="module")
-def digits38():
-    return load_digits_3v8()
-
-
 @pytest.fixture(scope="module", params=["eigh", "cholesky"])
 def cached(digits38, request):
     """A cached-factor unlearner per factorisation (compiled once for the module), its state.

@@ -5,17 +5,11 @@ import numpy as np
 import pytest
 
 from certun import ValidationError
-from certun.data import load_digits_3v8
 from certun.primitives.spectral import UNIT_ROUNDOFF
 from certun.unlearners import certified_removal
 
 LAM = 1e-2
 SIGMA = 0.3  # budget 0.0684: the accumulated bounds spend it within ~6 (pcg) / ~25 (cached)
-
-
-@pytest.fixture(scope="module")
-def digits38():
-    return load_digits_3v8()
 
 
 def _residual_np(st, lam):

@@ -11,7 +11,7 @@ import pytest
 
 from certun import _validate
 from certun.accounting import langevin as A
-from certun.data import load_digits_3v8, synthetic_logistic
+from certun.data import synthetic_logistic
 from certun.models import glm
 from certun.primitives.curvature import per_example_grads
 from certun.primitives.noise import gaussian_like, release_key
@@ -23,11 +23,6 @@ from certun.unlearners.langevin import noisy_gd
 @pytest.fixture(scope="module")
 def small():
     return synthetic_logistic(60, 5, seed=3)
-
-
-@pytest.fixture(scope="module")
-def digits38():
-    return load_digits_3v8()
 
 
 def _per_example(W, X, Y, lam):

@@ -8,13 +8,8 @@ from scipy import stats
 
 from certun.accounting import analytic_sigma, compose_gaussian
 from certun.bounds import sekhari as sb
-from certun.data import load_diabetes, load_digits_3v8
+from certun.data import load_diabetes
 from certun.unlearners import newton_unlearning
-
-
-@pytest.fixture(scope="module")
-def digits38():
-    return load_digits_3v8()
 
 
 def test_releases_carry_fresh_calibrated_noise(digits38):
