@@ -231,6 +231,11 @@ class Ledger:
         if unknown:
             raise _validate.ValidationError(f"config has unknown keys {sorted(unknown)}; "
                                             f"valid keys: {list(CONFIG_KEYS)}")
+        missing = [k for k in ("lam", "sigma", "epsilon", "delta") if k not in config]
+        if missing:
+            raise _validate.ValidationError(
+                f"config is missing required key(s) {missing}; pass them, e.g. config=dict("
+                "lam=1e-3, sigma=1.0, epsilon=1.0, delta=1e-5, ...)")
         cfg = dict(DEFAULT_CONFIG)
         cfg.update(config)
         unl = certified_removal(**cfg)

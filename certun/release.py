@@ -148,22 +148,8 @@ def release_sensitivity(loss: str, lam: float, n: int, *, heads: int = 1,
 
 
 def targets(loss: str, y: Any, num_classes: int | None = None) -> np.ndarray:
-    """``(n, K)`` float64 targets: ridge values, binary ``+-1`` labels, or one-vs-rest ``+-1``."""
-    y = np.asarray(y)
-    if y.ndim == 2:
-        return y.astype(np.float64)
-    if loss == "squared":
-        return y.astype(np.float64)[:, None]
-    vals = np.unique(y)
-    if num_classes is None and np.all(np.isin(vals, (-1.0, 1.0))):
-        return y.astype(np.float64)[:, None]
-    if not np.all(np.mod(vals, 1) == 0) or vals.min() < 0:
-        raise _validate.ValidationError(
-            "y must hold binary labels in {-1, +1} or integer class ids 0..K-1 (with num_classes)")
-    K = int(num_classes if num_classes is not None else vals.max() + 1)
-    if vals.max() >= K:
-        raise _validate.ValidationError(f"y holds class id {int(vals.max())} >= num_classes={K}")
-    return np.where(y[:, None] == np.arange(K)[None, :], 1.0, -1.0)
+    """``(n, K)`` float64 targets: :func:`certun._validate.targets` (its rules and errors)."""
+    return _validate.targets(loss, y, num_classes)
 
 
 class ReleaseState(NamedTuple):

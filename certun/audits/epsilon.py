@@ -43,6 +43,7 @@ import numpy as np
 from certun import _validate
 from certun.accounting.gaussian import analytic_epsilon, calibrate, guo_budget, guo_c
 from certun.audits.stats import EpsilonBound, epsilon_from_scores, gdp_epsilon_estimate
+from certun.data.preprocessing import unit_row_scale
 from certun.models import glm
 from certun.primitives.noise import gaussian_like, objective_perturbation
 from certun.primitives.spectral import spectral_norm_upper_bound
@@ -335,7 +336,10 @@ def worst_case_canary(X: Any, y: Any, *, lam: float, surrogate: str = "grnb_norm
     infl = np.linalg.norm(D, axis=0)
     val = infl if surrogate == "influence_norm" else infl * np.linalg.norm(Xn @ D, axis=0)
     i = int(np.argmax(val))
-    return Canary(Q[:, i].copy(), float(yz[i]), surrogate, float(val[i]), float(infl[i]))
+    # an eigenvector's computed norm can be 1 + 2**-52: scale it just inside the unit ball
+    # (proofs/unit_rows.md), so that certun's zero-tolerance row check accepts it
+    x = unit_row_scale(Q[:, i][None, :])[0]
+    return Canary(x, float(yz[i]), surrogate, float(val[i]), float(infl[i]))
 
 
 class GuoWorlds(NamedTuple):

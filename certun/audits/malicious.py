@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from certun import _validate
+from certun.data.preprocessing import unit_row_factor, unit_row_scale
 from certun.models import glm
 from certun.primitives.spectral import spectral_norm_upper_bound
 from certun.unlearners.base import Unlearner
@@ -129,9 +130,13 @@ def craft_poisons(X_ref: Any, y_ref: Any, theta: Any, X_data: Any, y_data: Any, 
         return jax.lax.fori_loop(0, steps, body, x0)
 
     out = np.asarray(jax.vmap(run)(Xr, yr), np.float64)
-    # rounding can leave a row at 1 + ulp: pull it inside the unit ball (certun checks tol=0)
-    nrm = np.linalg.norm(out, axis=1, keepdims=True)
-    return out * np.minimum(1.0, (1.0 - 1e-12) / np.maximum(nrm, 1e-300))
+    # rounding can leave a row at 1 + ulp: a row whose computed norm exceeds 1 - (2d + 6) u
+    # is rescaled by unit_row_scale (exact norm <= 1 - (d + 2) u, so certun's zero-tolerance
+    # check accepts it in any summation order; proofs/unit_rows.md); a row below that has an
+    # exact norm <= (1 - (2d + 6) u)(1 + gamma_(d+1)) <= 1 - (d + 2) u already
+    over = np.linalg.norm(out, axis=1) > unit_row_factor(out.shape[1])
+    out[over] = unit_row_scale(out[over])
+    return out
 
 
 def influence_scores(W: Any, X: Any, y: Any, mask: Any, candidates: Any, *, lam: float,

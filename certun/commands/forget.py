@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from certun.commands._args import count, emit, fail
+from certun.commands._args import emit, fail
 
 __all__ = ["NAME", "HELP", "DESCRIPTION", "add_arguments", "run"]
 
@@ -24,11 +24,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``certun forget``."""
     p.add_argument("dir", metavar="DIR", help="ledger directory (from `certun train`)")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--index", type=count(0), nargs="+", metavar="I",
+    g.add_argument("--index", type=_row_index, nargs="+", metavar="I",
                    help="row indices to remove (positions in the original training set)")
     g.add_argument("--index-file", metavar="F",
                    help="file of row indices (separated by spaces, commas or newlines)")
     p.add_argument("--json", action="store_true", help="print one JSON object (public view)")
+
+
+def _row_index(text: str) -> int:
+    """A row index: an integer >= 0 (any size; the ledger checks it against 0..n-1)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer row index 0..n-1 (n rows in the training set), got {text!r}"
+        ) from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a row index in 0..n-1 (n rows in the training set), got {v}")
+    return v
 
 
 def _read_indices(path: str) -> list[int]:

@@ -47,6 +47,8 @@ from certun.data.files import read_idx as read_idx
 from certun.data.preprocessing import normalize_rows as normalize_rows
 from certun.data.preprocessing import pixel_shift as pixel_shift
 from certun.data.preprocessing import stratified_split as stratified_split
+from certun.data.preprocessing import unit_row_factor as unit_row_factor
+from certun.data.preprocessing import unit_row_scale as unit_row_scale
 
 __all__ = [
     "DATASETS",
@@ -70,4 +72,6 @@ __all__ = [
     "stratified_split",
     "synthetic_logistic",
     "synthetic_regression",
+    "unit_row_factor",
+    "unit_row_scale",
 ]

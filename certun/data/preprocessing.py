@@ -20,7 +20,7 @@ The only transforms allowed here are therefore
   (:func:`pixel_shift`: ``X / max_value - 0.5`` with ``max_value`` the known
   range of the sensor, e.g. 255 for 8-bit pixels), and
 * per-row maps, where the output for row ``i`` depends only on row ``i``
-  (:func:`normalize_rows`).
+  (:func:`normalize_rows`, :func:`unit_row_scale`).
 
 Both commute with deleting rows: preprocessing a dataset and then deleting rows
 gives exactly the same arrays as deleting the rows and then preprocessing.
@@ -37,9 +37,8 @@ import numpy as np
 
 from certun import _validate
 
-__all__ = ["normalize_rows", "pixel_shift", "stratified_split"]
-
-_EPS = float(np.finfo(np.float64).eps)
+__all__ = ["normalize_rows", "pixel_shift", "stratified_split", "unit_row_factor",
+           "unit_row_scale"]
 
 
 def _as_float_matrix(name: str, X: Any) -> np.ndarray:
@@ -64,39 +63,114 @@ def _as_float_matrix(name: str, X: Any) -> np.ndarray:
     return arr
 
 
+def unit_row_factor(d: int, dtype: Any = np.float64) -> float:
+    """The target norm ``1 - (2d + 6) u`` of :func:`unit_row_scale` for ``d`` features.
+
+    ``u = eps / 2`` is the unit roundoff of ``dtype`` (``2**-53`` for float64, ``2**-24`` for
+    float32). Dividing a row by its *computed* norm and multiplying by this factor leaves
+    an exact norm of at most ``1 - (d + 2) u``, the margin under which every summation order
+    computes a norm ``<= 1`` (``proofs/unit_rows.md``, sections 2 and 3). The factor is
+    exactly representable in ``dtype``.
+
+    Args:
+      d: number of features, ``>= 1``.
+      dtype: ``float64`` or ``float32``.
+
+    Returns:
+      The factor as a Python float.
+
+    Raises:
+      ValidationError: if ``dtype`` is not float32/float64, or ``(2d + 6) u > 1/4`` (the
+        proof's premise; only float32 with more than about two million features).
+    """
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise _validate.ValidationError(
+            f"dtype must be float64 or float32, got {dt.name}; unit-norm rows are built in "
+            "one of those")
+    d = _validate.integer(d=d, minimum=1)
+    u = float(np.finfo(dt).eps) / 2.0
+    if (2 * d + 6) * u > 0.25:
+        raise _validate.ValidationError(
+            f"d={d} features are too many for unit-norm rows in {dt.name} (the rounding "
+            "margin (2d + 6) u exceeds 1/4); use dtype=float64")
+    return 1.0 - (2 * d + 6) * u
+
+
+def unit_row_scale(X: Any, *, dtype: Any = np.float64) -> np.ndarray:
+    """Scale every nonzero row to an L2 norm just below 1, safe under any summation order.
+
+    Each row ``x`` (``d`` entries) is first scaled by a power of two so that its largest
+    ``|x_j|`` lies in ``[1/2, 1)`` (exact; no overflow or underflow of the squares), cast to
+    ``dtype``, and then multiplied by ``c = fl((1 - (2d + 6) u) / n)`` with ``n`` its
+    computed norm (all in ``dtype``; ``u`` its unit roundoff). The stored row ``z`` then has
+
+        ``1 - (3d + 10) u  <=  ||z||_2  <=  1 - (d + 2) u``   (exactly, not just as computed),
+
+    and under that upper bound *every* way of computing the norm in ``dtype`` -- the
+    squares summed in any order, pairwise or with fused multiply-adds, then a square
+    root -- returns a value ``<= 1`` (``proofs/unit_rows.md``: the margin ``(d + 2) u`` is
+    Higham's ``gamma_d`` for the sum of squares plus one rounding each for the square and
+    the square root). So a row this function made passes every ``||x_i||_2 <= 1`` check,
+    certun's (:func:`certun._validate.unit_rows`, tolerance 0) or a user's in JAX. Rows
+    that are all zero stay zero.
+
+    This is a per-row map: output row ``i`` depends only on input row ``i``. It is the one
+    place certun builds unit-norm rows (:func:`normalize_rows`, the synthetic datasets and
+    the audits' canaries call it).
+
+    Args:
+      X: array-like of shape ``(n, d)`` with finite entries (``n`` may be 0).
+      dtype: ``float64`` (default) or ``float32``: the dtype of the result and of every
+        step of the computation (so the guarantee holds for that dtype's ``u``).
+
+    Returns:
+      A new array of shape ``(n, d)`` and dtype ``dtype``.
+
+    Raises:
+      ValidationError: if ``X`` is not a 2-D numeric array, holds NaN/Inf, or ``dtype``
+        is not float32/float64 (see :func:`unit_row_factor`).
+    """
+    arr = _as_float_matrix("X", X)
+    dt = np.dtype(dtype)
+    d = max(arr.shape[1], 1)
+    f = dt.type(unit_row_factor(d, dt))
+    out = np.zeros(arr.shape, dt)
+    if arr.size == 0:
+        return out
+    big = np.max(np.abs(arr), axis=1)
+    nz = big > 0.0
+    # power-of-two prescale: max |a_j| in [1/2, 1) (exact in float64 but for entries that
+    # underflow, which is harmless: the guarantee is about the normalised vector a)
+    _, e = np.frexp(big[nz])
+    a = np.ldexp(arr[nz], -e[:, None]).astype(dt)
+    n_hat = np.linalg.norm(a, axis=1)          # computed in dt, any order would do
+    c = f / n_hat                               # one rounding in dt
+    out[nz] = a * c[:, None]                    # one rounding per entry in dt
+    return out
+
+
 def normalize_rows(X: Any) -> np.ndarray:
-    """Scale every row to L2 norm 1 (rows that are all zero stay zero).
+    """Scale every row to L2 norm 1 (just below; rows that are all zero stay zero).
 
     This is a per-row map: the output row ``i`` depends only on input row
-    ``i``, so it leaks nothing about other (possibly deleted) rows. The result
-    satisfies ``||x_i||_2 <= 1`` as computed in float64 (a row whose computed
-    norm would round to just above 1 is shrunk by a few ulps), which is what
-    the certified bounds require.
+    ``i``, so it leaks nothing about other (possibly deleted) rows. It is
+    :func:`unit_row_scale` in float64: each nonzero row ends with an exact norm in
+    ``[1 - (3d + 10) u, 1 - (d + 2) u]`` (``u = 2**-53``; for ``d = 784`` that is within
+    ``3e-13`` of 1), so that ``||x_i||_2`` computed in float64 in any summation order is
+    ``<= 1`` -- what the certified bounds require and what every certun unlearner checks
+    with zero tolerance (``proofs/unit_rows.md``).
 
     Args:
       X: array-like of shape ``(n, d)`` with finite entries (``n`` may be 0).
 
     Returns:
-      A new ``float64`` NumPy array of shape ``(n, d)`` whose nonzero rows have
-      unit L2 norm (to within float64 rounding, never above 1).
+      A new ``float64`` NumPy array of shape ``(n, d)``.
 
     Raises:
       ValidationError: if ``X`` is not a 2-D numeric array or holds NaN/Inf.
     """
-    arr = _as_float_matrix("X", X)
-    out = np.zeros_like(arr)
-    if arr.size == 0:
-        return out
-    # Pre-scale by the row's max |x| so that squaring cannot overflow/underflow.
-    scale = np.max(np.abs(arr), axis=1)
-    nz = scale > 0.0
-    y = arr[nz] / scale[nz, None]
-    y /= np.linalg.norm(y, axis=1)[:, None]
-    over = np.linalg.norm(y, axis=1) > 1.0
-    if np.any(over):
-        y[over] *= 1.0 - 4.0 * _EPS
-    out[nz] = y
-    return out
+    return unit_row_scale(X, dtype=np.float64)
 
 
 def pixel_shift(X: Any, max_value: float) -> np.ndarray:

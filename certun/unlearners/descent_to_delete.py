@@ -282,7 +282,8 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
                     f"replacement must hold {S} rows of {d} features and {S} labels")
             X = X.at[jnp.asarray(idx)].set(jnp.asarray(Xr, X.dtype))
             Y = Y.at[jnp.asarray(idx)].set(
-                jnp.asarray(_targets(lossf, yr, Kh if Kh > 1 else None), Y.dtype))
+                jnp.asarray(_targets(lossf, yr, Kh if Kh > 1 else None, complete=False,
+                     name="replacement_y"), Y.dtype))
             n_after, n_replaced = n_before, n_replaced + S
 
         G, L, eta, gamma, R0 = _consts(state)

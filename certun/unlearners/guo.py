@@ -344,22 +344,10 @@ def cached_factor_solve(state: GuoState, V: Any, lam: float) -> jax.Array:
         state.eigvals, state.eigvecs, state.proj_buf, V)
 
 
-def _targets(loss: glm.ScalarLoss, y: np.ndarray, num_classes: int | None) -> np.ndarray:
-    if y.ndim == 2:
-        return np.asarray(y, np.float64)
-    if loss.name == "squared":
-        return np.asarray(y, np.float64)[:, None]
-    vals = np.unique(y)
-    if num_classes is None and np.all(np.isin(vals, (-1.0, 1.0))):
-        return np.asarray(y, np.float64)[:, None]
-    if not np.all(np.mod(vals, 1) == 0) or vals.min() < 0:
-        raise _validate.ValidationError(
-            "y must hold binary labels in {-1, +1} or integer class ids 0..K-1 for one-vs-rest"
-        )
-    K = int(num_classes if num_classes is not None else vals.max() + 1)
-    if vals.max() >= K:
-        raise _validate.ValidationError(f"y holds class id {int(vals.max())} >= num_classes={K}")
-    return np.where(y[:, None] == np.arange(K)[None, :], 1.0, -1.0)
+def _targets(loss: glm.ScalarLoss, y: np.ndarray, num_classes: int | None, *,
+             complete: bool = True, name: str = "y") -> np.ndarray:
+    """``(n, K)`` targets: :func:`certun._validate.targets` (the one place labels are checked)."""
+    return _validate.targets(loss, y, num_classes, complete=complete, name=name)
 
 
 def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,

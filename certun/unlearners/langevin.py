@@ -385,7 +385,8 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
                 raise _validate.ValidationError(
                     f"replacement must hold {S} rows of {d} features and {S} labels, got "
                     f"{Xr.shape} and {yr.shape}")
-            Yr = _targets(lossf, yr, Kh if Kh > 1 else None)
+            Yr = _targets(lossf, yr, Kh if Kh > 1 else None, complete=False,
+                     name="replacement_y")
             X = X.at[jnp.asarray(idx)].set(jnp.asarray(Xr, X.dtype))
             Y = Y.at[jnp.asarray(idx)].set(jnp.asarray(Yr, Y.dtype))
             n_after = n_before

@@ -76,8 +76,8 @@ def exact_retraining(*, lam: float, loss: str = "logistic", sigma: float = 0.0,
         _validate.matching_rows(X=Xn, y=yn)
         dtype = jnp.zeros(()).dtype
         if loss == "multinomial":
-            K = int(num_classes if num_classes is not None else np.max(yn) + 1)
-            Yn = np.eye(K)[np.asarray(yn, np.int64)]
+            ids, K = _validate.class_ids(yn, num_classes)
+            Yn = np.eye(K)[ids]
         else:
             Yn = _targets(glm.get_loss(loss), yn, num_classes)
         Xj, Yj = jnp.asarray(Xn, dtype), jnp.asarray(Yn, dtype)

@@ -53,6 +53,11 @@ def write_mnist_dir(directory: Path, arrays, gz: bool) -> Path:
     return directory
 
 
+# normalize_rows scales to an exact norm in [1 - (3d + 10) u, 1 - (d + 2) u]
+# (proofs/unit_rows.md): entries (all <= 1) differ from x / ||x|| by at most (3d + 10) u
+TOL = (3 * 784 + 10) * 2.0**-53
+
+
 def expected_features(images: np.ndarray) -> np.ndarray:
     x = images.reshape(len(images), 784).astype(np.float64) / 255.0 - 0.5
     return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -139,8 +144,8 @@ def test_load_mnist_directory(tmp_path, gz):
     assert isinstance(ds, Dataset)
     assert ds.name == "mnist" and ds.task == "multiclass"
     assert (ds.n_train, ds.n_test, ds.dim) == (60, 20, 784)
-    np.testing.assert_allclose(ds.X_train, expected_features(arrays[0]), rtol=0, atol=1e-15)
-    np.testing.assert_allclose(ds.X_test, expected_features(arrays[2]), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(ds.X_train, expected_features(arrays[0]), rtol=0, atol=TOL)
+    np.testing.assert_allclose(ds.X_test, expected_features(arrays[2]), rtol=0, atol=TOL)
     assert ds.y_train.dtype == np.int64
     np.testing.assert_array_equal(ds.y_train, arrays[1])
     np.testing.assert_array_equal(ds.y_test, arrays[3])
@@ -157,7 +162,7 @@ def test_load_mnist_binary_classes(tmp_path):
     np.testing.assert_array_equal(ds.info["train_idx"], np.flatnonzero(keep))
     np.testing.assert_array_equal(ds.y_train, np.where(ytr[keep] == 3, 1.0, -1.0))
     assert ds.y_train.dtype == np.float64
-    np.testing.assert_allclose(ds.X_train, expected_features(xtr[keep]), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(ds.X_train, expected_features(xtr[keep]), rtol=0, atol=TOL)
     keep_te = (yte == 3) | (yte == 8)
     np.testing.assert_array_equal(ds.y_test, np.where(yte[keep_te] == 3, 1.0, -1.0))
     # Order of the pair sets the sign.
