@@ -129,7 +129,7 @@ def craft_poisons(X_ref: Any, y_ref: Any, theta: Any, X_data: Any, y_data: Any, 
             return _project(x, x0, r)
         return jax.lax.fori_loop(0, steps, body, x0)
 
-    out = np.asarray(jax.vmap(run)(Xr, yr), np.float64)
+    out = np.array(jax.vmap(run)(Xr, yr), np.float64)  # a writable copy
     # rounding can leave a row at 1 + ulp: a row whose computed norm exceeds 1 - (2d + 6) u
     # is rescaled by unit_row_scale (exact norm <= 1 - (d + 2) u, so certun's zero-tolerance
     # check accepts it in any summation order; proofs/unit_rows.md); a row below that has an

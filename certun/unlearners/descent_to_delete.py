@@ -182,7 +182,7 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
     def init(X: Any, y: Any, key: jax.Array, num_classes: int | None = None) -> D2DState:
         """Train ``T`` projected GD steps from 0 and publish release 0 (model plus noise)."""
         Xn = _validate.unit_rows(X=X, tol=0.0)
-        yn = _validate.finite_array(y=y, ndim=1)
+        yn = _validate.finite_array(y=y, ndim=(1, 2))  # 2-D: refused by _targets
         _validate.matching_rows(X=Xn, y=yn)
         n = Xn.shape[0]
         if n < 2:

@@ -280,7 +280,7 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
           num_classes: number of classes for one-vs-rest.
         """
         Xn = _validate.unit_rows(X=X, tol=0.0)
-        yn = _validate.finite_array(y=y, ndim=1)
+        yn = _validate.finite_array(y=y, ndim=(1, 2))  # 2-D: refused by _targets
         _validate.matching_rows(X=Xn, y=yn)
         n = Xn.shape[0]
         if n < 2:

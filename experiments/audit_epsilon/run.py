@@ -477,10 +477,19 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
 
 def main(argv: list[str] | None = None) -> int:
     """Run from the command line (``--json``: see ``run_with_json``); returns the exit status."""
+    from certun._validate import ValidationError
     from certun.commands._args import run_with_json
 
     args = build_parser().parse_args(argv)
-    return run_with_json(args.json, lambda: _run(args, argv))
+
+    def run() -> tuple[int, Path | None]:
+        try:
+            return _run(args, argv)
+        except ValidationError as exc:  # bad input: one line on stderr, exit status 2
+            print(f"audit_epsilon: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2, None
+
+    return run_with_json(args.json, run)
 
 
 if __name__ == "__main__":

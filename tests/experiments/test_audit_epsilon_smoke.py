@@ -59,3 +59,20 @@ def test_distance_to_retraining(smoke):
     # certified removal is much closer to retraining with the same b than doing nothing
     assert (d["certified_removal"]["parameter_distance_same_b"]
             < 0.1 * d["do_nothing"]["parameter_distance_same_b"])
+
+
+def test_bad_input_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
+    # a ValidationError raised inside the run (here: rows above norm 1 reaching the audit)
+    # prints one line on stderr and exits 2, instead of a traceback and exit 1
+    spec = importlib.util.spec_from_file_location("certun_experiments_audit_epsilon_run2", RUN_PY)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from certun._validate import unit_rows
+
+    def bad(*_a, **_k):
+        unit_rows(X=[[1.0 + 2.0**-52, 0.0]], tol=0.0)
+
+    monkeypatch.setattr(mod, "part_gaussian", bad)
+    assert mod.main(["--smoke", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("audit_epsilon: error: X row 0 has L2 norm 1 + ")
