@@ -150,7 +150,8 @@ def test_reconstruction_newton_identity_is_exact(digits):
     # one-vs-rest heads: the top singular vector of the per-head reconstructions
     Y3 = np.where(np.arange(150)[:, None] % 3 == np.arange(3)[None, :], 1.0, -1.0)
     ns = baselines.newton_shortcut(lam=lam)
-    st = ns.init(X, Y3)
+    st = ns.init(X, np.arange(150) % 3, num_classes=3)  # class ids (2-D y is refused)
+    np.testing.assert_array_equal(np.asarray(st.Y), Y3)
     th1 = ns.unlearn(st, [7]).params
     keep = np.setdiff1d(np.arange(150), [7])
     H = rc.exact_hessian("logistic", st.W, X[keep], Y3[keep], lam)
