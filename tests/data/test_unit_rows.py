@@ -19,11 +19,11 @@ def _hard_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     parts = []
     # columns of an orthogonal matrix from eigh (the worst-case canary is one)
     m = min(d, k)
-    A = rng.standard_normal((d, d)) if d <= 512 else None
+    A = rng.standard_normal((d, d)) if d <= 800 else None
     if A is not None:
         _, Q = np.linalg.eigh(A + A.T)
         parts.append(Q.T[:m])
-    else:  # eigh of a d x d matrix is too slow at d = 4,096: a random Householder column set
+    else:  # eigh of a d x d matrix is too slow at d = 4,096: rows of a Householder matrix
         v = rng.standard_normal(d)
         v /= np.linalg.norm(v)
         H = np.eye(d)[:m] - 2.0 * v[:m, None] * v[None, :]
