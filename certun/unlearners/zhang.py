@@ -419,12 +419,13 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
             failures.append("CG met p^T (H + lam I) p <= 0: H + lam I is not positive definite; "
                             "raise lam")
         if not in_ball:
-            failures.append(f"the unlearned model's norm {w_norm:.9g} exceeds the rounding-safe "
-                            f"radius {C_safe:.9g}")
+            # public reason: the norm itself is private (assumption value)
+            failures.append(f"the unlearned model's norm exceeds the rounding-safe radius "
+                            f"{C_safe:.9g}")
         lm_val = lm["value"]
         if lm_val is not None and not lam + lm_val > 0:
-            failures.append(f"lam + lam_min = {lam:g} + ({lm_val:.4g}) <= 0 by the {lm['kind']} "
-                            "value: the damped Newton step is undefined; raise lam")
+            failures.append(f"lam + lam_min <= 0 (lam = {lam:g}; lam_min by the {lm['kind']} "
+                            "value, private): the damped Newton step is undefined; raise lam")
 
         # --- the distance bound (only where its derivation applies)
         bound, bound_note = None, None
@@ -462,7 +463,7 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
 
         assumptions = [
             check("unlearned_in_ball", f"||w_k||_2 <= C' = C (1 + gamma_(p+4)) = {C_safe:.9g} "
-                  "(measured in float64)", in_ball, w_norm, C_safe),
+                  "(measured in float64)", in_ball, w_norm, C_safe, private=True),
             verified("retrained_in_ball", "the reference A(D_k) = certun.nn.train projects onto "
                      f"||w|| <= C = {C:g} after every step, so ||A(D_k)|| <= C'", C_safe),
         ]
