@@ -73,3 +73,18 @@ def test_public_view_is_identical_on_data_of_the_same_public_shape(name):
     assert _diff(*priv), name  # the private views do differ: the check can fail
     # the budget's amount used or left never appears in the public view
     assert pub[0]["budget"] is None or set(pub[0]["budget"]) == {"total", "unit"}
+
+
+def test_guo_public_view_is_the_same_whether_a_request_is_stepped_or_retrained():
+    """The outcome (unlearned vs retrained) is data-dependent and private: same public view."""
+    X, y = _data(0)
+    unl = certified_removal(lam=0.1, sigma=0.02, epsilon=1.0, delta=1e-4, auto_retrain=True)
+    st = unl.init(X, y, jax.random.key(0))
+    views: dict[str, str] = {}
+    for i in range(X.shape[0]):
+        res = unl.unlearn(st, [i])
+        views.setdefault(res.outcome, json.dumps(res.certificate.public(), sort_keys=True))
+        if len(views) == 2:
+            break
+    assert set(views) == {"unlearned", "retrained"}
+    assert views["unlearned"] == views["retrained"]
