@@ -58,7 +58,13 @@ def _diff(a, b, path=""):
     return [] if a == b else [path]
 
 
-@pytest.mark.parametrize("name", sorted(MECHANISMS))
+# the cached Guo variant and the add/remove release (also checked in tests/test_release.py)
+# run in the slow tier
+_SLOW = {"certified_removal_cached", "private_release_add_remove"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(k, marks=pytest.mark.slow) if k in _SLOW else k
+                                  for k in sorted(MECHANISMS)])
 def test_public_view_is_identical_on_data_of_the_same_public_shape(name):
     unl = MECHANISMS[name]()
     pub, priv = [], []
