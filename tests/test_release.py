@@ -281,8 +281,8 @@ def test_release_wraps_any_unlearner(digits38):
 class _Refuses:
     """An unlearner that refuses its first request (``retrain_required``, no model)."""
 
-    def __init__(self, lam):
-        self.inner = exact_retraining(lam=lam)
+    def __init__(self, inner):
+        self.inner = inner
 
     def init(self, X, y, key, num_classes=None):
         return self.inner.init(X, y, key, num_classes=num_classes)
@@ -298,7 +298,7 @@ class _Refuses:
         return self.inner.retrain(s, key)
 
 
-def _refusal_case(inner, X, y, lam):
+def _refusal_case(inner, X, y, lam, plain):
     pr = private_release(inner, lam=lam, epsilon=1.0, delta=1e-5)
     res = pr.unlearn(pr.init(X, y, jax.random.key(0)), [0])
     assert res.diagnostics["inner_outcome"] == "retrain_required"
@@ -311,7 +311,7 @@ def _refusal_case(inner, X, y, lam):
     assert float(jnp.linalg.norm(res2.state.noiseless - ref)) <= 1e-8 / lam
     assert float(jnp.linalg.norm(pr.retrain(res2.state).params - ref)) <= 1e-8 / lam
     # the public view equals that of a world whose inner unlearner never refused
-    pe = private_release(exact_retraining(lam=lam), lam=lam, epsilon=1.0, delta=1e-5)
+    pe = private_release(plain, lam=lam, epsilon=1.0, delta=1e-5)
     other = pe.unlearn(pe.init(X, y, jax.random.key(0)), [0]).certificate
     assert json.dumps(res.certificate.public()) == json.dumps(other.public())
 
@@ -319,7 +319,8 @@ def _refusal_case(inner, X, y, lam):
 def test_inner_refusal_is_private_and_the_release_is_published(digits38):
     """A refusal of the inner unlearner: the release polishes the last model and publishes."""
     X, y = _small(digits38, 60)
-    _refusal_case(_Refuses(0.1), X, y, 0.1)
+    plain = exact_retraining(lam=0.1)
+    _refusal_case(_Refuses(plain), X, y, 0.1, plain)
 
 
 @pytest.mark.slow
@@ -327,7 +328,8 @@ def test_guo_refusal_is_private_and_the_release_is_published(digits38):
     """Guo's spent budget refuses; the release still publishes, with the same public view."""
     X, y = _small(digits38, 80)
     lam = 1e-3
-    _refusal_case(certified_removal(lam=lam, sigma=1e-3, epsilon=1.0, delta=1e-4), X, y, lam)
+    _refusal_case(certified_removal(lam=lam, sigma=1e-3, epsilon=1.0, delta=1e-4), X, y, lam,
+                  exact_retraining(lam=lam))
 
 
 def test_release_refuses_only_what_it_cannot_certify(digits38):
