@@ -20,10 +20,20 @@ certificate is a claim with its evidence:
   over examples, as in Guo et al.'s residual bounds) or ``"mean"`` (the mean loss
   plus ``(lam/2)||w||^2``, certun's public objective). :mod:`certun.scale`
   converts between them.
-* The certificate has a **public view** (safe to publish: mechanism, status,
-  epsilon, delta, budget left, ...) and a **private view** that adds everything
-  that reveals a deleted point's influence (residual bounds, the norm of the
-  perturbation ``b``, solver residuals). See :meth:`Certificate.public`.
+* The certificate has a **public view** and a **private view**. The public view
+  holds data-independent fields only: mechanism, status, epsilon/delta (per
+  release and composed), sigma, threat, adjacency, scale, calibration,
+  conversion, the sensitivity (mechanisms set it only when it is computed from
+  public quantities), the numbers of releases and removed rows (requests are
+  public), the budget's *total* and unit (never the amount used or left: that is
+  a data-dependent residual), ``public_inputs`` (the public quantities the noise
+  scale is computed from, with the adjacency), the assumption names, states and
+  statements (values of private assumptions withheld) and notes free of
+  data-dependent numbers. The private view adds everything that reveals the
+  data (residual bounds, budget used, the norm of the perturbation ``b``, solver
+  residuals). ``proofs/README.md`` ("Noise scales and public fields") shows, for
+  every mechanism, that each public field depends on public quantities only.
+  See :meth:`Certificate.public`.
 
 The JSON form is versioned (``schema``); :func:`Certificate.from_json` reads it
 back exactly.
@@ -199,9 +209,8 @@ def derive_status(assumptions: Sequence[Assumption], budget: Budget | None = Non
     """
     reasons = [f"{a.name}: {a.statement}" for a in assumptions if a.state == "failed"]
     if budget is not None and budget.exhausted:
-        reasons.append(
-            f"budget exhausted: used {budget.used:.6g} > total {budget.total:.6g} ({budget.unit})"
-        )
+        # public: the amount used is data-dependent and stays in the private view
+        reasons.append(f"budget exhausted ({budget.unit}; the amount used is private)")
     if extra_failure:
         reasons.append(extra_failure)
     if reasons:
@@ -222,7 +231,8 @@ class Certificate:
     Attributes:
       mechanism: which algorithm produced the model (e.g. ``"guo2020_certified_removal"``).
       status: ``"holds"``, ``"conditional"`` or ``"fails"``.
-      reason: why it fails / what it is conditional on (empty when it holds).
+      reason: why it fails / what it is conditional on (empty when it holds); public, so
+        mechanisms word it without data-dependent numbers.
       epsilon, delta: the guarantee per release.
       sigma: the Gaussian noise standard deviation the guarantee uses.
       threat: the adversary covered (see module docstring).
@@ -241,7 +251,9 @@ class Certificate:
       bounds: the error bounds used (private: they reveal the deleted data's influence).
       solver: solver diagnostics (private).
       private: other private quantities (e.g. ``||b||``, true residuals).
-      notes: free-text remarks (public).
+      public_inputs: the public quantities the noise scale and the public numbers are
+        computed from (e.g. ``adjacency``, ``n``, ``lam``), part of the public view.
+      notes: free-text remarks (public; no data-dependent numbers).
       version: certun version that issued it.
     """
 
@@ -267,6 +279,7 @@ class Certificate:
     solver: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     private: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    public_inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     version: str = __version__
     schema: str = SCHEMA
 
@@ -288,10 +301,12 @@ class Certificate:
     def public(self) -> dict[str, Any]:
         """The public view: safe to publish next to the model.
 
-        Contains mechanism, status, validity, epsilon/delta (per release and
-        composed), sigma, threat, adjacency, scale, calibration, conversion, the
-        budget left, the number of removals and the assumption states (values
-        of private assumptions are withheld).
+        Contains mechanism, status, validity, the reason, epsilon/delta (per
+        release and composed), sigma, threat, adjacency, scale, calibration,
+        conversion, sensitivity, releases, the number of removals, the budget's
+        total and unit (not the amount used or left, which is data-dependent),
+        ``public_inputs``, the assumptions (values of private ones withheld) and
+        the notes. Every field is data-independent given the public inputs.
         """
         d: dict[str, Any] = {
             "schema": self.schema,
@@ -314,8 +329,8 @@ class Certificate:
             "delta_composed": _clean(self.delta_composed),
             "removed": self.removed,
             "budget": None if self.budget is None else {
-                "total": _clean(self.budget.total), "left": _clean(self.budget.left),
-                "unit": self.budget.unit},
+                "total": _clean(self.budget.total), "unit": self.budget.unit},
+            "public_inputs": _clean(dict(self.public_inputs)),
             "assumptions": [a.to_dict(private=False) for a in self.assumptions],
             "notes": list(self.notes),
         }
@@ -344,7 +359,8 @@ class Certificate:
     def from_dict(cls, d: Mapping[str, Any]) -> Certificate:
         """Rebuild a certificate from :meth:`to_dict` output (private view).
 
-        A public view can be read too; the private fields then come back empty.
+        A public view can be read too; the private fields then come back empty and
+        the budget's ``used`` is NaN (unknown).
         """
         schema = d.get("schema")
         if schema != SCHEMA:
@@ -353,8 +369,8 @@ class Certificate:
         budget = None
         if b is not None:
             used = b.get("used")
-            if used is None:  # public view: reconstruct from left
-                used = _float(b["total"]) - _float(b["left"])
+            if used is None:  # public view: the amount used is private
+                used = math.nan
             budget = Budget(_float(b["total"]), _float(used), b["unit"])
         assumptions = tuple(
             Assumption(a["name"], a["state"], a["statement"], _float(a.get("value")),
@@ -372,6 +388,7 @@ class Certificate:
             removed=int(d.get("removed", 0)), assumptions=assumptions,
             bounds=dict(d.get("bounds", {})), solver=dict(d.get("solver", {})),
             private=dict(d.get("private", {})), notes=tuple(d.get("notes", ())),
+            public_inputs=dict(d.get("public_inputs", {})),
             version=d.get("version", __version__), schema=schema,
         )
 
@@ -390,10 +407,7 @@ class Certificate:
             f"  sigma = {self.sigma:.6g} [{self.calibration}], scale: {self.scale}",
         ]
         if self.budget is not None:
-            lines.append(
-                f"  budget: {self.budget.used:.6g} of {self.budget.total:.6g} used "
-                f"({self.budget.unit})"
-            )
+            lines.append(f"  budget total: {self.budget.total:.6g} ({self.budget.unit})")
         for a in self.assumptions:
             lines.append(f"  [{a.state:>8}] {a.name}: {a.statement}")
         return "\n".join(lines)

@@ -179,8 +179,9 @@ assert cert.budget.used <= cert.budget.total and cert.budget.unit.startswith("su
 # ### Public versus private view
 #
 # `cert.public()` (or `to_json(private=False)`) is what you may publish next to the model:
-# no bounds, no solver diagnostics, no private quantities, and private assumptions without
-# their values. `to_json()` (the private view) keeps everything, and
+# no bounds, no solver diagnostics, no private quantities, private assumptions without
+# their values, and the budget's total only (the amount used is the accumulated residual
+# bound, a data-dependent number). `to_json()` (the private view) keeps everything, and
 # `Certificate.from_json` reads it back exactly.
 
 # %%
@@ -190,6 +191,7 @@ print("only in the private view:", sorted(set(private) - set(public)))
 print("public assumptions with a value withheld:",
       [a["name"] for a in public["assumptions"] if "value" not in a])
 print("public budget:", public["budget"])
+assert set(public["budget"]) == {"total", "unit"}
 assert not {"bounds", "solver", "private"} & set(public)
 assert all("value" not in a for a in public["assumptions"] if a["private"])
 assert certun.Certificate.from_json(cert.to_json()).to_dict() == private

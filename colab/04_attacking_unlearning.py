@@ -286,14 +286,17 @@ show("reconstruction_images")
 #
 # $$\tilde\theta_t = \Pi(\theta_t) + \mathcal N(0, \sigma_t^2 I),\qquad
 #   \sigma_t = \mathrm{analytic\_sigma}(\epsilon, \delta, \Delta_t),\qquad
-#   \Delta_t = \frac{G}{\lambda n_t} + \frac{2\tau}{\lambda},$$
+#   \Delta_t = \frac{2}{\lambda n_t} + \frac{2\tau}{\lambda},$$
 #
 # where $\theta_t$ is the inner unlearner's noiseless model, *checked* to have gradient norm
 # at most $\tau$ on the unperturbed objective (and polished by Newton steps if not), $\Pi$
 # projects onto a ball that provably holds every such model, and $\Delta_t$ bounds how far
-# one record can move the minimiser (logistic: $G = 1 + \min(1, \sqrt{2\lambda\ln 2})$;
-# `proofs/private_release.md`). The noise is fresh for every release, so an observer of
-# all of them is covered by the composed guarantee.
+# replacing one record can move the minimiser (logistic, one head; `proofs/private_release.md`).
+# The noise scale uses public quantities only: the default adjacency is replace-one, with the
+# initial row count and the deletion requests public, so $n_t = n_0 - \text{removed}$ is
+# public (`adjacency="add_remove"` with a public `n_min` is the other choice). The noise is
+# fresh for every release, so an observer of all of them is covered by the composed
+# guarantee.
 #
 # Its certificate has threat `private_release`. It is a different promise from certified
 # removal: differential privacy of the published *sequence*, which is why it covers the

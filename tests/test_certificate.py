@@ -1,6 +1,7 @@
 """Certificate status derivation, views and the versioned JSON form."""
 
 import json
+import math
 
 import pytest
 
@@ -31,6 +32,8 @@ def test_status_is_derived_from_assumptions():
     assert bad.status == "fails" and not bad.valid and "lam" in bad.reason
     spent = make_certificate(assumptions=[verified("a", "x")], budget=Budget(1.0, 1.5, "u"), **BASE)
     assert spent.status == "fails" and "budget" in spent.reason
+    assert "1.5" not in spent.reason  # the reason is public: no amount used in it
+    assert "1.5" not in spent.summary() and "1.5" in spent.to_json()
     assert check("c", "s", True).state == "verified" and check("c", "s", False).state == "failed"
     with pytest.raises(TypeError):
         make_certificate(assumptions=[], status="holds", **BASE)
@@ -52,7 +55,7 @@ def test_json_roundtrip_and_public_view():
         assumptions=[verified("unit_rows", "||x||<=1"), verified("grad", "g", 1e-12, private=True)],
         budget=Budget(2.28, 0.5, "sum-scale residual"), bounds={"step": 0.1, "list": [1, 2]},
         solver={"iterations": 3}, private={"b_norm": 12.5}, releases=2, epsilon_composed=1.4,
-        delta_composed=1e-5, notes=("n",), **BASE)
+        delta_composed=1e-5, notes=("n",), public_inputs={"n": 10, "lam": 0.1}, **BASE)
     text = c.to_json()
     d = json.loads(text)
     assert d["schema"] == SCHEMA and d["valid"] is True and d["view"] == "private"
@@ -61,13 +64,16 @@ def test_json_roundtrip_and_public_view():
     assert back.to_dict() == c.to_dict()
     pub = json.loads(c.to_json(private=False))
     assert set(pub) >= {"epsilon", "delta", "mechanism", "status", "budget", "valid", "threat"}
-    assert pub["budget"] == {"total": 2.28, "left": pytest.approx(1.78),
-                             "unit": "sum-scale residual"}
+    # the budget's total is public; the amount used (and left) is a data-dependent residual
+    assert pub["budget"] == {"total": 2.28, "unit": "sum-scale residual"}
+    assert "0.5" not in json.dumps(pub) and "1.78" not in json.dumps(pub)
     assert "b_norm" not in json.dumps(pub) and "bounds" not in pub
+    assert pub["public_inputs"] == {"n": 10, "lam": 0.1}
     assert "value" not in [a for a in pub["assumptions"] if a["name"] == "grad"][0]
     # a public view reads back too (private parts empty)
     pb = Certificate.from_dict(pub)
-    assert pb.valid and pb.budget.left == pytest.approx(1.78) and pb.private == {}
+    assert pb.valid and pb.budget.total == 2.28 and pb.private == {}
+    assert math.isnan(pb.budget.used) and math.isnan(pb.budget.left)
     with pytest.raises(ValueError, match="schema"):
         Certificate.from_dict({**d, "schema": "other/9"})
 

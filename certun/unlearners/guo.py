@@ -1363,8 +1363,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                 return UnlearnResult(params(rstate), rstate, cert, "retrained", diagnostics)
             fail = None
             if R_new > budget_total and solver_ok:
-                fail = (f"retrain required: this request would raise the residual bound to "
-                        f"{R_new:.6g} > budget {budget_total:.6g}")
+                # public reason: the residual bound is data-dependent (private view: bounds)
+                fail = ("retrain required: this request would raise the residual bound above "
+                        "the budget")
             cert = _cert(state, R_new, _assumptions(state, x64, solver_ok, code, h["xs"], h["tg"]),
                          bounds, solver, private, extra_failure=fail)
             return UnlearnResult(None, state, cert, "retrain_required", diagnostics)

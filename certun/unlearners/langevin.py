@@ -438,10 +438,9 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
         if clip is not None:
             a.append(check(
                 "clip_inactive",
-                f"the per-example clip at {clip:g} was inactive on all "
-                f"{state.steps_total + (K if ran else 0)} steps since initialisation (it was "
-                f"active on {clipped}); the accounting needs the unclipped, strongly convex "
-                "drift and no analysis here covers an active clip",
+                f"the per-example clip at {clip:g} was inactive on every step since "
+                "initialisation (the count of active steps is private); the accounting needs "
+                "the unclipped, strongly convex drift and no analysis here covers an active clip",
                 clipped == 0, max_norm, clip, private=True))
         if smoothness == "data":
             a.append(assumed(

@@ -119,7 +119,7 @@ def exact_retraining(*, lam: float, loss: str = "logistic", sigma: float = 0.0,
             threat="indistinguishable_from_retraining", adjacency="removal", scale="mean",
             calibration="none", removed=int(n - float(jnp.sum(mask))),
             assumptions=[check("converged", f"retraining reached ||grad J|| <= {tol:g}", ok,
-                               float(fr.grad_norm), tol)],
+                               float(fr.grad_norm), tol, private=True)],
             solver={"iterations": int(fr.num_steps), "grad_norm": float(fr.grad_norm)},
             notes=("Exact retraining is the reference distribution; it does not hide the deletion "
                    "from an observer of the model before and after.",),

@@ -48,26 +48,32 @@ distance bound of :func:`certun.bounds.zhang.distance_bound`,
 :math:`(2C(MC+\lambda)+G_r+\lVert r\rVert+b)/(\lambda+\lambda_{\min})`, rests on an *assumed*
 Hessian-Lipschitz constant :math:`M`, an assumed retrained gradient norm :math:`G_r`, and
 :math:`\lambda_{\min}` (verified by ``lam_min="exact"``, a dense float64 bound for tiny
-models; *assumed* for a Lanczos estimate, which over-estimates it, or a user value). The
-sensitivity is ``min(bound, 2C')``, and the certificate says which applies:
+models; *assumed* for a Lanczos estimate, which over-estimates it, or a user value).
 
-* ``holds`` at :math:`2C'` whenever the bound is not below it -- always for a network
-  with :math:`\lambda_{\min}\le0` (the bound is below :math:`2C` only if :math:`MC<\lambda_{\min}`):
-  the Newton step then buys utility, not a tighter guarantee (a solve stopped by its
-  iteration cap is reported with its residual: the guarantee at :math:`2C'` does not depend
-  on it, and the bound charges it);
-* ``conditional`` (on :math:`M`, :math:`G_r` and an estimated :math:`\lambda_{\min}`) when the bound
-  is below :math:`2C'`, which needs a locally strongly convex problem;
+The **public** certificate (sensitivity, epsilon, epsilon_composed, status, assumptions)
+always rests on :math:`2C'`, a function of the configuration only: the bound depends on
+:math:`\lambda_{\min}` at the data and on the solve residual, so a public claim built on it
+(or a status that switched with it) would be data-dependent (``proofs/README.md``, "Noise
+scales and public fields"). The bound is evaluated privately: ``bounds["distance_bound"]``,
+``bounds["which"]`` (``"bound"`` when it is below :math:`2C'`, which needs a locally strongly
+convex problem: :math:`MC<\lambda_{\min}`; never for a network with :math:`\lambda_{\min}\le0`),
+``bounds["epsilon_at_bound"]`` (the epsilon ``sigma`` certifies at ``min(bound, 2C')``) and
+``bounds["bound_assumptions"]`` with ``bounds["bound_status"]`` (``conditional`` on
+:math:`M`, :math:`G_r` and an estimated :math:`\lambda_{\min}`). The certificate is
+
+* ``holds`` at :math:`2C'` when the step is usable (a solve stopped by its iteration cap is
+  reported with its residual: the guarantee at :math:`2C'` does not depend on it, and the
+  bound charges it);
 * ``fails`` (no model released, outcome ``"retrain_required"``) when
   :math:`\lambda+\lambda_{\min}\le0` by the estimate or the bound, when CG finds the damped
   Hessian indefinite, or when the solver diverges or returns NaN/Inf.
 
 ``sigma`` is data-independent: given directly, or calibrated by the analytic Gaussian
 mechanism to :math:`2C'` for a target ``epsilon``; the certificate reports the epsilon that
-``sigma`` certifies at the applicable sensitivity (analytic Gaussian), **however large**, and
-the exact composition over all unlearning releases so far (Gaussian mechanisms compose as
-one with :math:`\sqrt{\sum_k(\Delta_k/\sigma_k)^2}`). In the conditional case that epsilon
-depends on :math:`\lambda_{\min}` at the data (a data-dependent quantity).
+``sigma`` certifies at :math:`2C'` (analytic Gaussian), **however large**, and the exact
+composition over all unlearning releases so far (Gaussian mechanisms compose as one with
+:math:`\sqrt{\sum_k(\Delta_k/\sigma_k)^2}`). The failure events above are data-dependent
+refusals (no model published); ``proofs/README.md`` lists them as open.
 
 ``mode="empirical"`` reproduces the paper's experiments: a fixed noise std
 (``empirical_std``, the authors' 1e-3) that is **not calibrated**; the model is released
@@ -106,7 +112,7 @@ from certun import _validate
 from certun._tree import tree_norm, tree_sub
 from certun.accounting.gaussian import analytic_epsilon, analytic_sigma
 from certun.bounds import zhang as zb
-from certun.certificate import assumed, check, make_certificate, verified
+from certun.certificate import assumed, check, derive_status, make_certificate, verified
 from certun.nn.models import Network, num_params
 from certun.nn.objective import gauss_newton_parts, minibatch_objective, objective
 from certun.nn.spectral import exact_min_eigenvalue, lanczos_extreme_eigenvalues
@@ -419,12 +425,13 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
             failures.append("CG met p^T (H + lam I) p <= 0: H + lam I is not positive definite; "
                             "raise lam")
         if not in_ball:
-            failures.append(f"the unlearned model's norm {w_norm:.9g} exceeds the rounding-safe "
-                            f"radius {C_safe:.9g}")
+            # public reason: the norm itself is private (assumption value)
+            failures.append(f"the unlearned model's norm exceeds the rounding-safe radius "
+                            f"{C_safe:.9g}")
         lm_val = lm["value"]
         if lm_val is not None and not lam + lm_val > 0:
-            failures.append(f"lam + lam_min = {lam:g} + ({lm_val:.4g}) <= 0 by the {lm['kind']} "
-                            "value: the damped Newton step is undefined; raise lam")
+            failures.append(f"lam + lam_min <= 0 (lam = {lam:g}; lam_min by the {lm['kind']} "
+                            "value, private): the damped Newton step is undefined; raise lam")
 
         # --- the distance bound (only where its derivation applies)
         bound, bound_note = None, None
@@ -458,16 +465,19 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
         else:
             sig = analytic_sigma(epsilon, dlt, 2.0 * C_safe)
         eps_2c = analytic_epsilon(sig, dlt, 2.0 * C_safe)
-        eps = analytic_epsilon(sig, dlt, sens) if mode == "certified" else math.inf
+        # the public claim rests on 2C' (configuration only); the bound's epsilon is private
+        eps_bound = analytic_epsilon(sig, dlt, sens) if mode == "certified" else math.inf
+        eps = eps_2c if mode == "certified" else math.inf
 
         assumptions = [
             check("unlearned_in_ball", f"||w_k||_2 <= C' = C (1 + gamma_(p+4)) = {C_safe:.9g} "
-                  "(measured in float64)", in_ball, w_norm, C_safe),
+                  "(measured in float64)", in_ball, w_norm, C_safe, private=True),
             verified("retrained_in_ball", "the reference A(D_k) = certun.nn.train projects onto "
                      f"||w|| <= C = {C:g} after every step, so ||A(D_k)|| <= C'", C_safe),
         ]
+        bound_assumptions = []
         if which == "bound":
-            assumptions += [
+            bound_assumptions += [
                 assumed("hessian_lipschitz", f"grad^2 F_r is M-Lipschitz on the ball, M = {M:g} "
                         "(cannot be verified for a network)", M),
                 (verified("lam_min", "lambda_min(grad^2 F_r(w)) >= lam_min (dense float64 "
@@ -482,6 +492,7 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
                          private=True),
                 check("float64", "computed in float64", x64),
             ]
+        bound_status = derive_status(bound_assumptions)[0] if bound_assumptions else None
         extra = "; ".join(failures) if failures else None
         threat = "indistinguishable_from_retraining"
         if mode == "empirical":
@@ -491,7 +502,7 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
             threat = "none"
 
         sig_all = state.sigmas + (sig,)
-        sens_all = state.sensitivities + (sens,)
+        sens_all = state.sensitivities + (2.0 * C_safe,)
         if mode == "certified":
             mu = math.sqrt(sum((d / s) ** 2 for s, d in zip(sig_all, sens_all, strict=True)))
             eps_comp = analytic_epsilon(1.0, dlt, mu)
@@ -502,7 +513,9 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
                   "bound_note": bound_note, "M": M, "lam": lam, "lam_min": lm_val,
                   "lam_min_kind": lm["kind"], "lam_max_estimate": lm.get("largest"),
                   "retrained_grad_norm": Gr, "base_grad_term": base_term,
-                  "epsilon_at_2C": eps_2c, "gradient": gradient}
+                  "epsilon_at_2C": eps_2c, "gradient": gradient,
+                  "epsilon_at_bound": eps_bound, "bound_status": bound_status,
+                  "bound_assumptions": [a.to_dict() for a in bound_assumptions]}
         solver_info = {"name": solver, "result": code_name, "num_steps": steps,
                        "residual": residual,
                        "residual_system": ("(GGN + (kappa + lam) I) x = g" if solver == "ggn"
@@ -518,8 +531,9 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
             "Both the unlearned and the retrained model lie in the ball ||w|| <= C, so 2C is "
             "always a valid sensitivity; the Newton bound 2C(MC + lam)/(lam + lam_min) is below "
             "2C only if M C < lam_min (a locally strongly convex problem).",
-            f"Sensitivity used: {which} = {sens:.6g}; epsilon {eps:.6g} is what sigma "
-            f"{sig:.6g} certifies at it (analytic Gaussian), however large.",
+            f"Public sensitivity 2C' = {2.0 * C_safe:.6g} (configuration only); epsilon is what "
+            f"sigma = {sig:.6g} certifies at it (analytic Gaussian), however large. The Newton "
+            "bound depends on the data (lam_min, solve residual) and is reported privately.",
             "Removal certificate: it does not hide the deletion from an observer of the model "
             "before and after.",
             "Fresh noise per release from the noiseless internal model.",
@@ -528,13 +542,13 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
             mechanism=MECHANISM, epsilon=eps, delta=dlt, sigma=sig, threat=threat,
             adjacency="removal", scale="mean",
             calibration="analytic_gaussian" if mode == "certified" else "none",
-            sensitivity=sens, releases=release, epsilon_composed=eps_comp,
+            sensitivity=2.0 * C_safe, releases=release, epsilon_composed=eps_comp,
             delta_composed=dlt if mode == "certified" else None,
             removed=int(removed.sum()), assumptions=assumptions, extra_failure=extra,
             bounds=bounds, solver=solver_info, notes=tuple(notes))
         diagnostics = {"seconds": time.perf_counter() - t0, "seconds_solve": t_solve,
                        "seconds_lam_min": t_lam, "m": int(idx_new.size), "n_retained": n_r,
-                       "sensitivity": sens, "which": which, "sigma": sig, "epsilon": eps,
+                       "sensitivity": sens, "which": which, "sigma": sig, "epsilon": eps_bound,
                        "residual": residual, "solver_result": code_name, "num_steps": steps,
                        "lam_min": lm_val, "lam_min_kind": lm["kind"], "bound": bound,
                        "step_norm": step_norm, "params_noiseless": w_new}
