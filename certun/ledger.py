@@ -583,7 +583,9 @@ class Ledger:
         fields, special = _state_fields(state)
         prev = None if self._manifest is None else self._manifest["arrays"]
         n = int(state.X.shape[0])
-        n_chunks = max(1, -(-n // CHUNK_ROWS))
+        # a ledger keeps the chunk size it was created with
+        C = CHUNK_ROWS if self._manifest is None else int(self._manifest["chunk_rows"])
+        n_chunks = max(1, -(-n // C))
         host_rows = {f: np.array(fields[f]) for f in ("mask", "factor_mask")}
         # rows whose mask changed: the only rows X and Y can have changed in (zeroed), as long
         # as they are the arrays of the committed state
@@ -599,16 +601,16 @@ class Ledger:
                 elif name in host_rows:
                     old = self._host_rows[name]
                     changed = {c for c in range(n_chunks)
-                               if not np.array_equal(arr[c * CHUNK_ROWS:(c + 1) * CHUNK_ROWS],
-                                                     old[c * CHUNK_ROWS:(c + 1) * CHUNK_ROWS])}
+                               if not np.array_equal(arr[c * C:(c + 1) * C],
+                                                     old[c * C:(c + 1) * C])}
                 elif (raw_X, raw_Y)[name == "Y"] is getattr(self.state, name):
-                    changed = set((moved // CHUNK_ROWS).tolist())
+                    changed = set((moved // C).tolist())
                 else:
                     changed = set(range(n_chunks))
                 chunks = []
                 for c in range(n_chunks):
                     if c in changed:
-                        data = _npy_bytes(arr[c * CHUNK_ROWS:(c + 1) * CHUNK_ROWS])
+                        data = _npy_bytes(arr[c * C:(c + 1) * C])
                         fname = f"rows/{name}-{c:06d}-{g:08d}.npy"
                         files[fname] = data
                         chunks.append(fname)
@@ -638,7 +640,7 @@ class Ledger:
         rec_file = f"records/{g:08d}.json"
         manifest = {"format": FORMAT, "generation": g, "n_records": g + 1,
                     "version": __version__, "utc": _utc(), "config": self.config,
-                    "dataset": self.dataset, "chunk_rows": CHUNK_ROWS, "arrays": entries,
+                    "dataset": self.dataset, "chunk_rows": C, "arrays": entries,
                     "special": special, "files": dict(sorted(hashes.items())),
                     "record": {"file": rec_file, "sha256": _sha(rec_bytes)},
                     "public": record["public"]}
@@ -692,7 +694,8 @@ class Ledger:
         try:
             _step("cleanup")
             for f in _unreferenced(self.path, self._manifest, self.generation):
-                f.unlink(missing_ok=True)
+                if f.is_file() or f.is_symlink():
+                    f.unlink(missing_ok=True)
             for sub in ("", "arrays", "rows", "records"):
                 fsync_dir(self.path / sub)
         except Exception:  # noqa: BLE001 - clean-up never undoes a commit; open() retries it
@@ -719,21 +722,23 @@ def _manifest_name(g: int) -> str:
 
 
 def _unreferenced(p: Path, manifest: dict | None, g: int) -> list[Path]:
-    """The files of the ledger directory the committed generation ``g`` does not use."""
+    """The ledger's entries that the committed generation ``g`` does not use.
+
+    Everything in ``arrays/``, ``rows/`` and ``records/`` that the manifest does not
+    reference, and old manifests and temporaries in the directory itself (other files
+    there are left alone).
+    """
     keep = set() if manifest is None else set(manifest["files"])
     keep |= {f"records/{j:08d}.json" for j in range(g + 1)}
-    keep |= {"LEDGER", "CURRENT", ".lock", _manifest_name(g)}
     out = []
-    for sub in ("", "arrays", "rows", "records"):
+    for f in p.iterdir():
+        if (f.name.startswith("gen-") and f.name != _manifest_name(g)) or (
+                f.name.startswith(".") and f.name.endswith(".tmp")):
+            out.append(f)
+    for sub in ("arrays", "rows", "records"):
         d = p / sub
-        if not d.is_dir():
-            continue
-        for f in d.iterdir():
-            rel = f.name if not sub else f"{sub}/{f.name}"
-            if rel in keep or (not sub and f.name in ("arrays", "rows", "records")):
-                continue
-            if f.is_file() or f.is_symlink():
-                out.append(f)
+        if d.is_dir():
+            out += [f for f in d.iterdir() if f"{sub}/{f.name}" not in keep]
     return out
 
 
@@ -817,7 +822,7 @@ def _read_generation_once(p: Path, verify: bool):
         _expect(isinstance(gen, int) and name == _manifest_name(gen), p, name,
                 "its generation does not match its name")
         for key, typ in (("config", dict), ("dataset", dict), ("arrays", dict), ("special", dict),
-                         ("files", dict), ("record", dict), ("public", dict)):
+                         ("files", dict), ("record", dict), ("public", dict), ("chunk_rows", int)):
             _expect(isinstance(man.get(key), typ), p, name, f"key {key!r} missing or not a "
                     f"{typ.__name__}")
         blobs = {}
@@ -862,8 +867,8 @@ def _read_generation_once(p: Path, verify: bool):
             _expect(isinstance(rec, dict) and isinstance(rec.get("public"), dict)
                     and isinstance(rec.get("private"), dict), p, rel, "not a journal record")
             _expect(rec.get("prev_sha256") == prev_sha, p, rel if j == 0 else
-                    f"records/{j - 1:08d}.json", "checksum mismatch with the next record (the "
-                    "journal is corrupt or was edited)")
+                    f"records/{j - 1:08d}.json and {rel}", "the journal's hash chain breaks "
+                    "here (one of them is corrupt or was edited)")
             _expect(rec["public"].get("record") == j, p, rel, f"not numbered {j}")
             prev_sha = rec_sha = _sha(data)
             records.append(rec)
