@@ -131,10 +131,13 @@ def test_ledger_path_equals_in_memory_path(data, tmp_path, extra):
         remeasured += "residual_remeasured" in ref.diagnostics
         st = _stored(unl, ref.state)
         plain = unl.unlearn(plain, req).state
-        # folding at every commit changes the bound only by rounding (measured: 1e-11
-        # relative with eigh, 0.2% with cholesky, whose folds re-invert at a new shift)
+        # folding at every commit changes the bound only by rounding with eigh (measured
+        # 1e-11 relative); with cholesky a fold re-inverts at the current shift, so the
+        # truncated Neumann series of the unfolded path (its error is in the measured
+        # solver residual) is not summed: W moves by ~1e-6 relative, the bound by < 1%
         assert float(st.residual_bound) == pytest.approx(float(plain.residual_bound), rel=1e-2)
-        np.testing.assert_allclose(np.asarray(st.W), np.asarray(plain.W), rtol=1e-8, atol=1e-12)
+        dW = np.linalg.norm(np.asarray(st.W) - np.asarray(plain.W))
+        assert dW <= (1e-5 if "factor" in extra else 1e-9) * np.linalg.norm(np.asarray(plain.W))
     assert (remeasured >= 1) if extra.get("remeasure") else (remeasured == 0)
     _assert_same_state(Ledger.open(led.path).state, st)
 
@@ -236,6 +239,7 @@ def _summary(led):
 def test_injected_failure_at_every_io_call_leaves_before_or_after(base, tmp_path, monkeypatch):
     led = _copy(base, tmp_path)
     before = _summary(led)
+    row50 = _needles(np.asarray(led.state.X), np.asarray(led.state.Y), [50])
     counter = _Faults()
     with monkeypatch.context() as mp:
         counter.install(mp)
@@ -266,6 +270,8 @@ def test_injected_failure_at_every_io_call_leaves_before_or_after(base, tmp_path
         disk = Ledger.open(led.path, unlearner=led.unlearner)
         assert _summary(disk) in (before, after), trial
         assert _summary(led) == _summary(disk), trial  # memory agrees with disk
+        if _summary(disk) == after:  # committed: no file holds row 50 after recovery
+            _assert_absent(led.path, row50)
         outcomes.add((raised, _summary(disk) == after))
         # and the ledger carries on: the request is applied exactly once
         if _summary(disk) == before:
@@ -286,6 +292,8 @@ def _kill_trials(led, n_trials, rng):
         remaining = np.flatnonzero(np.asarray(led.state.mask) > 0)
         idx = [int(rng.choice(remaining))]
         before = _summary(led)
+        row = np.asarray(led.state.X)[idx[0]]
+        needles = [("row f64", row.tobytes()), ("row f32", row.astype(np.float32).tobytes())]
         res = unl.unlearn(led.state, idx)
         rec = {"public": {"record": led.generation + 1, "kind": "forget", "outcome": res.outcome,
                           "removed_total": int(res.state.n_removed)},
@@ -341,6 +349,8 @@ def _kill_trials(led, n_trials, rng):
         disk = Ledger.open(led.path, unlearner=unl)
         s = _summary(disk)
         assert s == before or (s[0] == before[0] + 1 and s[3] == after_W), trial
+        if s != before:  # committed: recovery (open) left no file holding the row
+            _assert_absent(led.path, needles)
         assert len(disk.records) == disk.generation + 1
         assert [r_["public"]["record"] for r_ in disk.records] == list(range(disk.generation + 1))
         results.append(s != before)
@@ -525,17 +535,17 @@ def test_public_view_is_a_whitelist_and_the_same_for_other_data(tmp_path):
         return {"test_accuracy": float(np.mean(np.sign(Xt @ np.asarray(w)) == yt))}
 
     views, outcomes = [], []
-    for k, rows in enumerate((slice(0, 120), slice(120, 240))):
+    for k, rows in enumerate((slice(0, 80), slice(80, 160))):
         led = Ledger.create(tmp_path / f"led{k}", ds.X_train[rows], ds.y_train[rows],
                             jax.random.key(k), config=cfg, dataset={"name": "d38"},
                             metrics=metrics)
-        for req in ([3], [5, 6], [10, 11, 12, 13]):
+        for req in ([3], [10, 11, 12, 13]):
             led.forget(req)
         st = led.status()
         assert set(st) <= set(ledger_mod.PUBLIC_KEYS)
         assert set(ledger_mod.PUBLIC_KEYS) - set(st) == {"test_rmse"}
-        assert st["budget"] == {"total": pytest.approx(18.2424 * 0.05 / 10 * 8, rel=1e-3)} or (
-            set(st["budget"]) == {"total"})
+        c = np.sqrt(2 * np.log(1.5 / cfg["delta"]))
+        assert st["budget"] == {"total": pytest.approx(cfg["sigma"] * cfg["epsilon"] / c)}
         for rec in led.records:
             assert set(rec["public"]) <= _PUBLIC_RECORD, set(rec["public"]) - _PUBLIC_RECORD
             assert set(rec["public"]["budget"]) == {"total"}
