@@ -530,7 +530,7 @@ class Ledger:
         try:
             import fcntl
         except ImportError:  # pragma: no cover - non-POSIX: no inter-process lock
-            yield True
+            yield blocking  # writers go ahead; opportunistic clean-up by readers does not
             return
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
