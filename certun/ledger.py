@@ -440,8 +440,7 @@ class Ledger:
         Returns:
           ``(record, result)``: the journal record written and the unlearner's
           :class:`~certun.unlearners.UnlearnResult` (outcome ``"unlearned"`` or
-          ``"retrained"``; ``result.state`` is the unfolded state, ``self.state`` the
-          committed one).
+          ``"retrained"``; ``result.state`` is the committed state, ``self.state``).
 
         Raises:
           ValidationError: for an empty request, an index out of range, repeated or
@@ -482,7 +481,8 @@ class Ledger:
                             "diagnostics": _json_safe(diag)},
             }
             self._commit(st, rec)
-            return self.records[-1], res
+            # the committed (folded, zeroed) state: nothing handed back holds the rows
+            return self.records[-1], res._replace(state=self.state)
 
     # ------------------------------------------------------------------ views
     @property
@@ -685,14 +685,14 @@ class Ledger:
         try:
             with self._lock(blocking=False) as got:
                 if got and _read_current(self.path)[0] == _manifest_name(self.generation):
-                    self._cleanup()
+                    self._cleanup(step="open_cleanup")
         except OSError:
             pass
 
-    def _cleanup(self) -> None:
+    def _cleanup(self, step: str = "cleanup") -> None:
         """Delete every file the committed manifest does not reference (under the lock)."""
         try:
-            _step("cleanup")
+            _step(step)
             for f in _unreferenced(self.path, self._manifest, self.generation):
                 if f.is_file() or f.is_symlink():
                     f.unlink(missing_ok=True)
