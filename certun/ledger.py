@@ -803,9 +803,9 @@ def _read_generation_once(p: Path, verify: bool):
     fmt = marker.get("format") if isinstance(marker, dict) else None
     if fmt == "certun.ledger/1":
         raise LedgerError(
-            f"{p / 'LEDGER'}: format certun.ledger/1 (certun < 0.x) keeps deleted rows on disk "
-            f"and is not supported; create a new ledger with `certun train --out NEWDIR` and "
-            "delete this directory securely")
+            f"{p / 'LEDGER'}: format certun.ledger/1 (an earlier certun) keeps removed rows on "
+            "disk and is no longer read; create a new ledger in a new directory and delete this "
+            "one securely")
     if fmt != FORMAT:
         raise _fail(p, "LEDGER", f"unsupported ledger format {fmt!r}; expected {FORMAT!r}")
     name, man_sha = _read_current(p)
@@ -913,10 +913,12 @@ def verify(path: str | os.PathLike) -> dict:
     if not (p / "LEDGER").exists() and not (p / "CURRENT").exists():
         probs.append(f"{str(p)!r} is not a certun ledger (no LEDGER or CURRENT file)")
         return out
+    writable = os.access(p, os.W_OK)  # a read-only copy (a backup) is checked as it is
     try:
-        with Ledger._lock(_LockOnly(p)):
+        with Ledger._lock(_LockOnly(p)) if writable else contextlib.nullcontext():
             led = Ledger.open(p, verify=True)
-            led._cleanup()
+            if writable:
+                led._cleanup()
             out["generation"] = led.generation
             _replay(led, probs)
             left = _unreferenced(p, led._manifest, led.generation)

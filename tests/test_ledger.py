@@ -723,3 +723,10 @@ def test_two_concurrent_creations_leave_one_winner_and_one_clear_error(data, tmp
     back = Ledger.open(target)
     np.testing.assert_array_equal(np.asarray(back.state.b), np.asarray(wins[0].state.b))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # the loser cleaned up
+
+
+def test_format_1_ledgers_are_refused_with_the_reason(base, tmp_path):
+    led = _copy(base, tmp_path)
+    (led.path / "LEDGER").write_text(json.dumps({"format": "certun.ledger/1"}))
+    with pytest.raises(LedgerError, match="certun.ledger/1.*keeps removed rows"):
+        Ledger.open(led.path)
