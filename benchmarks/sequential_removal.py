@@ -228,7 +228,7 @@ def run_cached(args, X, y, order, workdir: Path) -> dict:
     rows = []
     for j, i in enumerate(order[:args.k]):
         rec, res = led.forget([int(i)])
-        rows.append(record(res, rec["public"]["seconds"]["compute"], led.last_save_seconds))
+        rows.append(record(res, rec["private"]["seconds"]["compute"], led.last_save_seconds))
         if args.progress and (j + 1) % 100 == 0:
             print(f"  cached (ledger): {j + 1} requests, retrains {int(res.state.retrains)}",
                   file=sys.stderr)

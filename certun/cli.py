@@ -12,6 +12,9 @@ Every subcommand follows one contract:
   ``certun <command>: error: <argument>: <what is wrong and the fix>``, writes nothing
   on stdout (with or without ``--json``) and exits with status **2**;
 * success exits with status 0.
+
+``certun verify DIR --json`` is the one exception to "nothing on stdout": its verdict on a
+damaged ledger (exit status 2, one line on stderr) is also printed as its JSON report.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ COMMANDS = (
     "certun.commands.train",
     "certun.commands.forget",
     "certun.commands.status",
+    "certun.commands.verify",
 )
 
 

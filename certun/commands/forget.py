@@ -17,7 +17,9 @@ HELP = "remove training rows from a ledger's model (one certified request, commi
 DESCRIPTION = ("Remove the given rows (positions in the original training set) in one summed "
                "Newton step, certify it, and commit model, state and journal record atomically. "
                "When the request would exceed the removal budget the model is retrained on the "
-               "remaining rows with fresh noise and a new budget (recorded).")
+               "remaining rows with fresh noise and a new budget (recorded in the private "
+               "part). The rows leave the directory when the request commits. Prints the "
+               "record's public part only (see `certun status`).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="row indices to remove (positions in the original training set)")
     g.add_argument("--index-file", metavar="F",
                    help="file of row indices (separated by spaces, commas or newlines)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (public view)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (the record's public part)")
 
 
 def _row_index(text: str) -> int:
@@ -61,7 +64,7 @@ def _read_indices(path: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the request and print its public record."""
+    """Serve the request and print its record's public part."""
     from certun._validate import ValidationError
     from certun.ledger import Ledger, LedgerError
     from certun.unlearners.base import RetrainRequired
@@ -89,14 +92,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(NAME, f"DIR: cannot commit the request to {args.dir!r} ({exc.strerror or exc}"
                           f"{': ' + str(exc.filename) if exc.filename else ''}); the ledger holds "
-                          "the state before or after it: see `certun status DIR`")
+                          "the state before or after it: see `certun verify DIR`")
     pub = dict(rec["public"])
     pub["ledger"] = str(led.path)
-    pub["save_seconds"] = led.last_save_seconds
-    b = pub["budget"]
-    text = (f"request {pub['record']}: {pub['outcome']} ({pub['removed_in_request']} rows; "
+    text = (f"request {pub['record']}: committed ({pub['removed_in_request']} rows; "
             f"{pub['removed_total']} removed in total, {pub['n_remaining']} remain)\n"
-            f"certificate: {pub['certificate']['status']}; budget {b['used']:.4g} of "
-            f"{b['total']:.4g} used, {b['left']:.4g} left; retrains so far: {pub['retrains']}")
+            f"certificate: {pub['certificate']['status']}; budget total "
+            f"{pub['budget']['total']:.4g}")
     emit(pub, args.json, text)
     return 0

@@ -11,11 +11,13 @@ __all__ = ["NAME", "HELP", "DESCRIPTION", "add_arguments", "run"]
 #: The subcommand (``certun status``).
 NAME = "status"
 #: One line for ``certun --help``.
-HELP = "show a ledger's public status: budget, removals, certificate status"
+HELP = "show a ledger's public status: configuration, removals, certificate status"
 #: The description ``certun status --help`` prints.
-DESCRIPTION = ("Print the public view of a deletion ledger: the removal budget used and left, "
-               "the number of requests, removals and retrains, and the certificate status. "
-               "No private field (noise, bounds, indices) is shown.")
+DESCRIPTION = ("Print the public view of a deletion ledger: configuration, epsilon, delta, "
+               "sigma, the numbers of requests, removed and remaining rows, the budget total, "
+               "the certificate's public view, timestamps and held-out test metrics. Nothing "
+               "that depends on the training data beyond what the certificate covers (budget "
+               "used, retrains, bounds, noise, indices) is shown.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,13 +34,10 @@ def run(args: argparse.Namespace) -> int:
         st = Ledger.open(args.dir).status()
     except LedgerError as exc:
         return fail(NAME, f"DIR: {exc}")
-    b = st["budget"]
     ds = st["dataset"]
     text = (f"ledger {args.dir}: {st['mechanism']} ({st['model']}) on {ds.get('name', '?')}, "
-            f"({st['epsilon']:g}, {st['delta']:g})\n"
-            f"requests {st['requests']}, removed {st['removed']}, remaining {st['remaining']}, "
-            f"retrains {st['retrains']}\n"
-            f"budget: {b['used']:.4g} of {b['total']:.4g} used, {b['left']:.4g} left; "
-            f"certificate: {st['certificate_status']}")
+            f"({st['epsilon']:g}, {st['delta']:g}), sigma {st['sigma']:g}\n"
+            f"requests {st['requests']}, removed {st['removed']}, remaining {st['remaining']}\n"
+            f"budget total {st['budget']['total']:.4g}; certificate: {st['certificate_status']}")
     emit(st, args.json, text)
     return 0

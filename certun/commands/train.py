@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", type=positive, default=DEFAULTS["sigma"],
                    help="std of the objective perturbation b; fixes the removal budget "
                         "sigma*epsilon/c (default %(default)s)")
-    p.add_argument("--out", required=True, help="new ledger directory (must not exist or be empty)")
+    p.add_argument("--out", required=True,
+                   help="new ledger directory (must not exist or be empty; built beside it and "
+                        "renamed into place, never written into)")
     p.add_argument("--seed", type=count(0), default=DEFAULTS["seed"],
                    help="seed of the perturbation b (default %(default)s)")
     p.add_argument("--update", choices=("cached", "pcg"), default="cached",
@@ -57,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, write the ledger and print its public status."""
+    """Train, write the ledger and print its public status (:meth:`Ledger.status`)."""
     import jax
     import numpy as np
 
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     text = (f"trained {args.model} on {args.dataset} (n={dataset['n_train']}, d={dataset['d']}), "
             f"ledger {led.path}\n"
             + ", ".join(f"{k} {v:.4f}" for k, v in metric.items())
-            + f"\nbudget: {st['budget']['used']:.4g} of {st['budget']['total']:.4g} used "
-              f"(sum-scale gradient residual); certificate: {st['certificate_status']}")
+            + f"\nbudget total {st['budget']['total']:.4g} (sum-scale gradient residual); "
+              f"certificate: {st['certificate_status']}")
     emit(st, args.json, text)
     return 0

@@ -207,8 +207,8 @@ class WhatIf(NamedTuple):
 class GuoUnlearner(Unlearner):
     """The :class:`~certun.unlearners.base.Unlearner` of :func:`certified_removal`.
 
-    The same four fields (a NamedTuple subclass), plus :meth:`what_if`, :meth:`refresh` and
-    :meth:`warmup`.
+    The same four fields (a NamedTuple subclass), plus :meth:`what_if`, :meth:`refresh`,
+    :meth:`fold` and :meth:`warmup`.
     """
 
     __slots__ = ()
@@ -224,6 +224,16 @@ class GuoUnlearner(Unlearner):
     def warmup(self, state: GuoState) -> float:
         """Compile every step single-row requests can take, before the first request (seconds)."""
         return self.unlearn.warmup(state)
+
+    def fold(self, state: GuoState) -> GuoState:
+        """Fold the cached buffer of removed rows into the factorisation (same point, no pass).
+
+        Afterwards ``rows_buf``, ``h_buf``, ``proj_buf`` are zero, ``cap_buf`` the identity,
+        and ``gram``, ``curv`` and the factor (``eigvecs``/``eigvals`` or ``inv``) exclude the
+        removed rows; ``W_factor`` and the staleness accounting are unchanged
+        (``proofs/cached_factors.md``). Needs ``update="cached"``.
+        """
+        return self.unlearn.fold(state)
 
 
 def _bucket(k: int, cap: int) -> int:
@@ -1486,6 +1496,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
 
     unlearn.what_if = what_if
     unlearn.refresh = refresh
+    unlearn.fold = fold
     unlearn.warmup = warmup
 
     return GuoUnlearner(init=init, unlearn=unlearn, params=params, retrain=retrain)
