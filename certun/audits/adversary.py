@@ -75,6 +75,7 @@ __all__ = [
 STATISTICS = ("mean_shift", "norm_sq", "max_abs", "gaussian_lr")
 
 _U = 2.0 ** -53
+_API_NOISE_SEED = 11  # noise key of the releases built through the API (checked in tests)
 
 
 class Worlds(NamedTuple):
@@ -185,7 +186,7 @@ def _draw(sampler: Callable, args: Any, key: jax.Array, num: int, batch_size: in
     """``num`` outputs (scores, with ``params``), batch ``j`` keyed by ``fold_in(key, j)``."""
     if num == 0:
         return np.zeros((0, 0))
-    bs = min(batch_size, num)
+    bs = batch_size  # one compiled shape for every split and every audit of the same worlds
     run = _batched(sampler, params is not None)
     out, done, j = [], 0, 0
     while done < num:
@@ -398,7 +399,8 @@ def _gaussian_pair(name: str, adjacency: str, config: dict, eps: float, dlt: flo
 # --------------------------------------------------------------------------- twins
 
 
-def twin(worlds: Worlds, sigma_scale: float | tuple[float, float], tag: str = "") -> Worlds:
+def twin(worlds: Worlds, sigma_scale: float | tuple[float, float] = 1.0, tag: str = "", *,
+         steps: int | None = None) -> Worlds:
     """A deliberately mis-calibrated twin: the same worlds with the noise scaled per world.
 
     Only the calibration changes: for a deterministic model plus noise each world's
@@ -412,9 +414,12 @@ def twin(worlds: Worlds, sigma_scale: float | tuple[float, float], tag: str = ""
       sigma_scale: a factor for both worlds or a pair ``(in, out)``; ``(1, n / (n - 1))``
         models a noise scale that follows each world's row count ``n_t``.
       tag: a name for the twin in reports (default the factors).
+      steps: Langevin only: run ``steps`` unlearning steps instead of the certified ``K``
+        (a step count calibrated for a smaller epsilon than the chain's noise gives).
     """
     sc = _scales(sigma_scale)
-    label = tag or f"sigma x{sc[0]:.3g}/{sc[1]:.3g}"
+    label = tag or (f"sigma x{sc[0]:.3g}/{sc[1]:.3g}"
+                    + ("" if steps is None else f", K = {steps}"))
     det = dict(worlds.details, twin=label, twin_sigma_scale=list(sc))
     name = f"{worlds.mechanism}[twin: {label}]"
     if worlds.sampler_in is _noised:
@@ -422,6 +427,8 @@ def twin(worlds: Worlds, sigma_scale: float | tuple[float, float], tag: str = ""
         return worlds._replace(mechanism=name, args_in=_gargs(worlds.center_in, s_in),
                                args_out=_gargs(worlds.center_out, s_out), sigma_in=s_in,
                                sigma_out=s_out, details=det)
+    if steps is not None and worlds.sampler_in is not _langevin_sample_in:
+        raise _validate.ValidationError("steps is a Langevin twin's argument")
     if sc[0] != sc[1]:
         raise _validate.ValidationError(
             "per-world noise factors need a mechanism whose output is a model plus noise")
@@ -431,6 +438,8 @@ def twin(worlds: Worlds, sigma_scale: float | tuple[float, float], tag: str = ""
     if worlds.sampler_in is _langevin_sample_in:
         a = dict(worlds.args_in, init_std=worlds.args_in["init_std"] * sc[0],
                  noise_std=worlds.args_in["noise_std"] * sc[0])
+        if steps is not None:
+            a["K"] = jnp.asarray(_validate.integer(steps=steps, minimum=0), jnp.int32)
         return worlds._replace(mechanism=name, args_in=a, args_out=a, details=det)
     raise _validate.ValidationError(f"no twin for the worlds of {worlds.mechanism}")
 
@@ -683,6 +692,17 @@ def _with_canary(X: Any, y: Any, lam: float) -> tuple[np.ndarray, np.ndarray, in
     return np.vstack([X, x[None, :]]), np.concatenate([y, [yz]]), int(X.shape[0])
 
 
+@functools.lru_cache(maxsize=8)
+def _release_instance(lam: float, epsilon: float, delta: float, tol: float,
+                      kw: tuple) -> Any:
+    """One ``private_release`` over exact retraining per configuration (shares its compiles)."""
+    from certun.release import private_release
+    from certun.unlearners.retrain import exact_retraining
+
+    return private_release(exact_retraining(lam=lam), lam=lam, epsilon=epsilon, delta=delta,
+                           tol=tol, **dict(kw))
+
+
 def private_release_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delta: float,
                            sigma_scale: float | tuple[float, float] = 1.0,
                            old_release_calibration: bool = False, tol: float = 1e-8,
@@ -695,25 +715,24 @@ def private_release_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delta:
     worlds; the outputs are ``noiseless + gaussian_like(k, noiseless, sigma_w, release=0)``
     (the noise of release 0). Under add/remove adjacency (``"removal"``; with ``n_min``)
     the worlds are ``D + {z}`` and ``D``; under replace-one they are ``D + {z}`` and
-    ``D + {z'}`` with ``z' = (x_z, -y_z)``. ``z`` is the worst-case canary.
+    ``D + {z'}`` with ``z' = (x_z, -y_z)``. ``z`` is the worst-case canary. ``details``
+    keeps each world's release 0 as published by the API (noise key
+    ``jax.random.key(11)``), against which the sampler is checked.
 
     ``old_release_calibration=True`` is the defect of issue 14 as a twin: add/remove worlds,
     each noised with ``z_mult (G / (lam n_w) + 2 tol / lam)`` for its own row count ``n_w``
     (the calibration of the release before the fix), whatever the current API does.
     """
-    from certun.release import private_release
-    from certun.unlearners.retrain import exact_retraining
-
     Xd = _validate.unit_rows(X=X, tol=0.0)
     yd = np.asarray(y, np.float64)
     x, yz = _canary(Xd, yd, lam)
     kw = dict(release_kwargs or {})
-    rel = private_release(exact_retraining(lam=lam), lam=lam, epsilon=epsilon, delta=delta,
-                          tol=tol, **kw)
+    rel = _release_instance(float(lam), float(epsilon), float(delta), float(tol),
+                            tuple(sorted(kw.items())))
     Xin, yin = np.vstack([Xd, x[None]]), np.concatenate([yd, [yz]])
 
     def world(Xw, yw):
-        stw = rel.init(Xw, yw, jax.random.key(0))
+        stw = rel.init(Xw, yw, jax.random.key(0), noise_key=jax.random.key(_API_NOISE_SEED))
         return stw, rel.certificate(stw)
 
     st_in, cert_in = world(Xin, yin)
@@ -746,5 +765,8 @@ def private_release_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delta:
                           float(cert_in.epsilon), float(cert_in.delta), c_in, c_out,
                           s_in * sc[0], s_out * sc[1],
                           {"certificate_adjacency": str(cert_in.adjacency),
+                           "api_published_in": np.asarray(st_in.published, np.float64).ravel(),
+                           "api_published_out": np.asarray(st_out.published,
+                                                           np.float64).ravel(),
                            "sigma_certificate_in": float(cert_in.sigma),
                            "sigma_certificate_out": float(cert_out.sigma)})
