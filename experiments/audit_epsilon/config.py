@@ -72,12 +72,16 @@ SMOKE_DIST_METHODS = ("certified_removal", "do_nothing")
 # adversary): small n, d >> n, the worst-case canary; model-plus-noise outputs get ADV_RUNS per
 # world, mechanisms whose every output is a training run fewer (ADV_TRAINING_RUNS).
 ADV_EPSILON, ADV_DELTA = 1.0, 1e-5
-ADV_RUNS = 1_000_000
+ADV_RUNS = 200_000                  # 1,000,000: tests/audits/test_adversary.py -m slow
 ADV_TRAINING_RUNS = {"guo": 4000, "langevin": 20000}
+ADV_MECHANISMS = ("gaussian", "release", "sekhari", "d2d", "zhang", "langevin", "guo")
 ADV_RELEASE = {"n": 10, "d": 100, "lam": 0.1}
 ADV_UNLEARN = {"n": 8, "d": 20, "lam": 0.1}          # Sekhari, Descent-to-Delete
 ADV_GUO = {"n": 30, "d": 10, "lam": 0.01, "sigma": 1.0, "bug_sigma_scale": 1e-3}
 ADV_LANGEVIN = {"n": 10, "d": 20, "lam": 0.1, "sigma": 0.05, "burn_in": 200}
 ADV_ZHANG = {"n": 30, "d": 8, "width": 4, "epochs": 100, "radius": 5.0, "lam": 0.5}
 SMOKE_ADV_RUNS = 20_000
-SMOKE_ADV_TRAINING_RUNS = {"langevin": 2000}       # Guo is part B's in smoke mode
+SMOKE_ADV_TRAINING_RUNS = {}
+# smoke: the model-plus-noise mechanisms; Zhang, Langevin and Guo (whose outputs are training
+# runs) are in the full run and in the slow tier of tests/audits/test_adversary.py
+SMOKE_ADV_MECHANISMS = ("gaussian", "release", "sekhari", "d2d")

@@ -159,6 +159,7 @@ def part_adversarial(sm: bool) -> dict:
 
     runs = cfg.SMOKE_ADV_RUNS if sm else cfg.ADV_RUNS
     truns = cfg.SMOKE_ADV_TRAINING_RUNS if sm else cfg.ADV_TRAINING_RUNS
+    todo = cfg.SMOKE_ADV_MECHANISMS if sm else cfg.ADV_MECHANISMS
     eps, dlt = cfg.ADV_EPSILON, cfg.ADV_DELTA
     key = jax.random.key(cfg.SEED + 17)
     table = []
@@ -195,45 +196,51 @@ def part_adversarial(sm: bool) -> dict:
     def n_t(w, n_in, n_out):
         return ("sigma following n_t", A.twin(w, (1.0, n_in / n_out), "sigma following n_t"))
 
-    w = A.gaussian_output_worlds(d=100, epsilon=eps, delta=dlt)
-    mechanism("Gaussian output mechanism", w, [("sigma halved", A.twin(w, 0.5, "sigma halved"))],
-              max(runs, 100_000))
+    if "gaussian" in todo:
+        w = A.gaussian_output_worlds(d=100, epsilon=eps, delta=dlt)
+        mechanism("Gaussian output mechanism", w,
+                  [("sigma halved", A.twin(w, 0.5, "sigma halved"))], max(runs, 100_000))
 
-    c = cfg.ADV_RELEASE
-    X, y = A.audit_problem(c["n"], c["d"])
-    w = A.private_release_worlds(X, y, lam=c["lam"], epsilon=eps, delta=dlt)
-    old = A.private_release_worlds(X, y, lam=c["lam"], epsilon=eps, delta=dlt,
-                                   old_release_calibration=True)
-    mechanism("private release (certun.release)", w,
-              [*half_and_loose(w), ("old release: sigma from n_t (add/remove)", old)], runs)
+    if "release" in todo:
+        c = cfg.ADV_RELEASE
+        X, y = A.audit_problem(c["n"], c["d"])
+        w = A.private_release_worlds(X, y, lam=c["lam"], epsilon=eps, delta=dlt)
+        old = A.private_release_worlds(X, y, lam=c["lam"], epsilon=eps, delta=dlt,
+                                       old_release_calibration=True)
+        mechanism("private release (certun.release)", w,
+                  [*half_and_loose(w), ("old release: sigma from n_t (add/remove)", old)], runs)
 
     c = cfg.ADV_UNLEARN
     X, y = A.audit_problem(c["n"], c["d"])
     for label, fn in (("Sekhari et al. Newton unlearning", A.sekhari_worlds),
                       ("Descent-to-Delete", A.descent_to_delete_worlds)):
+        if ("sekhari" if fn is A.sekhari_worlds else "d2d") not in todo:
+            continue
         w = fn(X, y, lam=c["lam"], epsilon=eps, delta=dlt)
         mechanism(label, w, [*half_and_loose(w), n_t(w, c["n"] + 1, c["n"])], runs)
 
-    c = cfg.ADV_ZHANG
-    Xz, ypm = A.audit_problem(c["n"], c["d"])
-    net = mlp(c["d"], (c["width"],), 2, "tanh", input_scale=3.0)
-    tc = TrainConfig(epochs=c["epochs"], batch_size=None, learning_rate=1e-2,
-                     weight_decay=1e-3, radius=c["radius"], log_every=c["epochs"],
-                     dtype="float64")
-    w = A.zhang_worlds(Xz, (ypm > 0).astype(int), net, tc, [0], epsilon=eps, delta=dlt,
-                       key=jax.random.key(0), lam=c["lam"], lam_min="none")
-    mechanism("Zhang et al. network unlearning", w, half_and_loose(w), runs)
+    if "zhang" in todo:
+        c = cfg.ADV_ZHANG
+        Xz, ypm = A.audit_problem(c["n"], c["d"])
+        net = mlp(c["d"], (c["width"],), 2, "tanh", input_scale=3.0)
+        tc = TrainConfig(epochs=c["epochs"], batch_size=None, learning_rate=1e-2,
+                         weight_decay=1e-3, radius=c["radius"], log_every=c["epochs"],
+                         dtype="float64")
+        w = A.zhang_worlds(Xz, (ypm > 0).astype(int), net, tc, [0], epsilon=eps, delta=dlt,
+                           key=jax.random.key(0), lam=c["lam"], lam_min="none")
+        mechanism("Zhang et al. network unlearning", w, half_and_loose(w), runs)
 
-    c = cfg.ADV_LANGEVIN
-    X, y = A.audit_problem(c["n"], c["d"])
-    w = A.langevin_worlds(X, y, lam=c["lam"], sigma=c["sigma"], epsilon=eps, delta=dlt,
-                          burn_in=c["burn_in"])
-    mechanism("Langevin unlearning", w,
-              [("sigma halved", A.twin(w, 0.5, "sigma halved")),
-               ("no unlearning steps (K = 0)", A.twin(w, steps=0, tag="K = 0"))],
-              truns["langevin"], 2000)
+    if "langevin" in todo:
+        c = cfg.ADV_LANGEVIN
+        X, y = A.audit_problem(c["n"], c["d"])
+        w = A.langevin_worlds(X, y, lam=c["lam"], sigma=c["sigma"], epsilon=eps, delta=dlt,
+                              burn_in=c["burn_in"])
+        mechanism("Langevin unlearning", w,
+                  [("sigma halved", A.twin(w, 0.5, "sigma halved")),
+                   ("no unlearning steps (K = 0)", A.twin(w, steps=0, tag="K = 0"))],
+                  truns["langevin"], 2000)
 
-    if "guo" in truns:
+    if "guo" in todo:
         c = cfg.ADV_GUO
         X, y = A.audit_problem(c["n"], c["d"])
         w = A.guo_worlds(X, y, lam=c["lam"], sigma=c["sigma"], epsilon=eps, delta=dlt)
