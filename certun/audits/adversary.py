@@ -594,7 +594,9 @@ def langevin_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float,
     key ``k`` exactly as ``init``/``unlearn``/``retrain`` do (``w_0`` from
     ``gaussian_like(release_key(k, 0), ...)``, ``T`` steps on ``D + {z}``, ``K`` on ``D``
     with ``release_key(k, 1)``; the reference: ``w_0`` from ``k`` and ``T + K`` steps on
-    ``D``; ``tests/audits/test_adversary.py`` checks both against the API).
+    ``D``). ``details`` keeps the API's own outputs for ``jax.random.key(0)`` (the published
+    model after the request, and ``retrain``'s draw), which ``tests/audits/test_adversary.py``
+    compares with the samplers.
     ``sigma_scale`` scales the chain's noise (initial and per step) only, not ``K``.
     """
     from certun.accounting import langevin as acct
@@ -609,6 +611,8 @@ def langevin_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float,
     if res.params is None:
         raise RuntimeError(f"Langevin unlearning refused the request: {res.certificate.reason}")
     K = int(res.state.steps_total) - burn_in
+    api_in = np.asarray(res.state.W, np.float64)[:, 0]              # key(0)'s published model
+    api_out = np.asarray(unl.retrain(res.state, jax.random.key(0)).params, np.float64)[:, 0]
     eta = float(res.state.eta)
     init_std = math.sqrt(acct.lsi_constant(sigma, lam)) * s
     Xj = jnp.asarray(Xz)
@@ -625,7 +629,8 @@ def langevin_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float,
                   float(res.certificate.epsilon), float(res.certificate.delta),
                   _langevin_sample_in, _langevin_sample_out, common, common,
                   runs_are_training=True,
-                  details={"eta": eta, "K": K, "sigma_scale": s})
+                  details={"eta": eta, "K": K, "sigma_scale": s, "api_published_in": api_in,
+                           "api_published_out": api_out})
 
 
 def _langevin_run(a: dict, W: jax.Array, mask: jax.Array, key: jax.Array,

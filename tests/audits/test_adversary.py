@@ -184,6 +184,11 @@ def test_guo_and_twin(digits38):
 def test_langevin_and_twin():
     X, y = A.audit_problem(10, 20)
     w = A.langevin_worlds(X, y, lam=0.1, sigma=0.05, epsilon=1.0, delta=1e-5, burn_in=200)
+    k0 = jax.random.key(0)  # the samplers replay the API's unlearning and retraining
+    np.testing.assert_allclose(np.asarray(A._langevin_sample_in(k0, w.args_in)),
+                               w.details["api_published_in"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(A._langevin_sample_out(k0, w.args_out)),
+                               w.details["api_published_out"], rtol=1e-10, atol=1e-12)
     assert _audit(w, 10_000).epsilon_lower <= 1.0
     _caught(A.twin(w, steps=0), 10_000)
 
