@@ -48,7 +48,12 @@ from jax.flatten_util import ravel_pytree
 
 from certun import _validate
 from certun.accounting.gaussian import calibrate, guo_budget
-from certun.audits.epsilon import AuditViolation, guo_removal_worlds, worst_case_canary
+from certun.audits.epsilon import (
+    AuditViolation,
+    Canary,
+    guo_removal_worlds,
+    worst_case_canary,
+)
 from certun.audits.stats import epsilon_from_scores
 from certun.primitives.noise import gaussian_like, release_key
 
@@ -498,8 +503,6 @@ def guo_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float, delt
     eps, dlt = _validate.epsilon(epsilon=epsilon), _validate.delta(delta=delta)
     s = _validate.positive(sigma_scale=sigma_scale)
     x, yz = _canary(X, np.asarray(y, np.float64), lam)
-    from certun.audits.epsilon import Canary
-
     can = Canary(x, yz, "grnb_norm", float("nan"), float("nan"))
     budget = guo_budget(sig, eps, dlt)
     gw = guo_removal_worlds(X, y, can, lam=lam, sigma=sig * s, budget=budget, gamma=gamma,
