@@ -423,6 +423,8 @@ def twin(worlds: Worlds, sigma_scale: float | tuple[float, float] = 1.0, tag: st
         (a step count calibrated for a smaller epsilon than the chain's noise gives).
     """
     sc = _scales(sigma_scale)
+    if steps is not None and worlds.sampler_in is not _langevin_sample_in:
+        raise _validate.ValidationError("steps is a Langevin twin's argument")
     label = tag or (f"sigma x{sc[0]:.3g}/{sc[1]:.3g}"
                     + ("" if steps is None else f", K = {steps}"))
     det = dict(worlds.details, twin=label, twin_sigma_scale=list(sc))
@@ -432,8 +434,6 @@ def twin(worlds: Worlds, sigma_scale: float | tuple[float, float] = 1.0, tag: st
         return worlds._replace(mechanism=name, args_in=_gargs(worlds.center_in, s_in),
                                args_out=_gargs(worlds.center_out, s_out), sigma_in=s_in,
                                sigma_out=s_out, details=det)
-    if steps is not None and worlds.sampler_in is not _langevin_sample_in:
-        raise _validate.ValidationError("steps is a Langevin twin's argument")
     if sc[0] != sc[1]:
         raise _validate.ValidationError(
             "per-world noise factors need a mechanism whose output is a model plus noise")

@@ -81,6 +81,20 @@ def test_violation_raises():
         _audit(A.twin(A.gaussian_output_worlds(d=100), 0.2))
 
 
+def test_bad_input_is_one_clear_error():
+    from certun import ValidationError
+
+    w = A.gaussian_output_worlds(d=3)
+    with pytest.raises(ValidationError, match="num_runs"):
+        _audit(w, runs=10)
+    with pytest.raises(ValidationError, match="sigma_scale"):
+        A.twin(w, (0.5, -1.0))
+    with pytest.raises(ValidationError, match="steps"):
+        A.twin(w, steps=3)
+    with pytest.raises(ValidationError, match="per-world"):
+        A.twin(w._replace(sampler_in=A._guo_sample_in), (1.0, 2.0))
+
+
 # --------------------------------------------------------------------------- Gaussian output
 
 
@@ -189,8 +203,8 @@ def test_langevin_and_twin():
                                w.details["api_published_in"], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.asarray(A._langevin_sample_out(k0, w.args_out)),
                                w.details["api_published_out"], rtol=1e-10, atol=1e-12)
-    assert _audit(w, 10_000).epsilon_lower <= 1.0
-    _caught(A.twin(w, steps=0), 10_000)
+    assert _audit(w, 10_000, batch_size=2000).epsilon_lower <= 1.0
+    _caught(A.twin(w, steps=0), 10_000, batch_size=2000)
 
 
 @pytest.mark.slow
