@@ -9,6 +9,8 @@ retraining too; :mod:`certun.release` is the defence.
 * :mod:`~certun.audits.stats` -- Clopper-Pearson epsilon bounds, AUC with intervals,
   one-run audits (host-side NumPy/SciPy).
 * :mod:`~certun.audits.epsilon` -- empirical epsilon audits of certun's mechanisms.
+* :mod:`~certun.audits.adversary` -- the adversarial multi-statistic audit of every
+  certified mechanism (mean shift, noise scale, coordinate maximum, likelihood ratio).
 * :mod:`~certun.audits.distance` -- parameter distance, prediction agreement, KLoM.
 * :mod:`~certun.audits.lira` -- LiRA / U-LiRA per-example likelihood-ratio scores.
 * :mod:`~certun.audits.mia` -- Chen et al.'s two-version membership inference, the
@@ -18,6 +20,7 @@ retraining too; :mod:`certun.release` is the defence.
 * :mod:`~certun.audits.baselines` -- uncertified shortcuts (NOT CERTIFIED), for comparison.
 """
 
+from certun.audits import adversary as adversary
 from certun.audits import baselines as baselines
 from certun.audits import distance as distance
 from certun.audits import epsilon as epsilon

@@ -5,8 +5,8 @@ sum query over a pytree, on a pair attaining the sensitivity; honest and 10x und
 Part B -- Guo et al.'s certified removal on digits 3-vs-8 with the worst-case canaries of
 REFERENCES.md section 17.5; negative control: the same mechanism with the budget check off
 and a tiny sigma (a bookkeeping bug), which must be caught.
-Part C -- certun's private release on digits 3-vs-8 with the canary that moves the model
-most (the release's calibration against a real neighbouring pair).
+Part C -- the adversarial multi-statistic audit (certun.audits.adversary) of every certified
+mechanism and its mis-calibrated twins, on small hard problems (settings ADV_* below).
 Part D -- Hard to Forget (Marchant et al. 2022): crafted deletion requests against Guo et
 al.'s budget, with and without the influence-based defence.
 Part E -- distance to retraining: parameter distance, prediction agreement, KLoM per split
@@ -35,11 +35,6 @@ GUO_CANARIES = ("grnb_norm", "influence_norm")
 GUO_RUNS = 20000
 BUG_SIGMA, BUG_RUNS = 1e-4, 4000
 
-# Part C
-RELEASE_LAM = 0.1
-RELEASE_EPSILON, RELEASE_DELTA = 1.0, 1e-5
-RELEASE_RUNS = 2_000_000
-
 # Part D
 H2F_LAM, H2F_SIGMA = 0.01, 1.5
 H2F_POISONS = 30
@@ -66,10 +61,27 @@ SMOKE_GUO_SIGMAS = (4.0,)
 SMOKE_GUO_CANARIES = ("grnb_norm",)
 SMOKE_GUO_RUNS = 400
 SMOKE_BUG_RUNS = 400
-SMOKE_RELEASE_RUNS = 200_000
 SMOKE_H2F_POISONS = 12
 SMOKE_H2F_SURROGATES = ("influence_norm",)
 SMOKE_H2F_SEEDS = (0,)
 SMOKE_DIST_MODELS = 12
 SMOKE_DIST_TARGETS = 6
 SMOKE_DIST_METHODS = ("certified_removal", "do_nothing")
+
+# Part C -- adversarial multi-statistic audit of every certified mechanism (certun.audits.
+# adversary): small n, d >> n, the worst-case canary; model-plus-noise outputs get ADV_RUNS per
+# world, mechanisms whose every output is a training run fewer (ADV_TRAINING_RUNS).
+ADV_EPSILON, ADV_DELTA = 1.0, 1e-5
+ADV_RUNS = 200_000                  # 1,000,000: tests/audits/test_adversary.py -m slow
+ADV_TRAINING_RUNS = {"guo": 4000, "langevin": 20000}
+ADV_MECHANISMS = ("gaussian", "release", "sekhari", "d2d", "zhang", "langevin", "guo")
+ADV_RELEASE = {"n": 10, "d": 100, "lam": 0.1}
+ADV_UNLEARN = {"n": 8, "d": 20, "lam": 0.1}          # Sekhari, Descent-to-Delete
+ADV_GUO = {"n": 30, "d": 10, "lam": 0.01, "sigma": 1.0, "bug_sigma_scale": 1e-3}
+ADV_LANGEVIN = {"n": 10, "d": 20, "lam": 0.1, "sigma": 0.05, "burn_in": 200}
+ADV_ZHANG = {"n": 30, "d": 8, "width": 4, "epochs": 100, "radius": 5.0, "lam": 0.5}
+SMOKE_ADV_RUNS = 20_000
+SMOKE_ADV_TRAINING_RUNS = {}
+# smoke: the model-plus-noise mechanisms; Zhang, Langevin and Guo (whose outputs are training
+# runs) are in the full run and in the slow tier of tests/audits/test_adversary.py
+SMOKE_ADV_MECHANISMS = ("gaussian", "release", "sekhari", "d2d")

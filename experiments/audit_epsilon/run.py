@@ -6,7 +6,13 @@
 
 Part A audits the Gaussian output mechanism (honest and 10x under-noised), part B Guo et
 al.'s certified removal on digits 3-vs-8 with the worst-case canaries (and a budget-check
-bug as negative control), part C certun's private release on digits 3-vs-8, part D replays
+bug as negative control), part C attacks every certified mechanism in certun (Gaussian
+output, private release, Sekhari et al., Descent-to-Delete, Zhang et al., Langevin, Guo et
+al.) under its stated adjacency with several statistics (mean shift, noise-scale norm,
+coordinate maximum, Gaussian likelihood ratio; Bonferroni) on hard configurations, and
+each mechanism's mis-calibrated twins at the same sample count (sigma halved or as low as
+the certified bound's measured looseness requires, sigma following n_t, the release
+before the fix of issue 14), part D replays
 Marchant et al.'s crafted deletion requests against Guo et al.'s budget with and without
 the influence-based defence, part E measures the distance to retraining (parameters,
 predictions, KLoM per split, U-LiRA) over ensembles of each mechanism's randomness. Every
@@ -131,32 +137,125 @@ def part_guo(X, y, sigmas, canaries, runs: int, bug_runs: int) -> dict:
                          for s, c in cans.items()}}
 
 
-def part_release(X, y, runs: int) -> dict:
-    """The release mode's noise against the real pair D + {canary} vs D on digits."""
-    import certun
-    from certun.audits import epsilon as ea
-    from certun.release import private_release
+def _adv_row(a, seconds: float) -> dict:
+    return {"mechanism": a.mechanism, "adjacency": a.adjacency, "config": a.config,
+            "runs_per_world": a.runs_per_world, "split": a.split,
+            "epsilon_claimed": a.epsilon_claimed, "delta": a.delta,
+            "epsilon_lower": a.epsilon_lower, "best_statistic": a.best_statistic,
+            "verdict": a.verdict,
+            "per_statistic": {s.statistic: s.epsilon_lower for s in a.per_statistic},
+            "details": {k: v for k, v in a.details.items() if not k.startswith("api_")},
+            "seconds": seconds}
 
-    c = ea.worst_case_canary(X, y, lam=cfg.RELEASE_LAM, surrogate="influence_norm")
-    pr = private_release(certun.exact_retraining(lam=cfg.RELEASE_LAM), lam=cfg.RELEASE_LAM,
-                         epsilon=cfg.RELEASE_EPSILON, delta=cfg.RELEASE_DELTA)
-    Xz, yz = np.concatenate([X, c.x[None]]), np.concatenate([y, [c.y]])
-    s_out = pr.init(X, y, jax.random.key(0))
-    s_in = pr.init(Xz, yz, jax.random.key(0))
-    # both worlds' noiseless releases; the larger world's n gives the smaller sensitivity,
-    # the audit uses the one the release of D (n rows) is calibrated to
-    sens = s_out.sensitivities[0]
-    t0 = time.perf_counter()
-    a = ea.gaussian_output_audit(s_in.noiseless, s_out.noiseless, epsilon=cfg.RELEASE_EPSILON,
-                                 delta=cfg.RELEASE_DELTA, sensitivity=sens,
-                                 key=jax.random.key(9), num_runs=runs, alpha=cfg.ALPHA)
-    r = _audit_row(a)
-    r.update(seconds=time.perf_counter() - t0, canary_influence_norm=c.influence_norm,
-             shift_over_sensitivity=a.details["pair_distance"] / sens,
-             release_sigma=s_out.sigmas[0])
-    _log(f"  C release: LB {a.epsilon_lower:.3f}; actual shift / sensitivity "
-         f"{r['shift_over_sensitivity']:.3f}")
-    return r
+
+def part_adversarial(sm: bool) -> dict:
+    """Part F: the adversarial multi-statistic audit of every certified mechanism and its twins.
+
+    Every honest row must stay within its certificate; every twin (the same mechanism with a
+    mis-calibrated noise scale) should be caught at the same sample count.
+    """
+    from certun.audits import adversary as A
+    from certun.nn import TrainConfig, mlp
+
+    runs = cfg.SMOKE_ADV_RUNS if sm else cfg.ADV_RUNS
+    truns = cfg.SMOKE_ADV_TRAINING_RUNS if sm else cfg.ADV_TRAINING_RUNS
+    todo = cfg.SMOKE_ADV_MECHANISMS if sm else cfg.ADV_MECHANISMS
+    eps, dlt = cfg.ADV_EPSILON, cfg.ADV_DELTA
+    key = jax.random.key(cfg.SEED + 17)
+    table = []
+
+    def audit(w, n_runs, batch):
+        t0 = time.perf_counter()
+        a = A.adversarial_audit(w, key=key, num_runs=n_runs, alpha=cfg.ALPHA, batch_size=batch,
+                                raise_on_violation=False)
+        return _adv_row(a, time.perf_counter() - t0)
+
+    def mechanism(label, w, twins, n_runs, batch=8192):
+        row = audit(w, n_runs, batch)
+        row["label"] = label
+        row["twins"] = []
+        for name, tw in twins:
+            t = audit(tw, n_runs, batch)
+            t.update(twin=name, caught=t["verdict"] == "violated")
+            row["twins"].append(t)
+        table.append(row)
+        tw_txt = "; ".join(f"{t['twin']}: {t['epsilon_lower']:.2f}"
+                           f"{' caught' if t['caught'] else ' NOT caught'}" for t in row["twins"])
+        _log(f"  F {label} ({row['adjacency']}): {row['runs_per_world']} runs/world, claim "
+             f"{row['epsilon_claimed']:.3g}, LB {row['epsilon_lower']:.3f} "
+             f"({row['best_statistic']}, {row['verdict']}); twins: {tw_txt}")
+
+    def half_and_loose(w):
+        f = A.loose_scale(w)
+        out = [("sigma halved", A.twin(w, 0.5, "sigma halved"))]
+        if f < 0.5:
+            out.append((f"sigma x{f:.3g} (certified bound loose)",
+                        A.twin(w, f, f"sigma x{f:.3g}")))
+        return out
+
+    def n_t(w, n_in, n_out):
+        return ("sigma following n_t", A.twin(w, (1.0, n_in / n_out), "sigma following n_t"))
+
+    if "gaussian" in todo:
+        w = A.gaussian_output_worlds(d=100, epsilon=eps, delta=dlt)
+        mechanism("Gaussian output mechanism", w,
+                  [("sigma halved", A.twin(w, 0.5, "sigma halved"))], max(runs, 100_000))
+
+    if "release" in todo:
+        c = cfg.ADV_RELEASE
+        X, y = A.audit_problem(c["n"], c["d"])
+        w = A.private_release_worlds(X, y, lam=c["lam"], epsilon=eps, delta=dlt)
+        old = A.private_release_worlds(X, y, lam=c["lam"], epsilon=eps, delta=dlt,
+                                       old_release_calibration=True)
+        mechanism("private release (certun.release)", w,
+                  [*half_and_loose(w), ("old release: sigma from n_t (add/remove)", old)], runs)
+
+    c = cfg.ADV_UNLEARN
+    X, y = A.audit_problem(c["n"], c["d"])
+    for label, fn in (("Sekhari et al. Newton unlearning", A.sekhari_worlds),
+                      ("Descent-to-Delete", A.descent_to_delete_worlds)):
+        if ("sekhari" if fn is A.sekhari_worlds else "d2d") not in todo:
+            continue
+        w = fn(X, y, lam=c["lam"], epsilon=eps, delta=dlt)
+        mechanism(label, w, [*half_and_loose(w), n_t(w, c["n"] + 1, c["n"])], runs)
+
+    if "zhang" in todo:
+        c = cfg.ADV_ZHANG
+        Xz, ypm = A.audit_problem(c["n"], c["d"])
+        net = mlp(c["d"], (c["width"],), 2, "tanh", input_scale=3.0)
+        tc = TrainConfig(epochs=c["epochs"], batch_size=None, learning_rate=1e-2,
+                         weight_decay=1e-3, radius=c["radius"], log_every=c["epochs"],
+                         dtype="float64")
+        w = A.zhang_worlds(Xz, (ypm > 0).astype(int), net, tc, [0], epsilon=eps, delta=dlt,
+                           key=jax.random.key(0), lam=c["lam"], lam_min="none")
+        mechanism("Zhang et al. network unlearning", w, half_and_loose(w), runs)
+
+    if "langevin" in todo:
+        c = cfg.ADV_LANGEVIN
+        X, y = A.audit_problem(c["n"], c["d"])
+        w = A.langevin_worlds(X, y, lam=c["lam"], sigma=c["sigma"], epsilon=eps, delta=dlt,
+                              burn_in=c["burn_in"])
+        mechanism("Langevin unlearning", w,
+                  [("sigma halved", A.twin(w, 0.5, "sigma halved")),
+                   ("no unlearning steps (K = 0)", A.twin(w, steps=0, tag="K = 0"))],
+                  truns["langevin"], 2000)
+
+    if "guo" in todo:
+        c = cfg.ADV_GUO
+        X, y = A.audit_problem(c["n"], c["d"])
+        w = A.guo_worlds(X, y, lam=c["lam"], sigma=c["sigma"], epsilon=eps, delta=dlt)
+        wb = A.guo_worlds(X, y, lam=c["lam"], sigma=c["sigma"], epsilon=eps, delta=dlt,
+                          enforce_budget=False)
+        f = c["bug_sigma_scale"]
+        mechanism("Guo et al. certified removal", w,
+                  [("sigma halved", A.twin(w, 0.5, "sigma halved")),
+                   (f"budget unchecked, sigma x{f:g}", A.twin(wb, f, f"unchecked, x{f:g}"))],
+                  truns["guo"], truns["guo"])
+    honest_ok = all(r["verdict"] == "consistent" for r in table)
+    return {"table": table, "honest_within_certificate": honest_ok,
+            "statistics": list(A.STATISTICS),
+            "bound": "max over the statistics of Clopper-Pearson bounds at alpha/m each "
+                     "(Bonferroni), tests chosen on a separate selection split"}
 
 
 def part_h2f(ds, surrogates, n_poisons: int, seeds) -> dict:
@@ -368,6 +467,36 @@ def make_plots(results: dict, out: Path) -> list[str]:
     fig.savefig(out / "hard_to_forget.png", dpi=120)
     plt.close(fig)
     files.append("hard_to_forget.png")
+
+    table = results["adversarial"]["table"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    seen = set()
+
+    def lab(text):
+        if text in seen:
+            return None
+        seen.add(text)
+        return text
+
+    for i, r in enumerate(table):
+        ax.bar(i - 0.3, max(r["epsilon_lower"], 1e-3), 0.2, color="C0",
+               label=lab("honest (max over statistics)"))
+        for j, t in enumerate(r["twins"]):
+            ax.bar(i - 0.1 + 0.2 * j, max(t["epsilon_lower"], 1e-3), 0.2,
+                   color="C3" if t["caught"] else "C7",
+                   label=lab("twin (caught)" if t["caught"] else "twin (not caught)"))
+        ax.hlines(r["epsilon_claimed"], i - 0.4, i + 0.6, colors="k", lw=1)
+    ax.set_xticks(range(len(table)), [r["label"].replace(" ", "\n", 2) for r in table],
+                  fontsize=6)
+    ax.set_yscale("log")
+    ax.set_ylabel("empirical epsilon lower bound (95%)")
+    ax.set_title("Adversarial audit of every mechanism (black: certified epsilon)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y", which="both")
+    fig.tight_layout()
+    fig.savefig(out / "adversarial_audit.png", dpi=120)
+    plt.close(fig)
+    files.append("adversarial_audit.png")
     return files
 
 
@@ -412,9 +541,6 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                            cfg.SMOKE_GUO_RUNS if sm else cfg.GUO_RUNS,
                            cfg.SMOKE_BUG_RUNS if sm else cfg.BUG_RUNS)
             bar.advance(1, info="B: certified removal")
-            rel = part_release(ds.X_train, ds.y_train,
-                               cfg.SMOKE_RELEASE_RUNS if sm else cfg.RELEASE_RUNS)
-            bar.advance(1, info="C: private release")
         except AuditViolation as exc:
             print(f"AUDIT FAILED: {exc}", file=sys.stderr)
             return 1, None
@@ -426,7 +552,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                              cfg.SMOKE_DIST_TARGETS if sm else cfg.DIST_TARGETS,
                              cfg.SMOKE_DIST_METHODS if sm else cfg.DIST_METHODS)
         bar.advance(1, info="E: distance to retraining")
+        adv = part_adversarial(sm)
+        bar.advance(1, info="C: adversarial audit of every mechanism")
 
+    rel = next(r for r in adv["table"] if r["label"].startswith("private release"))
     g1 = [r for r in gauss if r["epsilon_claimed"] == 1.0]
     honest = next(r for r in g1 if r["noise_scale"] == 1.0)
     under = next(r for r in g1 if r["noise_scale"] != 1.0)
@@ -441,7 +570,19 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                             "pass": all(r["below_claim"] for r in guo["audits"])},
         "guo_bug_caught": {"lower": guo["negative_control"]["epsilon_lower"],
                            "pass": guo["negative_control"]["verdict"] == "violated"},
-        "release_below_claim": {"lower": rel["epsilon_lower"], "pass": rel["below_claim"]},
+        "release_below_claim": {"lower": rel["epsilon_lower"], "statistic": rel["best_statistic"],
+                                "pass": rel["verdict"] == "consistent"},
+        "every_mechanism_below_claim": {
+            "lowers": {r["label"]: r["epsilon_lower"] for r in adv["table"]},
+            "pass": adv["honest_within_certificate"]},
+        "every_twin_caught": {
+            "twins": {f"{r['label']}: {t['twin']}": t["epsilon_lower"]
+                      for r in adv["table"] for t in r["twins"]},
+            "pass_per_mechanism": {r["label"]: any(t["caught"] for t in r["twins"])
+                                   for r in adv["table"]}},
+        "old_release_caught": {
+            "lower": next(t["epsilon_lower"] for t in rel["twins"] if t["twin"].startswith("old")),
+            "pass": next(t["caught"] for t in rel["twins"] if t["twin"].startswith("old"))},
         "hard_to_forget": {
             "first_retrain": {k: s0[k]["first_forced_retrain"]
                               for k in ("clean", "attack", "attack_defended")},
@@ -458,12 +599,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                             "and orientation) chosen on a separate half of the runs",
                    "guo": {"lam": cfg.GUO_LAM, "epsilon": cfg.GUO_EPSILON,
                            "delta": cfg.GUO_DELTA},
-                   "release": {"lam": cfg.RELEASE_LAM, "epsilon": cfg.RELEASE_EPSILON,
-                               "delta": cfg.RELEASE_DELTA},
                    "hard_to_forget": {"lam": cfg.H2F_LAM, "sigma": cfg.H2F_SIGMA,
                                       "radius": cfg.H2F_RADIUS, "quantile": cfg.H2F_QUANTILE}},
         "gaussian": gauss, "guo": guo, "release": rel, "hard_to_forget": h2f,
-        "distance_to_retraining": dist,
+        "distance_to_retraining": dist, "adversarial": adv,
         "acceptance": acc,
     }
     results["plots"] = make_plots(json_ready(results), out)
@@ -472,6 +611,11 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
     write_results(out / "results.json", results)
     _log(f"acceptance: {json_ready(acc)}")
     _log(f"wrote {out / 'results.json'} ({results['seconds']:.0f}s)")
+    if not adv["honest_within_certificate"]:
+        bad = [r["mechanism"] for r in adv["table"] if r["verdict"] != "consistent"]
+        print(f"AUDIT FAILED: empirical epsilon above the certificate for {', '.join(bad)}",
+              file=sys.stderr)
+        return 1, out / "results.json"
     return 0, out / "results.json"
 
 
