@@ -9,6 +9,25 @@ import os
 os.environ.setdefault("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# One persistent XLA compilation cache for the whole test session: many tests build the same
+# unlearner (same shapes, same HLO) and would otherwise compile it again in every test. The
+# cache is keyed by the HLO, the backend and the flags, so it changes no result; it lives in
+# a fresh temporary directory created by the first (controlling) process, inherited by the
+# pytest-xdist workers and by CLI subprocesses through the environment, and removed at the end
+# (`CERTUN_TEST_JAX_CACHE=DIR` keeps one across runs instead).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _kept = os.environ.get("CERTUN_TEST_JAX_CACHE")
+    _cache = _kept or tempfile.mkdtemp(prefix="certun-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    if not _kept:
+        atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -43,7 +43,10 @@ def _removed_grad(st, idx, lam, W, loss="logistic"):
 LAM = 1e-2
 
 
-@pytest.fixture(scope="module", params=["eigh", "cholesky"])
+# the default factorisation (eigh) in the default tier; every cached-path check also runs for
+# factor="cholesky" under `pytest -m slow` (its own fold, Neumann and Woodbury tests below run
+# in the default tier)
+@pytest.fixture(scope="module", params=["eigh", pytest.param("cholesky", marks=pytest.mark.slow)])
 def cached(digits38, request):
     """A cached-factor unlearner per factorisation (compiled once for the module), its state.
 
@@ -177,6 +180,7 @@ def test_staleness_chain_bounds_the_true_extra_residual():
     assert guo_bounds.cached_remainder_bound(0.0, 3.0, 0.2, 0.5, 0.01, 0.05).charged == 0.0
 
 
+@pytest.mark.slow
 def test_charged_remainder_covers_the_exact_remainder_over_long_runs():
     """Per step, the exact remainder (R') of the stale step <= the charged remainder bound.
 
