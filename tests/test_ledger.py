@@ -363,6 +363,7 @@ def _kill_trials(led, n_trials, rng):
     return led, results
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:os.fork")  # the forked child does file I/O only, never JAX
 def test_sigkill_inside_the_write_window(base, tmp_path):
     led = _copy(base, tmp_path)

@@ -98,7 +98,8 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def report():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "")
+                                        + " --xla_force_host_platform_device_count=8").strip(),
                JAX_PLATFORMS="cpu", OPENBLAS_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
                           env=env, timeout=900)

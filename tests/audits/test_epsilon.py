@@ -23,6 +23,7 @@ Z = {"w": jnp.asarray([0.6, 0.0, 0.0]), "b": jnp.asarray([[0.0, 0.8], [0.0, 0.0]
 F_IN = jax.tree_util.tree_map(jnp.add, F_OUT, Z)
 
 
+@pytest.mark.slow
 def test_gaussian_output_audit_is_tight_and_catches_under_noise():
     """Acceptance: >= 1e6 runs per world, epsilon 1, delta 1e-5; test chosen on a split."""
     key = jax.random.key(0)
