@@ -600,7 +600,9 @@ class Ledger:
         bundle = f"arrays/{g:08d}.npz"
         for name, obj in fields.items():
             if name in _ROW_FIELDS:
-                arr = host_rows[name] if name in host_rows else np.asarray(obj)
+                # only the chunks written are copied to the host (a request touches O(C d)
+                # bytes of X, not the whole array)
+                arr = host_rows[name] if name in host_rows else obj
                 if prev is None or name not in prev or "chunks" not in prev[name]:
                     changed = set(range(n_chunks))
                 elif name in host_rows:
@@ -615,13 +617,13 @@ class Ledger:
                 chunks = []
                 for c in range(n_chunks):
                     if c in changed:
-                        data = _npy_bytes(arr[c * C:(c + 1) * C])
+                        data = _npy_bytes(np.asarray(arr[c * C:(c + 1) * C]))
                         fname = f"rows/{name}-{c:06d}-{g:08d}.npy"
                         files[fname] = data
                         chunks.append(fname)
                     else:
                         chunks.append(prev[name]["chunks"][c])
-                entries[name] = {"chunks": chunks, "dtype": arr.dtype.str,
+                entries[name] = {"chunks": chunks, "dtype": np.dtype(arr.dtype).str,
                                  "shape": list(arr.shape)}
                 continue
             arr = np.asarray(obj)

@@ -530,6 +530,30 @@ def _guo_sample_out(k: jax.Array, P: dict) -> jax.Array:
     return _guo_out(k, P)[0]
 
 
+def _unlearned_vs_retrained(what: str, unl: Any, Xz: np.ndarray, yz: np.ndarray, iz: int,
+                            sigma_scale: float | tuple[float, float], config: dict,
+                            noiseless: Callable[[Any], Any]) -> Worlds:
+    """Output-perturbation worlds through the public API: ``init(D + {z})``, ``unlearn([z])``.
+
+    World "in" is the noiseless unlearned model (``noiseless(state)``), world "out" the
+    noiseless ``retrain`` reference; both are noised with the certificate's ``sigma`` (times
+    ``sigma_scale`` for a twin). Both centres are deterministic, so the outputs are
+    ``centre + gaussian_like(k, centre, sigma)``.
+    """
+    res = unl.unlearn(unl.init(Xz, yz, jax.random.key(0)), [iz])
+    if res.params is None:
+        raise RuntimeError(f"{what} refused the request: {res.certificate.reason}")
+    cert = res.certificate
+    sig = float(cert.sigma)
+    c_in, c_out = _flat(noiseless(res.state)), _flat(unl.retrain(res.state).params)
+    sc = _scales(sigma_scale)
+    return _gaussian_pair(_tag(cert.mechanism, sc), cert.adjacency,
+                          {"n": int(Xz.shape[0]), "d": int(Xz.shape[1]), **config,
+                           "canary": "worst-case (grnb_norm)"},
+                          float(cert.epsilon), float(cert.delta), c_in, c_out,
+                          sig * sc[0], sig * sc[1], {"sigma_certified": sig})
+
+
 def sekhari_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delta: float,
                    max_removals: int = 1, sigma_scale: float | tuple[float, float] = 1.0,
                    **kwargs: Any) -> Worlds:
@@ -545,19 +569,9 @@ def sekhari_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delta: float,
     Xz, yz, iz = _with_canary(X, y, lam)
     unl = newton_unlearning(lam=lam, epsilon=epsilon, delta=delta, max_removals=max_removals,
                             **kwargs)
-    st = unl.init(Xz, yz, jax.random.key(0))
-    res = unl.unlearn(st, [iz])
-    if res.params is None:
-        raise RuntimeError(f"Sekhari unlearning refused the request: {res.certificate.reason}")
-    sig = float(res.certificate.sigma)
-    c_in = _flat(res.state.W_bar)
-    c_out = _flat(unl.retrain(res.state).params)
-    sc = _scales(sigma_scale)
-    return _gaussian_pair(_tag(res.certificate.mechanism, sc), res.certificate.adjacency,
-                          {"n": int(Xz.shape[0]), "d": int(Xz.shape[1]), "lam": lam,
-                           "max_removals": max_removals, "canary": "worst-case (grnb_norm)"},
-                          float(res.certificate.epsilon), float(res.certificate.delta),
-                          c_in, c_out, sig * sc[0], sig * sc[1], {"sigma_certified": sig})
+    return _unlearned_vs_retrained("Sekhari unlearning", unl, Xz, yz, iz, sigma_scale,
+                                   {"lam": lam, "max_removals": max_removals},
+                                   lambda st: st.W_bar)
 
 
 def descent_to_delete_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delta: float,
@@ -573,18 +587,8 @@ def descent_to_delete_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delt
 
     Xz, yz, iz = _with_canary(X, y, lam)
     unl = descent_to_delete(lam=lam, epsilon=epsilon, delta=delta, steps=steps, **kwargs)
-    st = unl.init(Xz, yz, jax.random.key(0))
-    res = unl.unlearn(st, [iz])
-    if res.params is None:
-        raise RuntimeError(f"Descent-to-Delete refused the request: {res.certificate.reason}")
-    sig = float(res.certificate.sigma)
-    c_in, c_out = _flat(res.state.W), _flat(unl.retrain(res.state).params)
-    sc = _scales(sigma_scale)
-    return _gaussian_pair(_tag(res.certificate.mechanism, sc), res.certificate.adjacency,
-                          {"n": int(Xz.shape[0]), "d": int(Xz.shape[1]), "lam": lam,
-                           "steps": steps, "canary": "worst-case (grnb_norm)"},
-                          float(res.certificate.epsilon), float(res.certificate.delta),
-                          c_in, c_out, sig * sc[0], sig * sc[1], {"sigma_certified": sig})
+    return _unlearned_vs_retrained("Descent-to-Delete", unl, Xz, yz, iz, sigma_scale,
+                                   {"lam": lam, "steps": steps}, lambda st: st.W)
 
 
 def langevin_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float, delta: float,
