@@ -101,6 +101,7 @@ def test_guo_worlds_are_certuns_mechanism(digits):
         np.testing.assert_allclose(np.asarray(w.world_out(k)[0]), np.asarray(W0), atol=1e-9)
 
 
+@pytest.mark.slow  # 10 s; the default tier keeps test_guo_worlds_are_certuns_mechanism
 def test_guo_audit_with_worst_case_canary(digits):
     """Acceptance: the bound stays below the certified epsilon; a budget bug is caught."""
     X, y = digits
