@@ -1,7 +1,7 @@
 """The tutorials in colab/: each runs end to end, and each notebook matches its source.
 
-* ``test_tutorial_fast`` (default suite for tutorials 02 and 05, slow tier for the three
-  longest): every ``colab/0*_*.py`` runs as a script in a
+* ``test_tutorial_fast`` (default suite for tutorial 02, slow tier for the other four):
+  every ``colab/0*_*.py`` runs as a script in a
   subprocess with ``CERTUN_TUTORIAL_FAST=1`` (smaller sizes). Each tutorial ends its
   sections with assertions on its own results (bounds above true residuals, distances to
   retraining, attack AUCs), so a wrong result fails the test, not only a crash. The
@@ -85,9 +85,10 @@ def test_notebook_in_sync(path):
                 f"{path.with_suffix('.ipynb').name} stores outputs: regenerate it")
 
 
-# The three longest fast runs (20-40 s each on 2 cores) are in the slow tier; the default tier
-# runs the other two (about 10 s each) and the notebook checks.
-_SLOW_FAST = {"01_curvature_primitives", "03_neural_network", "04_attacking_unlearning"}
+# Four fast runs (10-40 s each on 2 cores) are in the slow tier; the default tier runs
+# 02_certified_removal (about 8 s) and the notebook checks.
+_SLOW_FAST = {"01_curvature_primitives", "03_neural_network", "04_attacking_unlearning",
+              "05_composing_a_certified_algorithm"}
 FAST_PARAMS = [pytest.param(p, id=p.stem, marks=pytest.mark.slow) if p.stem in _SLOW_FAST
                else pytest.param(p, id=p.stem) for p in TUTORIALS]
 

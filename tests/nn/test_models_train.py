@@ -39,7 +39,7 @@ def test_paper_mlp_has_26506_parameters():
     assert mlp(64, (8,), 10, "softplus").smooth
 
 
-@pytest.mark.parametrize("shape", [(8, 8), (28, 28)])
+@pytest.mark.parametrize("shape", [(8, 8), pytest.param((28, 28), marks=pytest.mark.slow)])
 def test_cnn_shapes_and_purity(shape):
     net = cnn(shape, (4, 8), 10, "tanh")
     p = net.init(jax.random.key(1))

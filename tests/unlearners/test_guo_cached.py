@@ -354,6 +354,7 @@ def test_what_if_is_vmapped_and_matches_each_request(digits38, cached, update):
         unl.what_if(st, [3, 3])
 
 
+@pytest.mark.slow  # 10 s; one-vs-rest heads on the uncached path stay in the default tier
 def test_one_vs_rest_cached_heads():
     ds = load_digits()
     lam = 1e-2
