@@ -203,7 +203,7 @@ def dense_matrix(op: LinearOperator) -> jax.Array:
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), op.structure)
     flat0, unravel = ravel(zeros)
     eye = jnp.eye(flat0.size, dtype=flat0.dtype)
-    cols = jax.vmap(lambda e: ravel(op.mv(unravel(e)))[0])(eye)
+    cols = jax.jit(jax.vmap(lambda e: ravel(op.mv(unravel(e)))[0]))(eye)  # one program
     return cols.T
 
 
@@ -214,4 +214,6 @@ def dense_hessian(f: Callable[..., jax.Array], params: PyTree, *args: Any) -> ja
     The flattening order is that of ``jax.flatten_util.ravel_pytree(params)``.
     """
     flat, unravel = ravel(params)
-    return jax.hessian(lambda z: f(unravel(z), *args))(flat)
+    # One compiled program: the unjitted jax.hessian would dispatch (and compile) each of its
+    # hundreds of primitives separately, which costs seconds even for a 50-parameter model.
+    return jax.jit(jax.hessian(lambda z: f(unravel(z), *args)))(flat)
