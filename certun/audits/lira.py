@@ -37,7 +37,7 @@ from certun import _validate
 from certun.audits.stats import auc_with_ci
 
 __all__ = ["GaussianFit", "fit_gaussians", "likelihood_ratio", "lira_scores",
-           "ulira_scores", "per_example_auc"]
+           "ulira_scores", "per_example_auc", "ULiraAudit", "ulira_audit"]
 
 _MIN_STD = 1e-12
 
@@ -132,3 +132,58 @@ def per_example_auc(member_scores: Any, nonmember_scores: Any) -> np.ndarray:
     if a.shape[1] != b.shape[1]:
         raise _validate.ValidationError("member_scores and nonmember_scores need equal columns")
     return np.array([auc_with_ci(a[:, j], b[:, j]).auc for j in range(a.shape[1])])
+
+
+class ULiraAudit(NamedTuple):
+    """The outcome of :func:`ulira_audit`.
+
+    Attributes:
+      auc: mean over the audited examples of the per-example AUC (0.5: as good as retraining).
+      lower, upper: a normal ``1 - alpha`` interval of that mean over the examples.
+      per_example: ``(P,)`` per-example AUCs.
+      shadow, target: models per pool used to fit the Gaussians / to score.
+    """
+
+    auc: float
+    lower: float
+    upper: float
+    per_example: np.ndarray
+    shadow: int
+    target: int
+
+
+def ulira_audit(unlearned_phi: Any, retrained_phi: Any, *, alpha: float = 0.05,
+                fix_variance: bool = True) -> ULiraAudit:
+    """U-LiRA (Hayes et al.) from one ensemble of unlearned and one of retrained models.
+
+    The ``N`` rows of each pool are split in halves: the first half of both pools are the
+    shadow models that fit the per-example Gaussians (:func:`ulira_scores`), the second
+    halves are the target models scored by them; the per-example AUC separates the target
+    models that unlearned the example from those retrained without it
+    (:func:`per_example_auc`), and the audit reports its mean over the examples.
+
+    Args:
+      unlearned_phi: ``(N, P)`` statistics (margins) of models trained on the examples and
+        then unlearned with the mechanism under audit, ``N >= 8``.
+      retrained_phi: ``(N', P)`` statistics of models retrained without them, ``N' >= 8``.
+      alpha: miss probability of the interval of the mean (normal, over examples).
+      fix_variance: one global standard deviation per pool (recommended for few shadows).
+    """
+    a = _validate.finite_array(unlearned_phi=unlearned_phi, ndim=2).astype(np.float64)
+    b = _validate.finite_array(retrained_phi=retrained_phi, ndim=2).astype(np.float64)
+    if a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 8:
+        raise _validate.ValidationError(
+            "unlearned_phi and retrained_phi need the same examples (columns) and at least 8 "
+            f"models each, got {a.shape} and {b.shape}")
+    ha, hb = a.shape[0] // 2, b.shape[0] // 2
+    fit = fit_gaussians(a[:ha], b[:hb], fix_variance=fix_variance)
+    member = likelihood_ratio(a[ha:], fit)
+    nonmember = likelihood_ratio(b[hb:], fit)
+    per = per_example_auc(member, nonmember)
+    m = float(np.mean(per))
+    se = float(np.std(per, ddof=1) / np.sqrt(per.size)) if per.size > 1 else 0.0
+    import scipy.stats
+
+    z = float(scipy.stats.norm.ppf(1 - _validate.in_range(0.0, 1.0, alpha=alpha) / 2))
+    return ULiraAudit(m, max(0.0, m - z * se), min(1.0, m + z * se), per, ha,
+                      min(a.shape[0] - ha, b.shape[0] - hb))
