@@ -116,7 +116,7 @@ def register(name: str, factory: Any, *, family: str = "plugin", summary: str = 
     """Register a method under ``name`` (the plug-in entry point).
 
     Args:
-      name: the leaderboard name (letters, digits, ``_``, ``-``, ``.``).
+      name: the leaderboard name (letters, digits, ``_``, ``-``, ``.``, ``:``).
       factory: ``task -> unlearner`` or ``task -> (train, forget)``, or an unlearner object
         or a ``(train, forget)`` pair itself (module docstring), or a ``(task, forget_size)
         -> Model`` builder when ``family`` is a built-in family and it returns a
@@ -131,9 +131,10 @@ def register(name: str, factory: Any, *, family: str = "plugin", summary: str = 
     Returns:
       The :class:`Method`.
     """
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-." for c in name):
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-.:"
+                                                        for c in name):
         raise _validate.ValidationError(
-            f"name must be letters, digits, '_', '-' or '.', got {name!r}")
+            f"name must be letters, digits, '_', '-', '.' or ':', got {name!r}")
     _validate.choice(FAMILIES, family=family)
     if name in _REGISTRY and not overwrite:
         raise _validate.ValidationError(
@@ -262,18 +263,20 @@ def _default_coupled(u: Any, res: Any) -> tuple[Any, Any]:
     return res.params, getattr(ref, "params", ref)
 
 
-def linear_logits(params: Any, X: Any) -> jax.Array:
+def linear_logits(params: Any, X: Any) -> np.ndarray:
     """Logits of a linear model: ``(0, x.w)`` for ``(d,)`` weights, ``X W`` for ``(d, K)``.
 
     A ``(d, 1)`` weight matrix is treated as binary; a regression model's logits are its
-    ``(P,)`` predictions (the runner reads them so for ``kind="regression"`` tasks).
+    ``(P,)`` predictions (the runner reads them so for ``kind="regression"`` tasks). Host-side
+    NumPy in float64 (the same numbers as :func:`certun.audits.mia.glm_logits`, without a
+    compilation per input shape).
     """
-    W = jnp.asarray(params)
-    A = jnp.asarray(X) @ W
+    W = np.asarray(params, np.float64)
+    A = np.asarray(X, np.float64) @ W
     if W.ndim == 1:
-        return jnp.stack([jnp.zeros_like(A), A], axis=-1)
+        return np.stack([np.zeros_like(A), A], axis=-1)
     if W.shape[1] == 1:
-        return jnp.concatenate([jnp.zeros_like(A), A], axis=-1)
+        return np.concatenate([np.zeros_like(A), A], axis=-1)
     return A
 
 
@@ -444,10 +447,11 @@ class _SisaUnlearner(NamedTuple):
         return jnp.stack([self.sisa.fit_slices(state, s, 0)[-1] for s in range(S)])
 
 
-def _sisa_logits(params: Any, X: Any) -> jax.Array:
-    A = jnp.einsum("nd,sdk->snk", jnp.asarray(X), jnp.asarray(params)).mean(0)
+def _sisa_logits(params: Any, X: Any) -> np.ndarray:
+    A = np.einsum("nd,sdk->snk", np.asarray(X, np.float64),
+                  np.asarray(params, np.float64)).mean(0)
     if A.shape[1] == 1:
-        return jnp.concatenate([jnp.zeros_like(A), A], axis=-1)
+        return np.concatenate([np.zeros_like(A), A], axis=-1)
     return A
 
 
@@ -457,7 +461,7 @@ def _build_sisa(task: Task, m: int) -> Model:
     hp = dict(shards=4, slices=2, lam=task.lam, loss=task.loss, aggregate="mean")
     u = _SisaUnlearner(sisa(**hp))
 
-    def logits(params: Any, X: Any) -> jax.Array:
+    def logits(params: Any, X: Any) -> np.ndarray:
         out = _sisa_logits(params, X)
         return out[:, 1] if task.kind == "regression" else out
 

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+import scipy.special
 
 from certun import _validate
 from certun.audits import distance, lira, mia, utility
@@ -61,6 +62,8 @@ class BenchConfig(NamedTuple):
       retain_eval: retained rows on which KLoM is evaluated (a seeded subsample).
       val_eval: held-out rows on which KLoM is evaluated (the first ones of the test set).
       audit_runs: runs per world of the adversarial epsilon audit (0: no audit).
+      attack: the two-version attack's classifier: ``"rf"`` (random forest, Chen et al.'s
+        default), ``"dt"`` or ``"lr"`` (:func:`certun.audits.mia.chen_attack`).
       audit_training: also audit mechanisms whose every audit run is a training run
         (Guo et al.'s; minutes).
       alpha: miss probability of every interval.
@@ -76,6 +79,7 @@ class BenchConfig(NamedTuple):
     val_eval: int = 200
     audit_runs: int = 2000
     audit_training: bool = False
+    attack: str = "rf"
     alpha: float = 0.05
     lam: float | None = None
 
@@ -165,11 +169,18 @@ class _Eval(NamedTuple):
 
 
 def _statistic(task: Task, logits: Any, y: np.ndarray) -> np.ndarray:
+    """KLoM's and U-LiRA's statistic: :func:`certun.audits.distance.margins` (host NumPy).
+
+    Regression: minus the absolute error.
+    """
     z = np.asarray(logits, np.float64)
     if task.kind == "regression":
         return -np.abs(z.reshape(-1) - np.asarray(y, np.float64))
-    ids = (np.asarray(y) > 0).astype(np.int64) if task.kind == "binary" else np.asarray(y)
-    return np.asarray(distance.margins(z, ids), np.float64)
+    ids = (np.asarray(y) > 0).astype(np.int64) if task.kind == "binary" else np.asarray(
+        y, np.int64)
+    zc = np.take_along_axis(z, ids[:, None], axis=1)[:, 0]
+    others = np.where(np.arange(z.shape[1])[None, :] == ids[:, None], -np.inf, z)
+    return zc - scipy.special.logsumexp(others, axis=1)
 
 
 def _tree_np(p: Any) -> Any:
@@ -254,6 +265,88 @@ def _certified(res: Any, family: str) -> tuple[float, float, str]:
     return float(cert.epsilon), float(cert.delta), status
 
 
+def _ensemble(task: Task, model: _methods.Model, method: str, F: np.ndarray, keep: np.ndarray,
+              ev: _Eval, cfg: BenchConfig, cache: Cache, base: dict) -> dict[str, np.ndarray]:
+    """The ``N`` trained-then-unlearned models: statistics, accuracies, distances, costs.
+
+    Cached like the oracle (they are the shadow models of U-LiRA and of the two-version
+    attack); the seconds are those measured when the entry was built.
+    """
+    config = {**base, "what": "unlearned", "method": method,
+              "hyperparameters": model.hyperparameters}
+
+    def build() -> dict[str, np.ndarray]:
+        u, N, m, n = model.unlearner, cfg.ensemble, int(F.size), task.n_train
+        y_lab = model.labels(task.y_train)
+        rng = np.random.default_rng(cfg.seed)
+        stats, dist_p, dist_y, accs, secs, grads, outcomes = [], [], [], [], [], [], {}
+        lo_rows, lu_rows = [], []
+        eps, dlt, status = -1.0, 0.0, "none"
+        with progress_bar(N, f"{method}: unlearn") as bar:
+            for i in range(N):
+                st = u.init(task.X_train, y_lab, jax.random.fold_in(jax.random.key(cfg.seed), i),
+                            **model.init_kwargs)
+                p0 = u.params(st)
+                if i == 0:  # compile the request path on a throw-away call (pure functions)
+                    u.unlearn(st, F)
+                t0 = time.perf_counter()
+                res = u.unlearn(st, F)
+                pu = getattr(res, "params", res)
+                if pu is not None:
+                    jax.block_until_ready(pu)
+                dt = time.perf_counter() - t0
+                outcome = str(getattr(res, "outcome", "unlearned"))
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+                bar.advance(1)
+                if pu is None:
+                    continue
+                secs.append(dt)
+                e, dl, s = _certified(res, _family(method))
+                if e > eps:
+                    eps, dlt, status = e, dl, s
+                stats.append(_statistic(task, model.logits(pu, ev.X), ev.y))
+                accs.append([_accuracy(task, model.logits(pu, task.X_test), task.y_test),
+                             _accuracy(task, model.logits(pu, task.X_train[keep]),
+                                       task.y_train[keep]),
+                             _accuracy(task, model.logits(pu, task.X_train[F]),
+                                       task.y_train[F])])
+                if model.coupled is not None:
+                    a, b = (_tree_np(t) for t in model.coupled(u, res))
+                    dist_p.append(distance.parameter_distance(a, b))
+                    dist_y.append(_prediction_distance(task, model, a, b))
+                if model.grad_evals is not None:
+                    grads.append(float(model.grad_evals(res, n, m)))
+                if task.kind != "regression":
+                    neg = rng.choice(task.X_test.shape[0], size=m,
+                                     replace=task.X_test.shape[0] < m)
+                    q = np.concatenate([task.X_train[F], task.X_test[neg]])
+                    lo_rows.append(np.asarray(model.logits(p0, q), np.float64))
+                    lu_rows.append(np.asarray(model.logits(pu, q), np.float64))
+        P = ev.X.shape[0]
+        return {"stat": np.asarray(stats, np.float64).reshape(-1, P),
+                "accuracy": np.asarray(accs, np.float64).reshape(-1, 3),
+                "param_distance": np.asarray(dist_p, np.float64),
+                "prediction_distance": np.asarray(dist_y, np.float64),
+                "seconds": np.asarray(secs, np.float64),
+                "grad_evals": np.asarray(grads, np.float64),
+                "mia_original": np.asarray(lo_rows, np.float64).reshape(len(lo_rows), 2 * m, -1),
+                "mia_unlearned": np.asarray(lu_rows, np.float64).reshape(len(lu_rows), 2 * m,
+                                                                          -1),
+                "outcomes": np.asarray(json.dumps(outcomes, sort_keys=True)),
+                "epsilon": np.asarray(eps), "delta": np.asarray(dlt),
+                "status": np.asarray(status)}
+
+    return cache.get_or_build("unlearned", config, build)
+
+
+def _family(method: str) -> str:
+    """The family of a registered method (``plugin`` for unknown names)."""
+    try:
+        return _methods.get_method(method).family
+    except _validate.ValidationError:
+        return "plugin"
+
+
 def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eval,
                 cfg: BenchConfig, cache: Cache, base: dict) -> dict:
     meth = _methods.resolve_method(name)
@@ -264,63 +357,23 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
         return {**rec, "status": "skipped", "reason": why, "metrics": {}}
     model = meth.build(task, int(F.size))
     rec["hyperparameters"] = model.hyperparameters
-    u, N, m, n = model.unlearner, cfg.ensemble, int(F.size), task.n_train
+    N = cfg.ensemble
     oracle = _oracle(task, model, name, ev, keep, cfg, cache, base)
-    y_lab = model.labels(task.y_train)
-    rng = np.random.default_rng(cfg.seed)
-    stats, dist_p, dist_y, accs, secs, grads, outcomes = [], [], [], [], [], [], {}
-    lo_rows, lu_rows, member, set_id = [], [], [], []
-    eps = dlt = None
-    status = None
-    with progress_bar(N, f"{name}: unlearn") as bar:
-        for i in range(N):
-            st = u.init(task.X_train, y_lab, jax.random.fold_in(jax.random.key(cfg.seed), i),
-                        **model.init_kwargs)
-            p0 = u.params(st)
-            if i == 0:  # compile the request path on a throw-away call (pure functions)
-                u.unlearn(st, F)
-            t0 = time.perf_counter()
-            res = u.unlearn(st, F)
-            pu = getattr(res, "params", res)
-            if pu is not None:
-                jax.block_until_ready(pu)
-            secs.append(time.perf_counter() - t0)
-            outcome = str(getattr(res, "outcome", "unlearned"))
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            if pu is None:
-                bar.advance(1)
-                continue
-            e, dl, s = _certified(res, meth.family)
-            eps, dlt, status = (e, dl, s) if eps is None or e > eps else (eps, dlt, status)
-            lu = model.logits(pu, ev.X)
-            stats.append(_statistic(task, lu, ev.y))
-            accs.append([_accuracy(task, model.logits(pu, task.X_test), task.y_test),
-                         _accuracy(task, model.logits(pu, task.X_train[keep]),
-                                   task.y_train[keep]),
-                         _accuracy(task, model.logits(pu, task.X_train[F]), task.y_train[F])])
-            if model.coupled is not None:
-                a, b = (_tree_np(t) for t in model.coupled(u, res))
-                dist_p.append(distance.parameter_distance(a, b))
-                dist_y.append(_prediction_distance(task, model, a, b))
-            if model.grad_evals is not None:
-                grads.append(float(model.grad_evals(res, n, m)))
-            if task.kind != "regression":
-                neg = rng.choice(task.X_test.shape[0], size=m, replace=task.X_test.shape[0] < m)
-                q = np.concatenate([task.X_train[F], task.X_test[neg]])
-                lo_rows.append(np.asarray(model.logits(p0, q), np.float64))
-                lu_rows.append(np.asarray(model.logits(pu, q), np.float64))
-                member.append(np.r_[np.ones(m, np.int64), np.zeros(m, np.int64)])
-                set_id.append(np.full(2 * m, i, np.int64))
-            bar.advance(1)
+    ens = _ensemble(task, model, name, F, keep, ev, cfg, cache, base)
+    ok = int(ens["stat"].shape[0])
+    outcomes = json.loads(str(ens["outcomes"]))
+    eps, dlt, status = float(ens["epsilon"]), float(ens["delta"]), str(ens["status"])
     rec["outcomes"] = outcomes
     rec["certificate"] = {"status": status, "epsilon": eps, "delta": dlt}
-    met: dict[str, dict] = {}
-    ok = len(stats)
     rec["models"] = {"unlearned": ok, "oracle": int(oracle["stat"].shape[0])}
+    met: dict[str, dict] = {}
     if ok < 8:
         rec.update(status="failed", metrics={k.key: _nan() for k in METRICS},
                    reason=f"only {ok} of {N} requests returned a model ({outcomes})")
         return rec
+    accs, dist_p, dist_y = ens["accuracy"], ens["param_distance"], ens["prediction_distance"]
+    secs, grads = ens["seconds"], ens["grad_evals"]
+    stats = ens["stat"]
     A = np.asarray(accs)
     a = cfg.alpha
     met["test_accuracy"] = _iv(utility.mean_ci(A[:, 0], a))
@@ -330,9 +383,9 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
     Q = oracle["stat"][:N]
     if task.kind != "regression":
         met["forget_accuracy"]["oracle"] = float(np.mean(Q[:, fcols] > 0))
-    met["param_distance"] = _iv(utility.mean_ci(dist_p, a)) if dist_p else _nan()
-    met["prediction_distance"] = _iv(utility.mean_ci(dist_y, a)) if dist_y else _nan()
-    U = np.stack(stats)
+    met["param_distance"] = _iv(utility.mean_ci(dist_p, a)) if dist_p.size else _nan()
+    met["prediction_distance"] = _iv(utility.mean_ci(dist_y, a)) if dist_y.size else _nan()
+    U = stats
     k_u = distance.klom(U, Q)
     k_0 = distance.klom(oracle["stat"][N:2 * N], Q)
     for split, cols in ev.splits.items():
@@ -344,16 +397,19 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
     ul0 = lira.ulira_audit(oracle["stat"][N:2 * N][:, fcols], Q[:, fcols], alpha=a)
     met["ulira_auc"] = {"value": ul.auc, "lower": ul.lower, "upper": ul.upper, "n": len(fcols),
                         "null": {"value": ul0.auc, "lower": ul0.lower, "upper": ul0.upper}}
-    if lo_rows and len(lo_rows) >= 4:
-        h = len(lo_rows) // 2
+    if ens["mia_original"].shape[0] >= 4:
+        h = ens["mia_original"].shape[0] // 2
+        m2 = ens["mia_original"].shape[1]
+        member = np.tile(np.r_[np.ones(m2 // 2, np.int64), np.zeros(m2 // 2, np.int64)], N)
 
         def pairs(sl: slice) -> mia.PosteriorPairs:
-            return mia.PosteriorPairs(np.concatenate(lo_rows[sl]), np.concatenate(lu_rows[sl]),
-                                      np.concatenate(member[sl]), np.concatenate(set_id[sl]),
-                                      [], [])
+            lo, lu = ens["mia_original"][sl], ens["mia_unlearned"][sl]
+            k = lo.shape[0]
+            return mia.PosteriorPairs(lo.reshape(k * m2, -1), lu.reshape(k * m2, -1),
+                                      member[: k * m2], np.repeat(np.arange(k), m2), [], [])
 
         att = mia.chen_attack(pairs(slice(0, h)), pairs(slice(h, None)),
-                              features=("sorted_diff",), classifier="rf", seed=cfg.seed,
+                              features=("sorted_diff",), classifier=cfg.attack, seed=cfg.seed,
                               alpha=a)
         auc = att.auc["sorted_diff"]
         met["mia_auc"] = {"value": auc.auc, "lower": auc.lower, "upper": auc.upper,
@@ -363,9 +419,9 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
     met["epsilon_certified"] = {"value": eps, "lower": None, "upper": None, "n": ok,
                                 "delta": dlt, "status": status}
     met["epsilon_lower"] = _audit(model, name, task, cfg, cache, base)
-    met["seconds"] = _iv(utility.mean_ci(secs[1:] if len(secs) > 2 else secs, a))
-    met["grad_evals"] = _iv(utility.mean_ci(grads, a)) if grads and all(
-        math.isfinite(g) for g in grads) else _nan()
+    met["seconds"] = _iv(utility.mean_ci(secs, a))
+    met["grad_evals"] = _iv(utility.mean_ci(grads, a)) if grads.size and bool(
+        np.all(np.isfinite(grads))) else _nan()
     met["oracle_seconds"] = _iv(utility.mean_ci(oracle["seconds"][1:], a))
     rec.update(status="ok", metrics=met)
     return rec
@@ -459,6 +515,7 @@ def run(config: BenchConfig | None = None, *, cache: Cache | None = None,
     _validate.integer(val_eval=config.val_eval, minimum=1)
     _validate.integer(audit_runs=config.audit_runs, minimum=0)
     _validate.in_range(0.0, 1.0, alpha=config.alpha)
+    _validate.choice(("rf", "dt", "lr"), attack=config.attack)
     if not config.methods:
         raise _validate.ValidationError("methods is empty; name at least one method")
     for spec in config.methods:
@@ -479,7 +536,8 @@ def run(config: BenchConfig | None = None, *, cache: Cache | None = None,
     with progress_bar(len(config.methods), "methods") as bar:
         for spec in config.methods:
             key = config_hash({**base, "method": spec, "alpha": config.alpha,
-                               "audit_runs": config.audit_runs})
+                               "audit_runs": config.audit_runs, "attack": config.attack,
+                               "audit_training": config.audit_training})
             path = rdir / "methods" / f"{spec.replace(':', '__')}.json" if rdir else None
             rec = None
             if resume and path is not None and path.exists():
