@@ -139,7 +139,8 @@ class ULiraAudit(NamedTuple):
 
     Attributes:
       auc: mean over the audited examples of the per-example AUC (0.5: as good as retraining).
-      lower, upper: a normal ``1 - alpha`` interval of that mean over the examples.
+      lower, upper: a ``1 - alpha`` percentile-bootstrap interval of that mean, resampling the
+        target **models** (the examples share them, so they are not independent).
       per_example: ``(P,)`` per-example AUCs.
       shadow, target: models per pool used to fit the Gaussians / to score.
     """
@@ -152,22 +153,33 @@ class ULiraAudit(NamedTuple):
     target: int
 
 
+def _mean_auc(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over columns of the Mann-Whitney AUC of ``a[:, j]`` above ``b[:, j]`` (ties 1/2)."""
+    gt = np.mean(a[:, None, :] > b[None, :, :], axis=(0, 1))
+    eq = np.mean(a[:, None, :] == b[None, :, :], axis=(0, 1))
+    return float(np.mean(gt + 0.5 * eq))
+
+
 def ulira_audit(unlearned_phi: Any, retrained_phi: Any, *, alpha: float = 0.05,
-                fix_variance: bool = True) -> ULiraAudit:
+                fix_variance: bool = True, num_resamples: int = 1000,
+                seed: int = 0) -> ULiraAudit:
     """U-LiRA (Hayes et al.) from one ensemble of unlearned and one of retrained models.
 
     The ``N`` rows of each pool are split in halves: the first half of both pools are the
     shadow models that fit the per-example Gaussians (:func:`ulira_scores`), the second
     halves are the target models scored by them; the per-example AUC separates the target
     models that unlearned the example from those retrained without it
-    (:func:`per_example_auc`), and the audit reports its mean over the examples.
+    (:func:`per_example_auc`), and the audit reports its mean over the examples, with a
+    bootstrap interval over the target models.
 
     Args:
       unlearned_phi: ``(N, P)`` statistics (margins) of models trained on the examples and
         then unlearned with the mechanism under audit, ``N >= 8``.
       retrained_phi: ``(N', P)`` statistics of models retrained without them, ``N' >= 8``.
-      alpha: miss probability of the interval of the mean (normal, over examples).
+      alpha: miss probability of the interval.
       fix_variance: one global standard deviation per pool (recommended for few shadows).
+      num_resamples: bootstrap resamples of the target models.
+      seed: bootstrap seed.
     """
     a = _validate.finite_array(unlearned_phi=unlearned_phi, ndim=2).astype(np.float64)
     b = _validate.finite_array(retrained_phi=retrained_phi, ndim=2).astype(np.float64)
@@ -175,15 +187,17 @@ def ulira_audit(unlearned_phi: Any, retrained_phi: Any, *, alpha: float = 0.05,
         raise _validate.ValidationError(
             "unlearned_phi and retrained_phi need the same examples (columns) and at least 8 "
             f"models each, got {a.shape} and {b.shape}")
+    al = _validate.in_range(0.0, 1.0, alpha=alpha)
+    B = _validate.integer(num_resamples=num_resamples, minimum=10)
     ha, hb = a.shape[0] // 2, b.shape[0] // 2
     fit = fit_gaussians(a[:ha], b[:hb], fix_variance=fix_variance)
     member = likelihood_ratio(a[ha:], fit)
     nonmember = likelihood_ratio(b[hb:], fit)
     per = per_example_auc(member, nonmember)
-    m = float(np.mean(per))
-    se = float(np.std(per, ddof=1) / np.sqrt(per.size)) if per.size > 1 else 0.0
-    import scipy.stats
-
-    z = float(scipy.stats.norm.ppf(1 - _validate.in_range(0.0, 1.0, alpha=alpha) / 2))
-    return ULiraAudit(m, max(0.0, m - z * se), min(1.0, m + z * se), per, ha,
+    rng = np.random.default_rng(seed)
+    boots = [_mean_auc(member[rng.integers(0, member.shape[0], member.shape[0])],
+                       nonmember[rng.integers(0, nonmember.shape[0], nonmember.shape[0])])
+             for _ in range(B)]
+    lo, hi = np.quantile(boots, [al / 2, 1 - al / 2])
+    return ULiraAudit(float(np.mean(per)), float(lo), float(hi), per, ha,
                       min(a.shape[0] - ha, b.shape[0] - hb))

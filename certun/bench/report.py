@@ -57,8 +57,9 @@ def markdown(report: dict) -> str:
             rk = r.get("ranks", {}).get(m["key"])
             cells.append(fmt(r["metrics"].get(m["key"])) + (f" (#{rk})" if rk else ""))
         lines.append(f"| {r['name']} | {r['family']} | " + " | ".join(cells) + " |")
-    lines += ["", "Intervals: 95 % (t over seeds; bootstrap over examples for KLoM; DeLong for "
-              "the two-version AUC). KLoM null (oracle vs independent oracle, retrain): "
+    lines += ["", "Intervals: 95 % (t over seeds; bootstrap over examples for KLoM; bootstrap "
+              "over seeds (models) for the two-version and U-LiRA AUCs). KLoM null (oracle vs "
+              "independent oracle, retrain): "
               + ", ".join(f"{s} {fmt(_null(report, 'klom_' + s))}"
                           for s in ("forget", "retain", "val")) + "."]
     return "\n".join(lines)

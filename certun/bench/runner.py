@@ -41,6 +41,7 @@ import scipy.special
 
 from certun import _validate
 from certun.audits import distance, lira, mia, utility
+from certun.audits import stats as audit_stats
 from certun.bench import methods as _methods
 from certun.bench.cache import Cache, config_hash
 from certun.bench.forget import ForgetSpec, select_forget
@@ -168,6 +169,14 @@ class _Eval(NamedTuple):
     splits: dict           # name -> column indices into X
 
 
+def _outputs(task: Task, model: _methods.Model, params: Any, X: Any) -> np.ndarray:
+    """The model's logits on ``X`` (classification) or its ``(P,)`` predictions (regression)."""
+    z = np.asarray(model.logits(params, X), np.float64)
+    if task.kind == "regression" and z.ndim == 2:
+        z = z[:, -1]  # a linear model's (0, x.w) form: the prediction is the last column
+    return z
+
+
 def _statistic(task: Task, logits: Any, y: np.ndarray) -> np.ndarray:
     """KLoM's and U-LiRA's statistic: :func:`certun.audits.distance.margins` (host NumPy).
 
@@ -191,8 +200,8 @@ def _tree_np(p: Any) -> Any:
 
 
 def _prediction_distance(task: Task, model: _methods.Model, a: Any, b: Any) -> float:
-    za = np.asarray(model.logits(a, task.X_test), np.float64)
-    zb = np.asarray(model.logits(b, task.X_test), np.float64)
+    za = np.asarray(_outputs(task, model, a, task.X_test), np.float64)
+    zb = np.asarray(_outputs(task, model, b, task.X_test), np.float64)
     if task.kind == "regression":
         return float(np.sqrt(np.mean((za.reshape(-1) - zb.reshape(-1)) ** 2)))
     return 1.0 - distance.prediction_agreement(np.argmax(za, 1), np.argmax(zb, 1))
@@ -222,8 +231,8 @@ def _oracle(task: Task, model: _methods.Model, method: str, ev: _Eval, keep: np.
                             **model.init_kwargs)
                 p = u.params(st)
                 secs.append(time.perf_counter() - t0)
-                stats.append(_statistic(task, model.logits(p, ev.X), ev.y))
-                accs.append(_accuracy(task, model.logits(p, task.X_test), task.y_test))
+                stats.append(_statistic(task, _outputs(task, model, p, ev.X), ev.y))
+                accs.append(_accuracy(task, _outputs(task, model, p, task.X_test), task.y_test))
                 bar.advance(1)
         return {"stat": np.stack(stats), "test_accuracy": np.asarray(accs),
                 "seconds": np.asarray(secs)}
@@ -304,11 +313,11 @@ def _ensemble(task: Task, model: _methods.Model, method: str, F: np.ndarray, kee
                 e, dl, s = _certified(res, _family(method))
                 if e > eps:
                     eps, dlt, status = e, dl, s
-                stats.append(_statistic(task, model.logits(pu, ev.X), ev.y))
-                accs.append([_accuracy(task, model.logits(pu, task.X_test), task.y_test),
-                             _accuracy(task, model.logits(pu, task.X_train[keep]),
+                stats.append(_statistic(task, _outputs(task, model, pu, ev.X), ev.y))
+                accs.append([_accuracy(task, _outputs(task, model, pu, task.X_test), task.y_test),
+                             _accuracy(task, _outputs(task, model, pu, task.X_train[keep]),
                                        task.y_train[keep]),
-                             _accuracy(task, model.logits(pu, task.X_train[F]),
+                             _accuracy(task, _outputs(task, model, pu, task.X_train[F]),
                                        task.y_train[F])])
                 if model.coupled is not None:
                     a, b = (_tree_np(t) for t in model.coupled(u, res))
@@ -320,8 +329,8 @@ def _ensemble(task: Task, model: _methods.Model, method: str, F: np.ndarray, kee
                     neg = rng.choice(task.X_test.shape[0], size=m,
                                      replace=task.X_test.shape[0] < m)
                     q = np.concatenate([task.X_train[F], task.X_test[neg]])
-                    lo_rows.append(np.asarray(model.logits(p0, q), np.float64))
-                    lu_rows.append(np.asarray(model.logits(pu, q), np.float64))
+                    lo_rows.append(np.asarray(_outputs(task, model, p0, q), np.float64))
+                    lu_rows.append(np.asarray(_outputs(task, model, pu, q), np.float64))
         P = ev.X.shape[0]
         return {"stat": np.asarray(stats, np.float64).reshape(-1, P),
                 "accuracy": np.asarray(accs, np.float64).reshape(-1, 3),
@@ -373,7 +382,6 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
         return rec
     accs, dist_p, dist_y = ens["accuracy"], ens["param_distance"], ens["prediction_distance"]
     secs, grads = ens["seconds"], ens["grad_evals"]
-    stats = ens["stat"]
     A = np.asarray(accs)
     a = cfg.alpha
     met["test_accuracy"] = _iv(utility.mean_ci(A[:, 0], a))
@@ -385,7 +393,7 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
         met["forget_accuracy"]["oracle"] = float(np.mean(Q[:, fcols] > 0))
     met["param_distance"] = _iv(utility.mean_ci(dist_p, a)) if dist_p.size else _nan()
     met["prediction_distance"] = _iv(utility.mean_ci(dist_y, a)) if dist_y.size else _nan()
-    U = stats
+    U = ens["stat"]
     k_u = distance.klom(U, Q)
     k_0 = distance.klom(oracle["stat"][N:2 * N], Q)
     for split, cols in ev.splits.items():
@@ -393,8 +401,9 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
         row["null"] = _iv(distance.percentile_ci(k_0[cols], 95.0, alpha=a, seed=cfg.seed),
                           len(cols))
         met[f"klom_{split}"] = row
-    ul = lira.ulira_audit(U[:, fcols], Q[:, fcols], alpha=a)
-    ul0 = lira.ulira_audit(oracle["stat"][N:2 * N][:, fcols], Q[:, fcols], alpha=a)
+    ul = lira.ulira_audit(U[:, fcols], Q[:, fcols], alpha=a, seed=cfg.seed)
+    ul0 = lira.ulira_audit(oracle["stat"][N:2 * N][:, fcols], Q[:, fcols], alpha=a,
+                           seed=cfg.seed)
     met["ulira_auc"] = {"value": ul.auc, "lower": ul.lower, "upper": ul.upper, "n": len(fcols),
                         "null": {"value": ul0.auc, "lower": ul0.lower, "upper": ul0.upper}}
     if ens["mia_original"].shape[0] >= 4:
@@ -411,9 +420,16 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
         att = mia.chen_attack(pairs(slice(0, h)), pairs(slice(h, None)),
                               features=("sorted_diff",), classifier=cfg.attack, seed=cfg.seed,
                               alpha=a)
-        auc = att.auc["sorted_diff"]
+        # the rows of one seed share its models (and their noise): a cluster bootstrap over
+        # seeds, not DeLong's interval for independent rows
+        tgt = pairs(slice(h, None))
+        p1 = att.scores["sorted_diff"]
+        pos = tgt.member == 1
+        auc = audit_stats.auc_cluster_bootstrap(p1[pos], p1[~pos], tgt.set_id[pos],
+                                                tgt.set_id[~pos], num_resamples=500,
+                                                seed=cfg.seed, alpha=a)
         met["mia_auc"] = {"value": auc.auc, "lower": auc.lower, "upper": auc.upper,
-                          "n": auc.n_pos + auc.n_neg}
+                          "n": auc.n_pos + auc.n_neg, "delong": att.auc["sorted_diff"]._asdict()}
     else:
         met["mia_auc"] = _nan()
     met["epsilon_certified"] = {"value": eps, "lower": None, "upper": None, "n": ok,

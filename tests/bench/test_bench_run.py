@@ -49,7 +49,7 @@ def test_newton_noiseless_is_near_retraining_but_uncertified(cold):
 
 
 def test_identity_distance_matches_scikit_learn(cold):
-    """identity's distance is ||w(D) - w(D \\ F)|| of L2 logistic regression (scikit-learn)."""
+    """The distance of identity is ||w(D) - w(D minus F)|| of L2 logistic regression (sklearn)."""
     from sklearn.linear_model import LogisticRegression
 
     rep = cold[0]
@@ -70,7 +70,7 @@ def test_identity_distance_matches_scikit_learn(cold):
 
 
 def test_identity_ranks_below_certified_and_exact(cold):
-    """identity ranks below the certified method on distance and KLoM."""
+    """The identity method ranks below the certified method on distance and KLoM."""
     rep = cold[0]
     ident, guo = _rec(rep, "identity"), _rec(rep, "guo")
     for key in ("param_distance", "prediction_distance", "klom_forget"):
