@@ -140,7 +140,8 @@ class ULiraAudit(NamedTuple):
     Attributes:
       auc: mean over the audited examples of the per-example AUC (0.5: as good as retraining).
       lower, upper: a ``1 - alpha`` percentile-bootstrap interval of that mean, resampling the
-        target **models** (the examples share them, so they are not independent).
+        shadow models (the Gaussians refitted) and the target models (the examples share
+        them, so they are not independent).
       per_example: ``(P,)`` per-example AUCs.
       shadow, target: models per pool used to fit the Gaussians / to score.
     """
@@ -170,7 +171,7 @@ def ulira_audit(unlearned_phi: Any, retrained_phi: Any, *, alpha: float = 0.05,
     halves are the target models scored by them; the per-example AUC separates the target
     models that unlearned the example from those retrained without it
     (:func:`per_example_auc`), and the audit reports its mean over the examples, with a
-    bootstrap interval over the target models.
+    bootstrap interval over the models (shadow and target halves resampled separately).
 
     Args:
       unlearned_phi: ``(N, P)`` statistics (margins) of models trained on the examples and
@@ -178,7 +179,7 @@ def ulira_audit(unlearned_phi: Any, retrained_phi: Any, *, alpha: float = 0.05,
       retrained_phi: ``(N', P)`` statistics of models retrained without them, ``N' >= 8``.
       alpha: miss probability of the interval.
       fix_variance: one global standard deviation per pool (recommended for few shadows).
-      num_resamples: bootstrap resamples of the target models.
+      num_resamples: bootstrap resamples of the models.
       seed: bootstrap seed.
     """
     a = _validate.finite_array(unlearned_phi=unlearned_phi, ndim=2).astype(np.float64)
@@ -195,9 +196,15 @@ def ulira_audit(unlearned_phi: Any, retrained_phi: Any, *, alpha: float = 0.05,
     nonmember = likelihood_ratio(b[hb:], fit)
     per = per_example_auc(member, nonmember)
     rng = np.random.default_rng(seed)
-    boots = [_mean_auc(member[rng.integers(0, member.shape[0], member.shape[0])],
-                       nonmember[rng.integers(0, nonmember.shape[0], nonmember.shape[0])])
-             for _ in range(B)]
+
+    def pick(x: np.ndarray) -> np.ndarray:
+        return x[rng.integers(0, x.shape[0], x.shape[0])]
+
+    boots = []
+    for _ in range(B):  # resample shadows (refit) and targets, each within its own half
+        f = fit_gaussians(pick(a[:ha]), pick(b[:hb]), fix_variance=fix_variance)
+        boots.append(_mean_auc(likelihood_ratio(pick(a[ha:]), f),
+                               likelihood_ratio(pick(b[hb:]), f)))
     lo, hi = np.quantile(boots, [al / 2, 1 - al / 2])
     return ULiraAudit(float(np.mean(per)), float(lo), float(hi), per, ha,
                       min(a.shape[0] - ha, b.shape[0] - hb))

@@ -58,8 +58,8 @@ def markdown(report: dict) -> str:
             cells.append(fmt(r["metrics"].get(m["key"])) + (f" (#{rk})" if rk else ""))
         lines.append(f"| {r['name']} | {r['family']} | " + " | ".join(cells) + " |")
     lines += ["", "Intervals: 95 % (t over seeds; bootstrap over examples for KLoM; bootstrap "
-              "over seeds (models) for the two-version and U-LiRA AUCs). KLoM null (oracle vs "
-              "independent oracle, retrain): "
+              "over seeds (models) for the two-version and U-LiRA AUCs). KLoM null (median and "
+              "95 % range between random halves of retrain's 2N oracle models): "
               + ", ".join(f"{s} {fmt(_null(report, 'klom_' + s))}"
                           for s in ("forget", "retain", "val")) + "."]
     return "\n".join(lines)

@@ -395,11 +395,11 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
     met["prediction_distance"] = _iv(utility.mean_ci(dist_y, a)) if dist_y.size else _nan()
     U = ens["stat"]
     k_u = distance.klom(U, Q)
-    k_0 = distance.klom(oracle["stat"][N:2 * N], Q)
+    # the null: KLoM between two random halves of the 2N oracle models (independent seeds)
+    null = distance.klom_null(oracle["stat"][:2 * N], N, ev.splits, alpha=a, seed=cfg.seed)
     for split, cols in ev.splits.items():
         row = _iv(distance.percentile_ci(k_u[cols], 95.0, alpha=a, seed=cfg.seed), len(cols))
-        row["null"] = _iv(distance.percentile_ci(k_0[cols], 95.0, alpha=a, seed=cfg.seed),
-                          len(cols))
+        row["null"] = _iv(null[split], len(cols))
         met[f"klom_{split}"] = row
     ul = lira.ulira_audit(U[:, fcols], Q[:, fcols], alpha=a, seed=cfg.seed)
     ul0 = lira.ulira_audit(oracle["stat"][N:2 * N][:, fcols], Q[:, fcols], alpha=a,

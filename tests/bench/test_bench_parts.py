@@ -140,3 +140,16 @@ def test_statistic_is_the_klom_margin():
     zb = np.stack([np.zeros(7), s], 1)
     np.testing.assert_allclose(runner._statistic(task._replace(kind="binary"), zb, yb), yb * s,
                                rtol=1e-12)
+
+
+def test_klom_null_covers_same_law_and_excludes_a_shift():
+    """KLoM between two halves of one law lies in klom_null's range; a shifted ensemble not."""
+    rng = np.random.default_rng(5)
+    pool = rng.normal(size=(40, 60))
+    splits = {"all": np.arange(60)}
+    med, lo, hi = distance.klom_null(pool, 20, splits, num_partitions=100)["all"]
+    assert lo <= med <= hi
+    fresh = float(np.percentile(distance.klom(rng.normal(size=(20, 60)), pool[:20]), 95))
+    assert lo <= fresh <= hi
+    shifted = float(np.percentile(distance.klom(rng.normal(size=(20, 60)) + 3, pool[:20]), 95))
+    assert shifted > hi

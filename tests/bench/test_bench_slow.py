@@ -19,11 +19,14 @@ def test_exact_retraining_within_an_independently_seeded_ensemble(tmp_path):
     cfg = BenchConfig(task="digits_3v8", methods=("retrain",), ensemble=16, audit_runs=0)
     a = _ok(bench.run(cfg, cache=Cache(tmp_path)), "retrain")
     b = _ok(bench.run(cfg._replace(seed=5), cache=Cache(tmp_path)), "retrain")
-    for key in ("klom_forget", "klom_retain", "klom_val", "mia_auc", "ulira_auc"):
-        assert b[key]["lower"] <= a[key]["value"] <= b[key]["upper"], (key, a[key], b[key])
-    # and against the null of its own run (oracle vs independent oracle), per split
+    # KLoM: inside the range of the statistic between two independently seeded retraining
+    # ensembles of the other run (random halves of its 2N oracle models), every split
     for key in ("klom_forget", "klom_retain", "klom_val"):
-        assert a[key]["null"]["lower"] <= a[key]["value"] <= a[key]["null"]["upper"] + 0.5, key
+        nb = b[key]["null"]
+        assert nb["lower"] <= a[key]["value"] <= nb["upper"], (key, a[key], nb)
+    # the AUCs: inside the other run's intervals (bootstrap over its seeds / models)
+    for key in ("mia_auc", "ulira_auc"):
+        assert b[key]["lower"] <= a[key]["value"] <= b[key]["upper"], (key, a[key], b[key])
 
 
 def test_private_release_hides_the_deletion_from_two_versions(tmp_path):
