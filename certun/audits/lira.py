@@ -85,7 +85,10 @@ def fit_gaussians(in_phi: Any, out_phi: Any, *, in_mask: Any | None = None,
     b = _pool("out_phi", out_phi, out_mask)
     if a.shape[1] != b.shape[1]:
         raise _validate.ValidationError("in_phi and out_phi must have the same number of examples")
-    c = np.nanmedian if center == "median" else np.nanmean
+    if np.isnan(a).any() or np.isnan(b).any():
+        c = np.nanmedian if center == "median" else np.nanmean
+    else:  # the same values without the masked-array path (many times faster)
+        c = np.median if center == "median" else np.mean
     mu_a, mu_b = c(a, axis=0), c(b, axis=0)
     if fix_variance:
         sa = np.full(a.shape[1], np.nanstd(a - np.nanmean(a, 0)))

@@ -400,14 +400,15 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
     U = ens["stat"]
     k_u = distance.klom(U, Q)
     # the null: KLoM between two random halves of the 2N oracle models (independent seeds)
-    null = distance.klom_null(oracle["stat"][:2 * N], N, ev.splits, alpha=a, seed=cfg.seed)
+    null = distance.klom_null(oracle["stat"][:2 * N], N, ev.splits, alpha=a, seed=cfg.seed,
+                              num_partitions=100)
     for split, cols in ev.splits.items():
         row = _iv(distance.percentile_ci(k_u[cols], 95.0, alpha=a, seed=cfg.seed), len(cols))
         row["null"] = _iv(null[split], len(cols))
         met[f"klom_{split}"] = row
-    ul = lira.ulira_audit(U[:, fcols], Q[:, fcols], alpha=a, seed=cfg.seed)
+    ul = lira.ulira_audit(U[:, fcols], Q[:, fcols], alpha=a, seed=cfg.seed, num_resamples=200)
     ul0 = lira.ulira_audit(oracle["stat"][N:2 * N][:, fcols], Q[:, fcols], alpha=a,
-                           seed=cfg.seed)
+                           seed=cfg.seed, num_resamples=200)
     met["ulira_auc"] = {"value": ul.auc, "lower": ul.lower, "upper": ul.upper, "n": len(fcols),
                         "null": {"value": ul0.auc, "lower": ul0.lower, "upper": ul0.upper}}
     if ens["mia_original"].shape[0] >= 4:
