@@ -37,6 +37,7 @@ COMMANDS = (
     "certun.commands.forget",
     "certun.commands.status",
     "certun.commands.verify",
+    "certun.commands.bench",
 )
 
 

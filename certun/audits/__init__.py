@@ -17,6 +17,8 @@ retraining too; :mod:`certun.release` is the defence.
   classical MIA, degradation metrics and mitigations.
 * :mod:`~certun.audits.reconstruction` -- Bertran et al.'s reconstruction of a deleted record.
 * :mod:`~certun.audits.malicious` -- Hard-to-Forget poisons and an influence-based defence.
+* :mod:`~certun.audits.utility` -- accuracy per split, cost relative to retraining, means
+  with intervals (Jia et al. 2023).
 * :mod:`~certun.audits.baselines` -- uncertified shortcuts (NOT CERTIFIED), for comparison.
 """
 
@@ -29,6 +31,7 @@ from certun.audits import malicious as malicious
 from certun.audits import mia as mia
 from certun.audits import reconstruction as reconstruction
 from certun.audits import stats as stats
+from certun.audits import utility as utility
 from certun.audits.epsilon import AuditViolation as AuditViolation
 from certun.audits.epsilon import EpsilonAudit as EpsilonAudit
 from certun.audits.epsilon import gaussian_output_audit as gaussian_output_audit

@@ -12,6 +12,11 @@ r"""Distance to retraining: parameters, predictions and KLoM (KL divergence of m
   :math:`\mathrm{KL}(p\Vert q) = \sum_{p_b>0} p_b\log(p_b/q_b)`. Direction: KL(unlearned ||
   oracle), as EasyDUB (REFERENCES.md section 15.1; the original data-unlearning-bench
   computes the reverse).
+* :func:`percentile_ci` -- a percentile of per-example values (e.g. KLoM's 95th) with a
+  bootstrap interval over the examples.
+* :func:`klom_null` -- the null distribution of a KLoM percentile between two ensembles of
+  the same law, from random partitions of a pool of models (the interval an unlearner that
+  matches retraining falls in).
 * :func:`klom_report` -- the 95th percentile of KLoM per split (forget, retain,
   validation), next to the same statistic for an independent oracle ensemble: KLoM is a
   biased plug-in estimator whose null level depends on ``N`` (section 15.4), so a number
@@ -43,6 +48,8 @@ __all__ = [
     "binary_margins",
     "klom",
     "klom_report",
+    "percentile_ci",
+    "klom_null",
     "KLOM_BINS",
     "KLOM_CLIP",
     "KLOM_FLOOR",
@@ -178,4 +185,80 @@ def klom_report(unlearned: Any, oracle: Any, splits: Mapping[str, Any], *,
             row["null_" + key] = float(np.percentile(k0[idx], pc))
             row["null_mean"] = float(np.mean(k0[idx]))
         out[name] = row
+    return out
+
+
+def percentile_ci(values: Any, percentile: float = 95.0, *, alpha: float = 0.05,
+                  num_bootstrap: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """A percentile of per-example values with a percentile-bootstrap ``1 - alpha`` interval.
+
+    The examples are resampled with replacement ``num_bootstrap`` times (seeded); the
+    interval covers the sampling of examples, not the randomness of the models behind each
+    value (compare with an independent oracle ensemble for that, :func:`klom_report`).
+
+    Args:
+      values: ``(P,)`` finite per-example values (e.g. :func:`klom` of one split).
+      percentile: in ``[0, 100]``.
+      alpha: miss probability of the interval.
+      num_bootstrap: bootstrap resamples (``>= 1``).
+      seed: seed of the resampling.
+
+    Returns:
+      ``(estimate, lower, upper)``.
+    """
+    v = _validate.finite_array(values=values, ndim=1).astype(np.float64)
+    if v.size == 0:
+        raise _validate.ValidationError("values is empty")
+    pc = _validate.in_range(0.0, 100.0, percentile=percentile, inclusive=True)
+    a = _validate.in_range(0.0, 1.0, alpha=alpha)
+    B = _validate.integer(num_bootstrap=num_bootstrap, minimum=1)
+    rng = np.random.default_rng(seed)
+    boots = np.percentile(v[rng.integers(0, v.size, size=(B, v.size))], pc, axis=1)
+    lo, hi = np.percentile(boots, [100 * a / 2, 100 * (1 - a / 2)])
+    return float(np.percentile(v, pc)), float(lo), float(hi)
+
+
+def klom_null(pool: Any, n: int, splits: Mapping[str, Any], *, percentile: float = 95.0,
+              num_partitions: int = 200, alpha: float = 0.05, seed: int = 0
+              ) -> dict[str, tuple[float, float, float]]:
+    """Null distribution of the per-split KLoM percentile between two ensembles of one law.
+
+    ``pool`` holds the margins of ``M >= 2n`` models drawn from one distribution (e.g.
+    ``2N`` oracle models retrained with independent seeds). Each partition draws two disjoint
+    sets of ``n`` models at random and computes the KLoM percentile of the first against the
+    second on each split; over ``num_partitions`` partitions this is the sampling
+    distribution of the statistic when the "unlearned" ensemble has the oracle's law -- model
+    randomness and the plug-in bias at this ``n`` included (a bootstrap over examples alone
+    misses the first). An unlearned ensemble whose KLoM lies inside the ``1 - alpha`` range
+    is consistent with retraining.
+
+    Args:
+      pool: ``(M, P)`` margins, ``M >= 2 n``.
+      n: models per ensemble (``>= 2``).
+      splits: name -> column indices.
+      percentile: the KLoM percentile (95 as in EasyDUB).
+      num_partitions: random partitions (``>= 10``).
+      alpha: the range is the ``alpha/2`` and ``1 - alpha/2`` quantiles.
+      seed: seed of the partitions.
+
+    Returns:
+      ``{split: (median, lower, upper)}``.
+    """
+    a = _validate.finite_array(pool=pool, ndim=2).astype(np.float64)
+    n = _validate.integer(n=n, minimum=2, maximum=a.shape[0] // 2)
+    pc = _validate.in_range(0.0, 100.0, percentile=percentile, inclusive=True)
+    B = _validate.integer(num_partitions=num_partitions, minimum=10)
+    al = _validate.in_range(0.0, 1.0, alpha=alpha)
+    rng = np.random.default_rng(seed)
+    cols = {k: np.asarray(v, np.int64) for k, v in splits.items()}
+    vals: dict[str, list[float]] = {k: [] for k in cols}
+    for _ in range(B):
+        perm = rng.permutation(a.shape[0])
+        k = klom(a[perm[:n]], a[perm[n:2 * n]])
+        for name, c in cols.items():
+            vals[name].append(float(np.percentile(k[c], pc)))
+    out = {}
+    for name, v in vals.items():
+        lo, med, hi = np.quantile(v, [al / 2, 0.5, 1 - al / 2])
+        out[name] = (float(med), float(lo), float(hi))
     return out

@@ -37,7 +37,7 @@ from certun import _validate
 from certun.audits.stats import auc_with_ci
 
 __all__ = ["GaussianFit", "fit_gaussians", "likelihood_ratio", "lira_scores",
-           "ulira_scores", "per_example_auc"]
+           "ulira_scores", "per_example_auc", "ULiraAudit", "ulira_audit"]
 
 _MIN_STD = 1e-12
 
@@ -85,7 +85,10 @@ def fit_gaussians(in_phi: Any, out_phi: Any, *, in_mask: Any | None = None,
     b = _pool("out_phi", out_phi, out_mask)
     if a.shape[1] != b.shape[1]:
         raise _validate.ValidationError("in_phi and out_phi must have the same number of examples")
-    c = np.nanmedian if center == "median" else np.nanmean
+    if np.isnan(a).any() or np.isnan(b).any():
+        c = np.nanmedian if center == "median" else np.nanmean
+    else:  # the same values without the masked-array path (many times faster)
+        c = np.median if center == "median" else np.mean
     mu_a, mu_b = c(a, axis=0), c(b, axis=0)
     if fix_variance:
         sa = np.full(a.shape[1], np.nanstd(a - np.nanmean(a, 0)))
@@ -132,3 +135,79 @@ def per_example_auc(member_scores: Any, nonmember_scores: Any) -> np.ndarray:
     if a.shape[1] != b.shape[1]:
         raise _validate.ValidationError("member_scores and nonmember_scores need equal columns")
     return np.array([auc_with_ci(a[:, j], b[:, j]).auc for j in range(a.shape[1])])
+
+
+class ULiraAudit(NamedTuple):
+    """The outcome of :func:`ulira_audit`.
+
+    Attributes:
+      auc: mean over the audited examples of the per-example AUC (0.5: as good as retraining).
+      lower, upper: a ``1 - alpha`` percentile-bootstrap interval of that mean, resampling the
+        shadow models (the Gaussians refitted) and the target models (the examples share
+        them, so they are not independent).
+      per_example: ``(P,)`` per-example AUCs.
+      shadow, target: models per pool used to fit the Gaussians / to score.
+    """
+
+    auc: float
+    lower: float
+    upper: float
+    per_example: np.ndarray
+    shadow: int
+    target: int
+
+
+def _mean_auc(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over columns of the Mann-Whitney AUC of ``a[:, j]`` above ``b[:, j]`` (ties 1/2)."""
+    gt = np.mean(a[:, None, :] > b[None, :, :], axis=(0, 1))
+    eq = np.mean(a[:, None, :] == b[None, :, :], axis=(0, 1))
+    return float(np.mean(gt + 0.5 * eq))
+
+
+def ulira_audit(unlearned_phi: Any, retrained_phi: Any, *, alpha: float = 0.05,
+                fix_variance: bool = True, num_resamples: int = 1000,
+                seed: int = 0) -> ULiraAudit:
+    """U-LiRA (Hayes et al.) from one ensemble of unlearned and one of retrained models.
+
+    The ``N`` rows of each pool are split in halves: the first half of both pools are the
+    shadow models that fit the per-example Gaussians (:func:`ulira_scores`), the second
+    halves are the target models scored by them; the per-example AUC separates the target
+    models that unlearned the example from those retrained without it
+    (:func:`per_example_auc`), and the audit reports its mean over the examples, with a
+    bootstrap interval over the models (shadow and target halves resampled separately).
+
+    Args:
+      unlearned_phi: ``(N, P)`` statistics (margins) of models trained on the examples and
+        then unlearned with the mechanism under audit, ``N >= 8``.
+      retrained_phi: ``(N', P)`` statistics of models retrained without them, ``N' >= 8``.
+      alpha: miss probability of the interval.
+      fix_variance: one global standard deviation per pool (recommended for few shadows).
+      num_resamples: bootstrap resamples of the models.
+      seed: bootstrap seed.
+    """
+    a = _validate.finite_array(unlearned_phi=unlearned_phi, ndim=2).astype(np.float64)
+    b = _validate.finite_array(retrained_phi=retrained_phi, ndim=2).astype(np.float64)
+    if a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 8:
+        raise _validate.ValidationError(
+            "unlearned_phi and retrained_phi need the same examples (columns) and at least 8 "
+            f"models each, got {a.shape} and {b.shape}")
+    al = _validate.in_range(0.0, 1.0, alpha=alpha)
+    B = _validate.integer(num_resamples=num_resamples, minimum=10)
+    ha, hb = a.shape[0] // 2, b.shape[0] // 2
+    fit = fit_gaussians(a[:ha], b[:hb], fix_variance=fix_variance)
+    member = likelihood_ratio(a[ha:], fit)
+    nonmember = likelihood_ratio(b[hb:], fit)
+    per = per_example_auc(member, nonmember)
+    rng = np.random.default_rng(seed)
+
+    def pick(x: np.ndarray) -> np.ndarray:
+        return x[rng.integers(0, x.shape[0], x.shape[0])]
+
+    boots = []
+    for _ in range(B):  # resample shadows (refit) and targets, each within its own half
+        f = fit_gaussians(pick(a[:ha]), pick(b[:hb]), fix_variance=fix_variance)
+        boots.append(_mean_auc(likelihood_ratio(pick(a[ha:]), f),
+                               likelihood_ratio(pick(b[hb:]), f)))
+    lo, hi = np.quantile(boots, [al / 2, 1 - al / 2])
+    return ULiraAudit(float(np.mean(per)), float(lo), float(hi), per, ha,
+                      min(a.shape[0] - ha, b.shape[0] - hb))
