@@ -29,8 +29,8 @@ certificates) are ``"analytic_gaussian"``, ``"classic_gaussian"`` and ``"guo_c"`
 * **guo** -- Guo et al. (2020, Theorem 3), ``sigma = c Delta / epsilon`` with
   ``c = sqrt(2 ln(1.5/delta))``. It over-noises for moderate ``epsilon`` but
   falls below the exact requirement above :func:`guo_max_epsilon` (about 8.38 at
-  ``delta = 1e-4``, 8.79 at ``1e-5``), so it is refused there (REFERENCES.md
-  errata item 2).
+  ``delta = 1e-4``, 8.79 at ``1e-5``), so it is refused there (docs/bibliography.md
+  erratum 2).
 
 References:
   B. Balle and Y.-X. Wang, "Improving the Gaussian mechanism for differential
@@ -364,7 +364,7 @@ def guo_max_epsilon(delta: float) -> float:
     where ``delta_exact`` is :func:`gaussian_delta`. Below the root Guo's sigma is
     at least the analytic requirement; above it, it is smaller (under-noised).
     The root is about 8.376 at ``delta = 1e-4`` and 8.794 at ``delta = 1e-5``
-    (REFERENCES.md errata item 2). Cached per delta.
+    (docs/bibliography.md erratum 2). Cached per delta.
 
     Args:
       delta: target delta in ``(0, 1)``.

@@ -23,7 +23,7 @@ Two mechanisms are provided:
   ``certified_removal(..., auto_retrain=True)``), world "out" trains on ``D`` with a fresh
   ``b``. Scored by the projection of the released model on the direction removal moves it,
   ``H^{-1} grad l(theta_0; z)``, with the worst-case canary of :func:`worst_case_canary`
-  (REFERENCES.md section 17.5).
+  (docs/bibliography.md §17.5).
 
 The test (threshold and orientation) is either fixed in advance or chosen on a separate
 split of the runs and evaluated on the rest (never on the runs it is evaluated on).
@@ -302,7 +302,7 @@ class Canary(NamedTuple):
 
 
 def worst_case_canary(X: Any, y: Any, *, lam: float, surrogate: str = "grnb_norm") -> Canary:
-    """A unit-norm, misclassified point whose removal is hardest to certify (REFERENCES.md 17.5).
+    """A unit-norm, misclassified point whose removal is hardest to certify (docs/bibliography.md §17.5).
 
     Marchant et al.'s surrogates (section 14.3) at the noiseless model ``theta_0`` on
     ``X, y``, with ``H`` the sum-scale Hessian of the data and ``delta = H^{-1} grad l(z)``:

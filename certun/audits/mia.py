@@ -1,6 +1,6 @@
 r"""Membership inference on two model versions (Chen et al., CCS 2021) and the classical MIA.
 
-**Threat** (REFERENCES.md section 11.1, erratum 9). The adversary queries the model
+**Threat** (docs/bibliography.md §11.1, erratum 9). The adversary queries the model
 *before* and *after* a deletion and sees two posterior vectors for a target record;
 it decides whether the record was the deleted one (member) or was never in the
 training set. Certified removal does **not** defend against this: it makes the

@@ -4,9 +4,9 @@ certun's curvature primitives (:func:`certun.primitives.hvp`, ``ggn_operator``,
 ``per_example_grads``) act on any pytree, so a network is exposed as a
 :class:`Network`: ``params = net.init(key)`` and ``logits = net.apply(params, X)``,
 with ``X`` the flattened, row-normalised inputs (``(n, d)``; the CNN reshapes to
-images inside ``apply``). Nothing is stateful: no BatchNorm, no dropout (REFERENCES.md
-§10 item 10: with BatchNorm the running statistics are frozen and never unlearned; the
-models here avoid the issue altogether).
+images inside ``apply``). Nothing is stateful: no BatchNorm, no dropout (Zhang et al.
+2024's CIFAR-10 and SVHN networks use BatchNorm, whose running statistics are frozen in
+evaluation mode and so are never unlearned; the models here avoid the issue altogether).
 
 * :func:`mlp`: fully connected ``d - h_1 - ... - h_k - K``; the paper's MNIST model is
   ``mlp(784, (32, 32), 10, "relu")`` (Zhang et al. 2024, §5; 26,506 parameters).
