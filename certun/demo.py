@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from certun import _validate
+from certun._demo_defaults import DEFAULTS, METHOD_DEFAULTS, METHODS
 from certun._version import __version__
 from certun.data import load_digits_3v8
 from certun.models import glm
@@ -32,25 +33,22 @@ from certun.unlearners.guo import certified_removal
 
 __all__ = ["DEFAULTS", "METHODS", "METHOD_DEFAULTS", "run_demo", "format_report"]
 
-#: Defaults of ``certun demo`` (removals, lambda, sigma, epsilon, delta, seed).
-DEFAULTS = dict(k=10, lam=1e-2, sigma=1.5, epsilon=1.0, delta=1e-4, seed=0)
 
-#: ``--method`` choices: Guo et al.'s certified removal (the default), Langevin unlearning
-#: (Chien et al. 2024) and Descent-to-Delete (Neel et al. 2021).
-METHODS = ("guo", "langevin", "d2d")
+def _scoped_x64(fn: Any) -> Any:
+    """Run ``fn`` in float64 without touching JAX's global configuration."""
+    import functools
 
-#: Defaults per method. Langevin and D2D use ``lam = 0.1`` on digits' 267 rows (their noise
-#: shrinks like ``1/(lam n)``) and ``delta = 1e-5`` (below ``1/n^2``). Langevin's ``sigma`` is the
-#: Langevin noise parameter (each request then runs the steps its accounting needs); D2D's is
-#: the noise of every release (each request then runs the gradient steps its contraction
-#: bound needs). ``burn_in`` is Langevin's training length.
-METHOD_DEFAULTS = {
-    "guo": dict(DEFAULTS),
-    "langevin": dict(k=10, lam=0.1, sigma=0.03, epsilon=1.0, delta=1e-5, seed=0, burn_in=2000),
-    "d2d": dict(k=10, lam=0.1, sigma=0.02, epsilon=1.0, delta=1e-5, seed=0),
-}
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from certun import x64
+
+        with x64():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
+@_scoped_x64
 def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None = None,
              epsilon: float | None = None, delta: float | None = None, seed: int | None = None,
              bound: str = "data_dependent", method: str = "guo",
@@ -92,8 +90,6 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
                                 dfl.get("burn_in") if burn_in is None else burn_in)
     k = _validate.integer(k=k, minimum=1)
     seed = _validate.integer(seed=seed, minimum=0)
-    if not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
     ds = load_digits_3v8(seed=0)
     if k >= ds.n_train:
         raise _validate.ValidationError(f"k={k} must be smaller than n_train={ds.n_train}")
@@ -189,6 +185,7 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
     }
 
 
+@_scoped_x64
 def _run_first_order(method: str, k: int, lam: float, sigma: float, epsilon: float,
                      delta: float, seed: int, burn_in: int | None) -> dict[str, Any]:
     """Langevin unlearning or Descent-to-Delete on digits 3-vs-8 (``run_demo`` dispatches here)."""
@@ -197,8 +194,6 @@ def _run_first_order(method: str, k: int, lam: float, sigma: float, epsilon: flo
 
     k = _validate.integer(k=k, minimum=1)
     seed = _validate.integer(seed=seed, minimum=0)
-    if not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
     ds = load_digits_3v8(seed=0)
     if k >= ds.n_train:
         raise _validate.ValidationError(f"k={k} must be smaller than n_train={ds.n_train}")

@@ -302,9 +302,9 @@ class Canary(NamedTuple):
 
 
 def worst_case_canary(X: Any, y: Any, *, lam: float, surrogate: str = "grnb_norm") -> Canary:
-    """A unit-norm, misclassified point whose removal is hardest to certify (docs/bibliography.md §17.5).
+    """A unit-norm, misclassified point whose removal is hardest to certify (bibliography §17.5).
 
-    Marchant et al.'s surrogates (section 14.3) at the noiseless model ``theta_0`` on
+    Marchant et al.'s surrogates (docs/bibliography.md §14.3) at the noiseless model ``theta_0`` on
     ``X, y``, with ``H`` the sum-scale Hessian of the data and ``delta = H^{-1} grad l(z)``:
     ``"influence_norm"`` maximises ``||delta||`` and ``"grnb_norm"`` (default) Guo et al.'s
     data-dependent residual bound ``||delta|| ||X delta||`` (up to the constant

@@ -486,6 +486,10 @@ def lissa_solver(*, scale: float | None = None, damping: float = 0.0, depth: int
     exceed ``(s / h_min) ln(1/tol)`` for directions of small curvature
     (truncation otherwise acts as a spectral filter).
 
+    Keys are explicit: ``init`` needs ``key`` unless ``scale`` is given, and ``solve`` needs
+    ``key`` whenever the operator is stochastic (has ``sample_mv``); a missing key raises
+    ``ValueError`` instead of silently reusing a fixed one.
+
     ``init(operator, key=None)`` fixes ``s``: the given ``scale``, or
     ``scale_safety * lambda_hat / (1 - d/2)`` with ``lambda_hat`` a power-iteration
     estimate of ``lambda_max`` (an estimate: power iteration under-estimates
@@ -522,7 +526,9 @@ def lissa_solver(*, scale: float | None = None, damping: float = 0.0, depth: int
             leaf = jax.tree.leaves(operator.structure)[0]
             return LissaState(operator, jnp.asarray(scale, leaf.dtype))
         if key is None:
-            key = jax.random.key(0)
+            raise ValueError("lissa_solver.init: key is required to estimate the scale (power "
+                             "iteration from a random start); pass key=jax.random.key(...) or "
+                             "give scale=")
         est = power_iteration(operator.mv, operator.structure, key, num_steps=power_steps)
         # convergence needs lambda_max < (2 - d) s, i.e. s > lambda_max / (2 - d); the safety
         # factor covers the power iteration's under-estimate.
@@ -530,9 +536,13 @@ def lissa_solver(*, scale: float | None = None, damping: float = 0.0, depth: int
 
     def solve(state: LissaState, v: PyTree, key: jax.Array | None = None) -> Solution:
         op, s = state.operator, state.scale
-        if key is None:
-            key = jax.random.key(0)
         sample = op.sample_mv
+        if key is None:
+            if sample is not None:
+                raise ValueError("lissa_solver.solve: key is required for a stochastic operator "
+                                 "(its sample_mv draws mini-batches); pass "
+                                 "key=jax.random.key(...)")
+            key = jax.random.key(0)  # unused: a deterministic operator draws nothing
 
         def chain(k: jax.Array) -> tuple[PyTree, jax.Array]:
             def step(u: PyTree, kj: jax.Array) -> tuple[PyTree, jax.Array]:
