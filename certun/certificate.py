@@ -106,6 +106,14 @@ def _clean(x: Any) -> Any:
         return str(x)
 
 
+def _req(x: Any) -> float:
+    """A required number of a certificate's JSON form (``"inf"``/``"nan"`` strings allowed)."""
+    v = _float(x)
+    if v is None:
+        raise ValueError(f"certificate field must be a number, got {x!r}")
+    return v
+
+
 def _float(x: Any) -> float | None:
     if x is None:
         return None
@@ -375,7 +383,7 @@ class Certificate:
             used = b.get("used")
             if used is None:  # public view: the amount used is private
                 used = math.nan
-            budget = Budget(_float(b["total"]), _float(used), b["unit"])
+            budget = Budget(_req(b["total"]), _req(used), b["unit"])
         assumptions = tuple(
             Assumption(a["name"], a["state"], a["statement"], _float(a.get("value")),
                        _float(a.get("limit")), bool(a.get("private", "value" not in a)))
@@ -383,7 +391,7 @@ class Certificate:
         )
         return cls(
             mechanism=d["mechanism"], status=d["status"], reason=d.get("reason", ""),
-            epsilon=_float(d["epsilon"]), delta=_float(d["delta"]), sigma=_float(d["sigma"]),
+            epsilon=_req(d["epsilon"]), delta=_req(d["delta"]), sigma=_req(d["sigma"]),
             threat=d["threat"], adjacency=d["adjacency"], scale=d["scale"],
             calibration=d["calibration"], conversion=d.get("conversion"),
             sensitivity=_float(d.get("sensitivity")), releases=int(d.get("releases", 1)),

@@ -34,6 +34,18 @@ from certun.unlearners.guo import certified_removal
 __all__ = ["DEFAULTS", "METHODS", "METHOD_DEFAULTS", "run_demo", "format_report"]
 
 
+def _budget(cert: Any) -> Any:
+    """The certificate's budget (certified removal always has one)."""
+    assert cert is not None and cert.budget is not None
+    return cert.budget
+
+
+def _budget_cert(cert: Any) -> Any:
+    """The last certificate of the requests (``k >= 1`` requests were made)."""
+    assert cert is not None
+    return cert
+
+
 def _scoped_x64(fn: Any) -> Any:
     """Run ``fn`` in float64 without touching JAX's global configuration."""
     import functools
@@ -79,12 +91,12 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
     """
     method = _validate.choice(METHODS, method=method)
     dfl = METHOD_DEFAULTS[method]
-    k = dfl["k"] if k is None else k
+    k = int(dfl["k"]) if k is None else k
     lam = dfl["lam"] if lam is None else lam
     sigma = dfl["sigma"] if sigma is None else sigma
     epsilon = dfl["epsilon"] if epsilon is None else epsilon
     delta = dfl["delta"] if delta is None else delta
-    seed = dfl["seed"] if seed is None else seed
+    seed = int(dfl["seed"]) if seed is None else seed
     if method != "guo":
         return _run_first_order(method, k, lam, sigma, epsilon, delta, seed,
                                 dfl.get("burn_in") if burn_in is None else burn_in)
@@ -119,6 +131,7 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
         res = unl.unlearn(state, [int(i)])
         t_unlearn += time.perf_counter() - t0
         cert, outcome = res.certificate, res.outcome
+        assert cert.budget is not None  # certified removal always has a budget
         d = res.diagnostics
         wc_cum += (d["step_worst_case_bound"] + d["step_solver_residual"]
                    + d["step_rounding_allowance"])
@@ -176,8 +189,8 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
                      "rounding); the same with the "
                      "corrected worst-case bound instead of the data-dependent one"),
         },
-        "certificate": {**cert.public(), "budget_used": cert.budget.used,
-                        "budget_total": cert.budget.total},
+        "certificate": {**_budget_cert(cert).public(), "budget_used": _budget(cert).used,
+                        "budget_total": _budget(cert).total},
         "retrain_gradient_norm_mean_scale": float(rt.grad_norm),
         "seconds": {"train": t_train, "compile": t_compile, "unlearn": t_unlearn,
                     "unlearn_per_request": t_unlearn / max(len(steps), 1), "retrain": t_retrain},
@@ -240,6 +253,7 @@ def _run_first_order(method: str, k: int, lam: float, sigma: float, epsilon: flo
         models["retrained_langevin"] = unl.retrain(state, jax.random.fold_in(key, 10**6)).params
     acc = {nm: glm.accuracy("logistic", W, ds.X_test, ds.y_test) for nm, W in models.items()}
     n_done = sum(s["outcome"] == "unlearned" for s in steps)
+    assert cert is not None  # k >= 1 requests were made
     pub = cert.public()
     extra = dict(cert.bounds)
     report = {

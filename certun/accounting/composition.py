@@ -185,7 +185,7 @@ def compose_gaussian(
     zs = _multipliers(noise_multipliers, count)
 
     groups = collections.Counter(zs)
-    events = [
+    events: list[dp_accounting.DpEvent] = [
         dp_accounting.GaussianDpEvent(z) if k == 1
         else dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(z), k)
         for z, k in sorted(groups.items())

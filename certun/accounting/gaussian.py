@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import dp_accounting
 import numpy as np
@@ -344,7 +344,8 @@ def _guo_max_epsilon(dlt: float) -> float:
         lo, hi = hi, 2.0 * hi
     else:  # pragma: no cover
         raise RuntimeError(f"could not bracket guo_max_epsilon for delta={dlt}")
-    root = float(scipy.optimize.brentq(gap, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps))
+    root = float(cast(float, scipy.optimize.brentq(gap, lo, hi, xtol=1e-13,
+                                                   rtol=4 * np.finfo(float).eps)))
     # Return a value on the valid side of the root (gap <= 0), stepping down if needed.
     for _ in range(1000):
         if gap(root) <= 0.0:

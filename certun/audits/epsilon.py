@@ -193,8 +193,9 @@ def audit_scores(in_scores: Any, out_scores: Any, *, mechanism: str, epsilon_cla
 
 
 def _tree_dot(a: Any, b: Any) -> jax.Array:
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
-                                                jax.tree_util.tree_leaves(b), strict=True))
+    return jnp.asarray(sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
+                                                          jax.tree_util.tree_leaves(b),
+                                                          strict=True)))
 
 
 def gaussian_output_audit(f_in: Any, f_out: Any, *, epsilon: float, delta: float,

@@ -273,6 +273,7 @@ def run_requests(unlearner: Unlearner, state: Any, requests: Sequence[int], *,
     for t, i in enumerate(requests):
         i = int(i)
         if threshold is not None:
+            assert lam is not None  # validated above
             s = influence_scores(state.W[:, 0], state.X, state.Y[:, 0], state.mask, [i],
                                  lam=lam, gamma=gamma, x_spectral=xs)[0]
             if s > threshold:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import scipy.optimize
@@ -310,6 +310,7 @@ def choose_test(search_in: Any, search_out: Any, *, alpha: float = 0.05, delta: 
                                 both_directions=both_directions).epsilon
         if best is None or e > best[0]:
             best = (e, t, sg)
+    assert best is not None  # the loop runs at least once
     return best[1], best[2]
 
 
@@ -534,5 +535,5 @@ def one_run_epsilon(m: int, r: int, v: int, *, delta: float, alpha: float = 0.05
         hi *= 2.0
         if hi > 1e3:
             return math.inf
-    return float(scipy.optimize.brentq(
-        lambda e: _one_run_p_value(e, m, r, v, dlt) - a, 0.0, hi, xtol=1e-10))
+    return float(cast(float, scipy.optimize.brentq(
+        lambda e: _one_run_p_value(e, m, r, v, dlt) - a, 0.0, hi, xtol=1e-10)))

@@ -22,7 +22,7 @@ Linen modules are used only to build the parameter pytree and the pure apply fun
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import jax
@@ -109,7 +109,8 @@ def _functional(module_for: Callable[[Any], nn.Module], input_dim: int,
 
     def apply(params: PyTree, X: jax.Array) -> jax.Array:
         dtype = jax.tree.leaves(params)[0].dtype
-        return module_for(dtype).apply({"params": params}, input_scale * X.astype(dtype))
+        return cast(jax.Array, module_for(dtype).apply({"params": params},
+                                                       input_scale * X.astype(dtype)))
 
     return init, apply
 

@@ -463,6 +463,7 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
         elif sigma is not None:
             sig = sigma
         else:
+            assert epsilon is not None  # certified mode: sigma or epsilon (validated)
             sig = analytic_sigma(epsilon, dlt, 2.0 * C_safe)
         eps_2c = analytic_epsilon(sig, dlt, 2.0 * C_safe)
         # the public claim rests on 2C' (configuration only); the bound's epsilon is private
