@@ -304,6 +304,12 @@ def test_mkdocs_build_strict(checker, tmp_path):
     assert site_check.external_assets(site) == []
     assert site_check.unrendered_tex(site) == []
     assert (site / "bibliography" / "index.html").is_file()
+    # the executed tutorials, with their figures, are pages of the site
+    for page in sorted((ROOT / "docs" / "tutorials").glob("0*_*.md")):
+        html = (site / "tutorials" / page.stem / "index.html").read_text()
+        figures = re.findall(r'<img[^>]*src="\.\./img/([\w.-]+\.png)"', html)
+        assert figures and 'class="certun-output"' in html, page.stem
+        assert all((site / "tutorials" / "img" / f).is_file() for f in figures)
     assert (site / "proofs" / "index.html").is_file()
     assert (site / "changelog" / "index.html").is_file()
     # every exported name, constants included, has an entry in the API reference
