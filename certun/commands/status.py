@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from certun.commands._args import emit, fail
 
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def current_metrics(led: object) -> dict[str, float]:
+def current_metrics(led: Any) -> dict[str, float]:
     """Held-out metrics of the ledger's **current** published model.
 
     The test split of a bundled dataset is public and deterministic (``certun.data.load``),
@@ -39,7 +40,7 @@ def current_metrics(led: object) -> dict[str, float]:
     from certun.data import load
     from certun.models import glm
 
-    ds_info = getattr(led, "dataset", {}) or {}
+    ds_info = led.dataset or {}
     name = ds_info.get("name")
     if not name:
         return {}
@@ -49,7 +50,7 @@ def current_metrics(led: object) -> dict[str, float]:
         return {}
     if int(ds.X_test.shape[0]) != int(ds_info.get("n_test", -1)):
         return {}
-    unl, state = getattr(led, "unlearner"), getattr(led, "state")
+    unl, state = led.unlearner, led.state
     params = np.asarray(unl.params(state))
     W = params[:, None] if params.ndim == 1 else params
     if ds.task == "regression":
