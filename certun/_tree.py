@@ -25,7 +25,7 @@ __all__ = [
 def tree_vdot(a: Any, b: Any) -> jax.Array:
     """Sum over leaves of ``vdot(a_leaf, b_leaf)`` (real inner product)."""
     leaves = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.vdot(x, y), a, b))
-    return sum(leaves[1:], leaves[0]) if leaves else jnp.zeros(())
+    return jnp.asarray(sum(leaves[1:], leaves[0])) if leaves else jnp.zeros(())
 
 
 def tree_norm(a: Any) -> jax.Array:

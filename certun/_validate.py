@@ -190,7 +190,7 @@ def matching_rows(**kwargs: Any) -> int:
     if None in vals or len(vals) != 1:
         desc = ", ".join(f"{k} has {v} rows" for k, v in rows.items())
         raise ValidationError(f"mismatched shapes: {desc}; they must have the same first dimension")
-    return vals.pop()
+    return next(v for v in vals if v is not None)
 
 
 def forget_indices(indices: Any, n: int, *, name: str = "indices",

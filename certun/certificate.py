@@ -63,9 +63,13 @@ __all__ = [
     "assumed",
     "failed",
     "check",
+    "json_schema",
+    "validate_json",
 ]
 
-#: Version tag written into every certificate's JSON (``schema`` field).
+#: Version tag written into every certificate's JSON (``schema`` field); the JSON Schema of
+#: this version ships with the package as ``certun/schemas/certificate-1.schema.json``
+#: (:func:`json_schema`, :func:`validate_json`).
 SCHEMA = "certun.certificate/1"
 #: Certificate states: all assumptions verified, holds if named assumed constants hold, or fails.
 STATUSES = ("holds", "conditional", "fails")
@@ -100,6 +104,14 @@ def _clean(x: Any) -> Any:
         return [_clean(v) for v in arr.tolist()]
     except Exception:  # pragma: no cover
         return str(x)
+
+
+def _req(x: Any) -> float:
+    """A required number of a certificate's JSON form (``"inf"``/``"nan"`` strings allowed)."""
+    v = _float(x)
+    if v is None:
+        raise ValueError(f"certificate field must be a number, got {x!r}")
+    return v
 
 
 def _float(x: Any) -> float | None:
@@ -371,7 +383,7 @@ class Certificate:
             used = b.get("used")
             if used is None:  # public view: the amount used is private
                 used = math.nan
-            budget = Budget(_float(b["total"]), _float(used), b["unit"])
+            budget = Budget(_req(b["total"]), _req(used), b["unit"])
         assumptions = tuple(
             Assumption(a["name"], a["state"], a["statement"], _float(a.get("value")),
                        _float(a.get("limit")), bool(a.get("private", "value" not in a)))
@@ -379,7 +391,7 @@ class Certificate:
         )
         return cls(
             mechanism=d["mechanism"], status=d["status"], reason=d.get("reason", ""),
-            epsilon=_float(d["epsilon"]), delta=_float(d["delta"]), sigma=_float(d["sigma"]),
+            epsilon=_req(d["epsilon"]), delta=_req(d["delta"]), sigma=_req(d["sigma"]),
             threat=d["threat"], adjacency=d["adjacency"], scale=d["scale"],
             calibration=d["calibration"], conversion=d.get("conversion"),
             sensitivity=_float(d.get("sensitivity")), releases=int(d.get("releases", 1)),
@@ -428,3 +440,112 @@ def make_certificate(*, assumptions: Sequence[Assumption], budget: Budget | None
     status, reason = derive_status(assumptions, budget, extra_failure)
     return Certificate(status=status, reason=reason, assumptions=tuple(assumptions),
                        budget=budget, **fields)
+
+
+def json_schema(version: str = SCHEMA) -> dict[str, Any]:
+    """The published JSON Schema (draft 2020-12) of a certificate version.
+
+    The schema ships inside the package (``certun/schemas/certificate-<N>.schema.json``);
+    its ``$id`` is the version tag written in every certificate's ``schema`` field.
+
+    Args:
+      version: ``"certun.certificate/<N>"`` (default: the current :data:`SCHEMA`).
+
+    Returns:
+      The schema as a dict.
+    """
+    from importlib import resources
+
+    prefix = "certun.certificate/"
+    if not version.startswith(prefix) or not version[len(prefix):].isdigit():
+        raise ValueError(f"unknown certificate schema version {version!r}; expected {SCHEMA!r}")
+    name = f"certificate-{version[len(prefix):]}.schema.json"
+    try:
+        text = resources.files("certun").joinpath("schemas", name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"no published schema for {version!r}") from None
+    return json.loads(text)
+
+
+def validate_json(document: Mapping[str, Any]) -> None:
+    """Check a certificate's JSON form (public or private view) against its published schema.
+
+    Uses ``jsonschema`` when it is installed and a built-in validator for the subset of JSON
+    Schema the certificate schema uses otherwise; both report every violation.
+
+    Args:
+      document: a parsed certificate (``json.loads(cert.to_json())`` or ``cert.to_dict()``).
+
+    Raises:
+      ValueError: naming each violation (path and reason).
+    """
+    schema = json_schema(str(document.get("schema", SCHEMA)) if isinstance(document, Mapping)
+                         else SCHEMA)
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - exercised by tests through _mini_validate
+        errors = _mini_validate(document, schema, schema, "$")
+    else:
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = [f"${''.join(f'[{p!r}]' for p in e.absolute_path)}: {e.message}"
+                  for e in validator.iter_errors(document)]
+    if errors:
+        raise ValueError("certificate does not match its schema:\n  " + "\n  ".join(errors))
+
+
+_TYPES: dict[str, Any] = {"object": Mapping, "array": (list, tuple), "string": str,
+                          "boolean": bool, "null": type(None)}
+
+
+def _type_ok(x: Any, t: str) -> bool:
+    if t == "integer":
+        return isinstance(x, int) and not isinstance(x, bool)
+    if t == "number":
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+    return isinstance(x, _TYPES[t])
+
+
+def _mini_validate(x: Any, s: Mapping[str, Any], root: Mapping[str, Any], path: str
+                   ) -> list[str]:
+    """Validate ``x`` with the JSON Schema keywords the certificate schema uses.
+
+    Those are $ref, type, const, enum, oneOf, required, properties, additionalProperties,
+    items, minimum and minLength.
+    """
+    if "$ref" in s:
+        ref = s["$ref"]
+        node: Any = root
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        return _mini_validate(x, node, root, path)
+    errs: list[str] = []
+    if "type" in s:
+        types = s["type"] if isinstance(s["type"], list) else [s["type"]]
+        if not any(_type_ok(x, t) for t in types):
+            return [f"{path}: {x!r} is not of type {types}"]
+    if "const" in s and x != s["const"]:
+        errs.append(f"{path}: {x!r} is not {s['const']!r}")
+    if "enum" in s and x not in s["enum"]:
+        errs.append(f"{path}: {x!r} is not one of {s['enum']}")
+    if "oneOf" in s:
+        ok = [sub for sub in s["oneOf"] if not _mini_validate(x, sub, root, path)]
+        if len(ok) != 1:
+            errs.append(f"{path}: {x!r} matches {len(ok)} of the oneOf alternatives, not 1")
+    if "minimum" in s and _type_ok(x, "number") and x < s["minimum"]:
+        errs.append(f"{path}: {x!r} is less than {s['minimum']}")
+    if "minLength" in s and isinstance(x, str) and len(x) < s["minLength"]:
+        errs.append(f"{path}: {x!r} is too short")
+    if isinstance(x, Mapping):
+        for k in s.get("required", ()):
+            if k not in x:
+                errs.append(f"{path}: {k!r} is a required property")
+        props = s.get("properties", {})
+        for k, v in x.items():
+            if k in props:
+                errs += _mini_validate(v, props[k], root, f"{path}[{k!r}]")
+            elif s.get("additionalProperties", True) is False:
+                errs.append(f"{path}: additional property {k!r} is not allowed")
+    if isinstance(x, (list, tuple)) and "items" in s:
+        for i, v in enumerate(x):
+            errs += _mini_validate(v, s["items"], root, f"{path}[{i}]")
+    return errs

@@ -68,11 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import jax
+    from certun import x64
 
-    jax.config.update("jax_enable_x64", True)
     try:
-        return int(args._run(args))
+        with x64():  # float64 for the command, without changing JAX's global configuration
+            return int(args._run(args))
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""
         return fail(args.command, f"{exc.strerror or exc}{where}")

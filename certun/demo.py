@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from certun import _validate
+from certun._demo_defaults import DEFAULTS, METHOD_DEFAULTS, METHODS
 from certun._version import __version__
 from certun.data import load_digits_3v8
 from certun.models import glm
@@ -32,25 +33,34 @@ from certun.unlearners.guo import certified_removal
 
 __all__ = ["DEFAULTS", "METHODS", "METHOD_DEFAULTS", "run_demo", "format_report"]
 
-#: Defaults of ``certun demo`` (removals, lambda, sigma, epsilon, delta, seed).
-DEFAULTS = dict(k=10, lam=1e-2, sigma=1.5, epsilon=1.0, delta=1e-4, seed=0)
 
-#: ``--method`` choices: Guo et al.'s certified removal (the default), Langevin unlearning
-#: (Chien et al. 2024) and Descent-to-Delete (Neel et al. 2021).
-METHODS = ("guo", "langevin", "d2d")
-
-#: Defaults per method. Langevin and D2D use ``lam = 0.1`` on digits' 267 rows (their noise
-#: shrinks like ``1/(lam n)``) and ``delta = 1e-5`` (below ``1/n^2``). Langevin's ``sigma`` is the
-#: Langevin noise parameter (each request then runs the steps its accounting needs); D2D's is
-#: the noise of every release (each request then runs the gradient steps its contraction
-#: bound needs). ``burn_in`` is Langevin's training length.
-METHOD_DEFAULTS = {
-    "guo": dict(DEFAULTS),
-    "langevin": dict(k=10, lam=0.1, sigma=0.03, epsilon=1.0, delta=1e-5, seed=0, burn_in=2000),
-    "d2d": dict(k=10, lam=0.1, sigma=0.02, epsilon=1.0, delta=1e-5, seed=0),
-}
+def _budget(cert: Any) -> Any:
+    """The certificate's budget (certified removal always has one)."""
+    assert cert is not None and cert.budget is not None
+    return cert.budget
 
 
+def _budget_cert(cert: Any) -> Any:
+    """The last certificate of the requests (``k >= 1`` requests were made)."""
+    assert cert is not None
+    return cert
+
+
+def _scoped_x64(fn: Any) -> Any:
+    """Run ``fn`` in float64 without touching JAX's global configuration."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from certun import x64
+
+        with x64():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_scoped_x64
 def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None = None,
              epsilon: float | None = None, delta: float | None = None, seed: int | None = None,
              bound: str = "data_dependent", method: str = "guo",
@@ -81,19 +91,17 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
     """
     method = _validate.choice(METHODS, method=method)
     dfl = METHOD_DEFAULTS[method]
-    k = dfl["k"] if k is None else k
+    k = int(dfl["k"]) if k is None else k
     lam = dfl["lam"] if lam is None else lam
     sigma = dfl["sigma"] if sigma is None else sigma
     epsilon = dfl["epsilon"] if epsilon is None else epsilon
     delta = dfl["delta"] if delta is None else delta
-    seed = dfl["seed"] if seed is None else seed
+    seed = int(dfl["seed"]) if seed is None else seed
     if method != "guo":
         return _run_first_order(method, k, lam, sigma, epsilon, delta, seed,
                                 dfl.get("burn_in") if burn_in is None else burn_in)
     k = _validate.integer(k=k, minimum=1)
     seed = _validate.integer(seed=seed, minimum=0)
-    if not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
     ds = load_digits_3v8(seed=0)
     if k >= ds.n_train:
         raise _validate.ValidationError(f"k={k} must be smaller than n_train={ds.n_train}")
@@ -123,6 +131,7 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
         res = unl.unlearn(state, [int(i)])
         t_unlearn += time.perf_counter() - t0
         cert, outcome = res.certificate, res.outcome
+        assert cert.budget is not None  # certified removal always has a budget
         d = res.diagnostics
         wc_cum += (d["step_worst_case_bound"] + d["step_solver_residual"]
                    + d["step_rounding_allowance"])
@@ -180,8 +189,8 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
                      "rounding); the same with the "
                      "corrected worst-case bound instead of the data-dependent one"),
         },
-        "certificate": {**cert.public(), "budget_used": cert.budget.used,
-                        "budget_total": cert.budget.total},
+        "certificate": {**_budget_cert(cert).public(), "budget_used": _budget(cert).used,
+                        "budget_total": _budget(cert).total},
         "retrain_gradient_norm_mean_scale": float(rt.grad_norm),
         "seconds": {"train": t_train, "compile": t_compile, "unlearn": t_unlearn,
                     "unlearn_per_request": t_unlearn / max(len(steps), 1), "retrain": t_retrain},
@@ -189,6 +198,7 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
     }
 
 
+@_scoped_x64
 def _run_first_order(method: str, k: int, lam: float, sigma: float, epsilon: float,
                      delta: float, seed: int, burn_in: int | None) -> dict[str, Any]:
     """Langevin unlearning or Descent-to-Delete on digits 3-vs-8 (``run_demo`` dispatches here)."""
@@ -197,8 +207,6 @@ def _run_first_order(method: str, k: int, lam: float, sigma: float, epsilon: flo
 
     k = _validate.integer(k=k, minimum=1)
     seed = _validate.integer(seed=seed, minimum=0)
-    if not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
     ds = load_digits_3v8(seed=0)
     if k >= ds.n_train:
         raise _validate.ValidationError(f"k={k} must be smaller than n_train={ds.n_train}")
@@ -245,6 +253,7 @@ def _run_first_order(method: str, k: int, lam: float, sigma: float, epsilon: flo
         models["retrained_langevin"] = unl.retrain(state, jax.random.fold_in(key, 10**6)).params
     acc = {nm: glm.accuracy("logistic", W, ds.X_test, ds.y_test) for nm, W in models.items()}
     n_done = sum(s["outcome"] == "unlearned" for s in steps)
+    assert cert is not None  # k >= 1 requests were made
     pub = cert.public()
     extra = dict(cert.bounds)
     report = {

@@ -115,7 +115,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -203,7 +203,8 @@ def _json_bytes(obj: Any) -> bytes:
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.require(v, requirements="C") for k, v in arrays.items()})
+    np.savez(buf, allow_pickle=False,
+             **{k: np.require(v, requirements="C") for k, v in arrays.items()})
     return buf.getvalue()
 
 
@@ -474,13 +475,13 @@ class Ledger:
                     "version": __version__, "mechanism": cert.mechanism,
                     "removed_in_request": int(idx.size), "removed_total": removed,
                     "n_remaining": n_total - removed,
-                    "budget": {"total": cert.budget.total},
+                    "budget": {"total": _budget(cert).total},
                     "certificate": _public_certificate(cert),
                 },
                 "private": {"indices": idx.tolist(), "outcome": res.outcome,
                             "retrains": int(st.retrains),
-                            "budget": {"total": cert.budget.total, "used": cert.budget.used,
-                                       "left": cert.budget.left},
+                            "budget": {"total": _budget(cert).total, "used": _budget(cert).used,
+                                       "left": _budget(cert).left},
                             "seconds": {"compute": compute},
                             "certificate": cert.to_dict(private=True),
                             "diagnostics": _json_safe(diag)},
@@ -572,7 +573,7 @@ class Ledger:
     def _sanitise(self, state: GuoState) -> GuoState:
         """The state to store: buffers folded, aggregates downdated, removed rows zeroed."""
         if state.rows_buf is not None:
-            if int(state.buf_count) > 0:
+            if state.buf_count is not None and int(state.buf_count) > 0:
                 state = self.unlearner.fold(state)
         elif not np.array_equal(np.asarray(state.factor_mask), np.asarray(state.mask)):
             # update="pcg": the curvature is downdated by re-factorising on the present rows
@@ -611,6 +612,7 @@ class Ledger:
                                if not np.array_equal(arr[c * C:(c + 1) * C],
                                                      old[c * C:(c + 1) * C])}
                 elif (raw_X, raw_Y)[name == "Y"] is getattr(self.state, name):
+                    assert moved is not None  # prev is not None here
                     changed = set((moved // C).tolist())
                 else:
                     changed = set(range(n_chunks))
@@ -622,6 +624,7 @@ class Ledger:
                         files[fname] = data
                         chunks.append(fname)
                     else:
+                        assert prev is not None  # only a previous manifest has chunks to reuse
                         chunks.append(prev[name]["chunks"][c])
                 entries[name] = {"chunks": chunks, "dtype": np.dtype(arr.dtype).str,
                                  "shape": list(arr.shape)}
@@ -641,6 +644,7 @@ class Ledger:
             for e in entries.values():
                 for f in e.get("chunks", ()):
                     if f not in hashes:
+                        assert self._manifest is not None
                         hashes[f] = self._manifest["files"][f]
         record = _json_safe(dict(record, prev_sha256=self._record_sha))
         rec_bytes = _json_bytes(record)
@@ -922,7 +926,8 @@ def verify(path: str | os.PathLike) -> dict:
         return out
     writable = os.access(p, os.W_OK)  # a read-only copy (a backup) is checked as it is
     try:
-        with Ledger._lock(_LockOnly(p)) if writable else contextlib.nullcontext():
+        with (Ledger._lock(cast(Ledger, _LockOnly(p))) if writable
+              else contextlib.nullcontext()):
             led = Ledger.open(p, verify=True)
             if writable:
                 led._cleanup()
@@ -931,6 +936,7 @@ def verify(path: str | os.PathLike) -> dict:
             left = _unreferenced(p, led._manifest, led.generation)
             probs += [f"{f}: not part of the committed generation (could not be deleted)"
                       for f in left]
+            assert led._manifest is not None  # an opened ledger has its manifest
             out["checked"] = {"files": len(led._manifest["files"]) + len(led.records) + 2,
                               "records": len(led.records), "rows": int(led.state.X.shape[0])}
     except LedgerError as exc:
@@ -939,6 +945,12 @@ def verify(path: str | os.PathLike) -> dict:
         probs.append(f"{p}: {exc.strerror or exc}")
     out["ok"] = not probs
     return out
+
+
+def _budget(cert: Any) -> Any:
+    """A certified-removal certificate's budget (always present)."""
+    assert cert.budget is not None
+    return cert.budget
 
 
 class _LockOnly:

@@ -349,6 +349,7 @@ def private_release(unlearner: Unlearner, *, lam: float, epsilon: float, delta: 
     def _sens(n_public: int, K: int) -> Sensitivity:
         """Sensitivity from public quantities: ``n_0 - removed`` or ``n_min``."""
         n_formula = n_public if adjacency == "replace_one" else n_min
+        assert n_formula is not None  # add_remove validated n_min above
         return release_sensitivity(loss, lam, n_formula, heads=K, label_bound=B, tol=tau,
                                    adjacency=adjacency)
 
@@ -475,6 +476,7 @@ def private_release(unlearner: Unlearner, *, lam: float, epsilon: float, delta: 
         mask = jnp.ones(Xj.shape[0], jnp.float64)
         W, noisy, sens, sigma, info = _publish(Xj, Y, mask, get_noiseless(inner), noise_key, 0,
                                                Xj.shape[0])
+        assert noise_key is not None
         return ReleaseState(inner, Xj, Y, mask, W, noisy, (sens.value,), (sigma,), 1,
                             noise_key, clipped)
 

@@ -14,8 +14,6 @@
 # %% [markdown]
 # # 1. Curvature primitives: HVPs, inverse-HVP solvers and when each converges
 #
-# <a href="https://colab.research.google.com/github/YOUR-ORG/certun/blob/main/colab/01_curvature_primitives.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
-#
 # Every certified unlearner in certun takes a Newton step: it solves a system
 # $H x = g$ with the Hessian $H$ of the training objective on the data that remain, and the
 # certificate then charges what the step leaves behind. This tutorial is about the
@@ -37,14 +35,18 @@
 # %% [markdown]
 # **Colab.** The next cell installs certun, only when this notebook runs in Google Colab
 # (elsewhere it does nothing: install certun with `pip install .` from a checkout).
-# `CERTUN_REPO` is a placeholder: point it at the repository you cloned certun from.
+# Set `CERTUN_REPO` (a notebook variable or environment variable) to the git URL of the
+# certun repository you use; there is no default address.
 
 # %%
+import os
 import subprocess
 import sys
 
-CERTUN_REPO = "https://github.com/YOUR-ORG/certun"  # PLACEHOLDER: the certun repository URL
+CERTUN_REPO = os.environ.get("CERTUN_REPO", "")  # the git URL of your certun repository
 if "google.colab" in sys.modules:
+    if not CERTUN_REPO:
+        raise SystemExit("set CERTUN_REPO to the git URL of the certun repository to install")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
                     f"certun @ git+{CERTUN_REPO}"], check=True)
 
@@ -78,7 +80,36 @@ FIGDIR = os.environ.get("CERTUN_TUTORIAL_FIGDIR")  # optional: save every figure
 
 
 def show(name):
-    """Display the current figure (and save it to FIGDIR when set)."""
+    """Display the current figure (and save it to FIGDIR when set).
+
+    Every legend is moved off the data: beside the plot for one panel, under each panel
+    when there are several side by side.
+    """
+    fig = plt.gcf()
+    boxes = {tuple(round(b, 3) for b in ax.get_position().bounds) for ax in fig.axes}
+    twin = len(fig.axes) > 1 and len(boxes) == 1
+    if twin:  # twin axes: one legend for all their lines, clear of the right-hand axis
+        handles, labels = [], []
+        for ax in fig.axes:
+            h, lab = ax.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        fig.axes[0].legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
+                           bbox_to_anchor=(1.18, 1.0))
+    panels = [] if twin else [ax for ax in fig.axes if ax.get_legend() is not None]
+    side_by_side = len({round(ax.get_position().x0, 2) for ax in fig.axes}) > 1 and not any(
+        ax.get_shared_x_axes().joined(ax, other) for ax in fig.axes for other in fig.axes
+        if other is not ax)
+    for ax in panels:
+        handles, labels = ax.get_legend_handles_labels()
+        if side_by_side:
+            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.2), ncol=2)
+        else:
+            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
+                      bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
     if FIGDIR:
         plt.savefig(os.path.join(FIGDIR, f"01_{name}.png"), dpi=90, bbox_inches="tight")
     plt.show() if "ipykernel" in sys.modules else plt.close()

@@ -14,8 +14,6 @@
 # %% [markdown]
 # # 2. Certified removal for logistic regression, end to end
 #
-# <a href="https://colab.research.google.com/github/YOUR-ORG/certun/blob/main/colab/02_certified_removal.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
-#
 # This tutorial trains an L2-regularised logistic regression with Guo et al.'s *certified
 # removal* (ICML 2020), deletes training rows, and reads the certificate that comes back
 # with every model, field by field. Then it compares the three residuals that decide how
@@ -29,14 +27,18 @@
 # %% [markdown]
 # **Colab.** The next cell installs certun, only when this notebook runs in Google Colab
 # (elsewhere it does nothing: install certun with `pip install .` from a checkout).
-# `CERTUN_REPO` is a placeholder: point it at the repository you cloned certun from.
+# Set `CERTUN_REPO` (a notebook variable or environment variable) to the git URL of the
+# certun repository you use; there is no default address.
 
 # %%
+import os
 import subprocess
 import sys
 
-CERTUN_REPO = "https://github.com/YOUR-ORG/certun"  # PLACEHOLDER: the certun repository URL
+CERTUN_REPO = os.environ.get("CERTUN_REPO", "")  # the git URL of your certun repository
 if "google.colab" in sys.modules:
+    if not CERTUN_REPO:
+        raise SystemExit("set CERTUN_REPO to the git URL of the certun repository to install")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
                     f"certun @ git+{CERTUN_REPO}"], check=True)
 
@@ -71,7 +73,36 @@ FIGDIR = os.environ.get("CERTUN_TUTORIAL_FIGDIR")  # optional: save every figure
 
 
 def show(name):
-    """Display the current figure (and save it to FIGDIR when set)."""
+    """Display the current figure (and save it to FIGDIR when set).
+
+    Every legend is moved off the data: beside the plot for one panel, under each panel
+    when there are several side by side.
+    """
+    fig = plt.gcf()
+    boxes = {tuple(round(b, 3) for b in ax.get_position().bounds) for ax in fig.axes}
+    twin = len(fig.axes) > 1 and len(boxes) == 1
+    if twin:  # twin axes: one legend for all their lines, clear of the right-hand axis
+        handles, labels = [], []
+        for ax in fig.axes:
+            h, lab = ax.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        fig.axes[0].legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
+                           bbox_to_anchor=(1.18, 1.0))
+    panels = [] if twin else [ax for ax in fig.axes if ax.get_legend() is not None]
+    side_by_side = len({round(ax.get_position().x0, 2) for ax in fig.axes}) > 1 and not any(
+        ax.get_shared_x_axes().joined(ax, other) for ax in fig.axes for other in fig.axes
+        if other is not ax)
+    for ax in panels:
+        handles, labels = ax.get_legend_handles_labels()
+        if side_by_side:
+            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.2), ncol=2)
+        else:
+            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
+                      bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
     if FIGDIR:
         plt.savefig(os.path.join(FIGDIR, f"02_{name}.png"), dpi=90, bbox_inches="tight")
     plt.show() if "ipykernel" in sys.modules else plt.close()
@@ -87,6 +118,12 @@ print(f"{ds.name}: {ds.n_train} train / {ds.n_test} test rows, {ds.dim} features
 # **Learning.** Draw $b\sim\mathcal N(0,\sigma^2 I)$ once and train to a tight optimum of
 # the *perturbed* objective (certun's mean scale; Guo et al. write it on the sum scale
 # $L_b = nJ$):
+#
+# > **Sum scale vs mean scale.** certun trains on the *mean* loss $J$ (an average over the
+# > $n$ rows). Guo et al. state their residual bounds and the removal budget on the *sum*
+# > objective $L_b = nJ$, whose gradient is $n$ times larger. Every residual, bound and
+# > budget in this tutorial (and in the certificate's `scale: "sum"`) is on the sum scale,
+# > so a number like $2.28$ is compared with the norm of $\nabla L_b$, not of $\nabla J$.
 #
 # $$J(w) = \frac1n\sum_{i\in D}\ell(w^\top x_i, y_i) + \frac\lambda2\lVert w\rVert^2 + \frac{b^\top w}{n}.$$
 #
@@ -274,8 +311,8 @@ ax1.semilogy(t, [r["dd"] for r in rows], "o-", ms=3, label="data-dependent (char
 ax1.semilogy(t, [r["inc"] for r in rows], "^-", ms=3, label="true increment")
 ax1.axhline(budget, color="k", ls="--", lw=1, label="whole budget")
 ax1.set_xlabel("request")
-ax1.set_ylabel("residual, sum scale")
-ax1.set_title("per request")
+ax1.set_ylabel("gradient residual (sum scale)")
+ax1.set_title("Residual of each request: bounds vs the truth")
 ax1.legend(fontsize=7)
 ax2.plot(t, [r["used"] for r in rows], "o-", ms=3, label="bound R (budget used)")
 ax2.plot(t, [r["true"] for r in rows], "^-", ms=3, label="true residual ||r||")
@@ -284,9 +321,10 @@ ax2.axvline(served + 1, color="r", ls=":", lw=1)
 ax2.text(served + 1, 0.5 * budget, " refused:\n retrain\n required", color="r", fontsize=8)
 ax2.set_yscale("log")
 ax2.set_xlabel("request")
-ax2.set_title("cumulative")
+ax2.set_ylabel("cumulative residual (sum scale)")
+ax2.set_title("Cumulative: the budget certun charges")
 ax2.legend(fontsize=7)
-fig.suptitle("Certified removal on digits 3-vs-8: what is charged vs what is true")
+fig.suptitle("Certified removal on digits 3-vs-8 (sum scale = n x the mean-loss gradient)")
 show("residuals")
 print(f"median slack of the data-dependent bound: "
       f"{np.median([r['dd'] / r['inc'] for r in rows]):.0f}x the true increment; "
@@ -343,14 +381,16 @@ print(f"median request {1e3 * np.median(seconds):.2f} ms, one retraining "
 assert n_retrains >= 1
 
 fig, ax = plt.subplots(figsize=(7, 3))
-ax.plot(range(1, len(used) + 1), used, "o-", ms=3)
+ax.plot(range(1, len(used) + 1), used, "o-", ms=3, label="budget used")
 for j, o in enumerate(outcomes, start=1):
     if o == "retrained":
-        ax.axvline(j, color="r", lw=0.8, ls=":")
-ax.axhline(budget, color="k", ls="--", lw=1)
+        ax.axvline(j, color="r", lw=0.8, ls=":",
+                   label="retraining" if j == outcomes.index("retrained") + 1 else None)
+ax.axhline(budget, color="k", ls="--", lw=1, label="budget sigma*eps/c")
+ax.legend()
 ax.set_xlabel("request")
 ax.set_ylabel("budget used (sum scale)")
-ax.set_title("auto_retrain: the budget is spent, then renewed by a retraining (red)")
+ax.set_title("auto_retrain: the budget is spent, then renewed by a retraining")
 show("auto_retrain")
 
 # %% [markdown]

@@ -14,8 +14,6 @@
 # %% [markdown]
 # # 3. Certified unlearning of a neural network, and what its certificate promises
 #
-# <a href="https://colab.research.google.com/github/YOUR-ORG/certun/blob/main/colab/03_neural_network.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
-#
 # Zhang, Dong, Wang and Li (*Towards Certified Unlearning for Deep Neural Networks*, ICML
 # 2024) extend the Newton-step recipe to networks: train with the weights constrained to a
 # ball $\lVert w\rVert_2\le C$, unlearn by a *damped* Newton step, and add Gaussian noise.
@@ -35,14 +33,18 @@
 # %% [markdown]
 # **Colab.** The next cell installs certun, only when this notebook runs in Google Colab
 # (elsewhere it does nothing: install certun with `pip install .` from a checkout).
-# `CERTUN_REPO` is a placeholder: point it at the repository you cloned certun from.
+# Set `CERTUN_REPO` (a notebook variable or environment variable) to the git URL of the
+# certun repository you use; there is no default address.
 
 # %%
+import os
 import subprocess
 import sys
 
-CERTUN_REPO = "https://github.com/YOUR-ORG/certun"  # PLACEHOLDER: the certun repository URL
+CERTUN_REPO = os.environ.get("CERTUN_REPO", "")  # the git URL of your certun repository
 if "google.colab" in sys.modules:
+    if not CERTUN_REPO:
+        raise SystemExit("set CERTUN_REPO to the git URL of the certun repository to install")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
                     f"certun @ git+{CERTUN_REPO}"], check=True)
 
@@ -79,7 +81,36 @@ FIGDIR = os.environ.get("CERTUN_TUTORIAL_FIGDIR")  # optional: save every figure
 
 
 def show(name):
-    """Display the current figure (and save it to FIGDIR when set)."""
+    """Display the current figure (and save it to FIGDIR when set).
+
+    Every legend is moved off the data: beside the plot for one panel, under each panel
+    when there are several side by side.
+    """
+    fig = plt.gcf()
+    boxes = {tuple(round(b, 3) for b in ax.get_position().bounds) for ax in fig.axes}
+    twin = len(fig.axes) > 1 and len(boxes) == 1
+    if twin:  # twin axes: one legend for all their lines, clear of the right-hand axis
+        handles, labels = [], []
+        for ax in fig.axes:
+            h, lab = ax.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        fig.axes[0].legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
+                           bbox_to_anchor=(1.18, 1.0))
+    panels = [] if twin else [ax for ax in fig.axes if ax.get_legend() is not None]
+    side_by_side = len({round(ax.get_position().x0, 2) for ax in fig.axes}) > 1 and not any(
+        ax.get_shared_x_axes().joined(ax, other) for ax in fig.axes for other in fig.axes
+        if other is not ax)
+    for ax in panels:
+        handles, labels = ax.get_legend_handles_labels()
+        if side_by_side:
+            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.2), ncol=2)
+        else:
+            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
+                      bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
     if FIGDIR:
         plt.savefig(os.path.join(FIGDIR, f"03_{name}.png"), dpi=90, bbox_inches="tight")
     plt.show() if "ipykernel" in sys.modules else plt.close()
@@ -199,7 +230,7 @@ assert gap("Newton step") <= gap("original")
 fig, ax = plt.subplots(figsize=(7, 3))
 names = list(distances)
 ax.barh(names, [distances[k] for k in names], color=["C7", "C0", "C1", "C2"])
-ax.set_xlabel("||w - w_retrained||_2")
+ax.set_xlabel("||w - w_retrained||_2 (parameter distance)")
 ax.set_title("Distance to the retrained network (noiseless models)")
 ax.invert_yaxis()
 show("distances")
@@ -260,14 +291,15 @@ assert abs(eps_at[j1] - 1.0) < 1e-6 and acc_at[j1] < 0.3  # epsilon 1 costs the 
 assert all(e > 1e3 for e, a in zip(eps_at, acc_at, strict=True) if a > 0.5)
 
 fig, ax1 = plt.subplots(figsize=(7, 3.4))
-ax1.loglog(sigmas, eps_at, "o-", color="C3")
+ax1.loglog(sigmas, eps_at, "o-", color="C3", label="epsilon certified (left axis)")
 ax1.set_xlabel("noise sigma")
 ax1.set_ylabel("epsilon certified at 2C'", color="C3")
 ax2 = ax1.twinx()
-ax2.semilogx(sigmas, acc_at, "s-", color="C0")
+ax2.semilogx(sigmas, acc_at, "s--", color="C0", label="test accuracy (right axis)")
 ax2.set_ylabel("test accuracy", color="C0")
 ax1.axhline(1.0, color="C3", ls=":", lw=1)
-ax1.set_title("The price of a guarantee at 2C: usable networks certify epsilon >> 1")
+ax1.set_title("The price of a guarantee at 2C': usable networks certify epsilon >> 1")
+ax1.legend()
 show("epsilon_vs_sigma")
 
 # %% [markdown]

@@ -14,8 +14,6 @@
 # %% [markdown]
 # # 4. Attacking unlearning: membership inference, reconstruction, and the private release
 #
-# <a href="https://colab.research.google.com/github/YOUR-ORG/certun/blob/main/colab/04_attacking_unlearning.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
-#
 # A certificate states the **threat** it covers. Certified removal (tutorial 2) covers an
 # observer of the *unlearned* model: it cannot tell that model from one retrained without
 # the data. This tutorial attacks a different observer -- one who sees the model **before
@@ -36,14 +34,18 @@
 # %% [markdown]
 # **Colab.** The next cell installs certun, only when this notebook runs in Google Colab
 # (elsewhere it does nothing: install certun with `pip install .` from a checkout).
-# `CERTUN_REPO` is a placeholder: point it at the repository you cloned certun from.
+# Set `CERTUN_REPO` (a notebook variable or environment variable) to the git URL of the
+# certun repository you use; there is no default address.
 
 # %%
+import os
 import subprocess
 import sys
 
-CERTUN_REPO = "https://github.com/YOUR-ORG/certun"  # PLACEHOLDER: the certun repository URL
+CERTUN_REPO = os.environ.get("CERTUN_REPO", "")  # the git URL of your certun repository
 if "google.colab" in sys.modules:
+    if not CERTUN_REPO:
+        raise SystemExit("set CERTUN_REPO to the git URL of the certun repository to install")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
                     f"certun @ git+{CERTUN_REPO}"], check=True)
 
@@ -77,7 +79,36 @@ FIGDIR = os.environ.get("CERTUN_TUTORIAL_FIGDIR")  # optional: save every figure
 
 
 def show(name):
-    """Display the current figure (and save it to FIGDIR when set)."""
+    """Display the current figure (and save it to FIGDIR when set).
+
+    Every legend is moved off the data: beside the plot for one panel, under each panel
+    when there are several side by side.
+    """
+    fig = plt.gcf()
+    boxes = {tuple(round(b, 3) for b in ax.get_position().bounds) for ax in fig.axes}
+    twin = len(fig.axes) > 1 and len(boxes) == 1
+    if twin:  # twin axes: one legend for all their lines, clear of the right-hand axis
+        handles, labels = [], []
+        for ax in fig.axes:
+            h, lab = ax.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        fig.axes[0].legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
+                           bbox_to_anchor=(1.18, 1.0))
+    panels = [] if twin else [ax for ax in fig.axes if ax.get_legend() is not None]
+    side_by_side = len({round(ax.get_position().x0, 2) for ax in fig.axes}) > 1 and not any(
+        ax.get_shared_x_axes().joined(ax, other) for ax in fig.axes for other in fig.axes
+        if other is not ax)
+    for ax in panels:
+        handles, labels = ax.get_legend_handles_labels()
+        if side_by_side:
+            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.2), ncol=2)
+        else:
+            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
+                      bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
     if FIGDIR:
         plt.savefig(os.path.join(FIGDIR, f"04_{name}.png"), dpi=90, bbox_inches="tight")
     plt.show() if "ipykernel" in sys.modules else plt.close()
@@ -178,6 +209,7 @@ ax.bar(names, vals, yerr=err, capsize=4, color=[COLORS[k] for k in names])
 ax.axhline(0.5, color="k", ls="--", lw=1)
 ax.text(len(names) - 0.5, 0.52, "chance", ha="right", fontsize=8)
 ax.set_ylim(0, 1.05)
+ax.set_xlabel("how the model after the deletion was produced")
 ax.set_ylabel("attack AUC (95% CI)")
 ax.set_title("Chen et al.'s two-version membership inference (sorted difference)")
 plt.setp(ax.get_xticklabels(), rotation=15)
@@ -261,6 +293,7 @@ ax.bar(xs - 0.2, [v[0] for v in cosines.values()], 0.4, label="exact Hessian (or
 ax.bar(xs + 0.2, [v[1] for v in cosines.values()], 0.4, label="public-data Hessian")
 ax.axhline(baseline, color="k", ls="--", lw=1, label="averaging baseline")
 ax.set_xticks(xs, list(cosines), rotation=15)
+ax.set_xlabel("how the model after the deletion was produced")
 ax.set_ylabel("mean |cosine| with the deleted record")
 ax.set_title("Bertran et al.'s reconstruction from the models before and after")
 ax.legend(fontsize=8, loc="center left")

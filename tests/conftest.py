@@ -61,3 +61,30 @@ def digits38():
     from certun.data import load_digits_3v8
 
     return load_digits_3v8()
+
+
+def _validate_every_certificate() -> None:
+    """Every certificate built in the test process is checked against its published schema.
+
+    ``Certificate.__post_init__`` is wrapped: both JSON views (private and public), after a
+    round trip through ``json``, must match ``certun/schemas/certificate-1.schema.json``
+    (``certun.certificate.validate_json``); a mismatch fails the test that built it.
+    """
+    import json as _json
+
+    from certun import certificate as _c
+
+    if getattr(_c.Certificate.__post_init__, "_schema_checked", False):
+        return
+    original = _c.Certificate.__post_init__
+
+    def post_init(self):
+        original(self)
+        for private in (True, False):
+            _c.validate_json(_json.loads(_json.dumps(self.to_dict(private=private))))
+
+    post_init._schema_checked = True
+    _c.Certificate.__post_init__ = post_init
+
+
+_validate_every_certificate()

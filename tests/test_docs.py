@@ -298,10 +298,38 @@ def test_mkdocs_build_strict(checker, tmp_path):
     assert 'href="../api/bounds/#certun.bounds.guo.data_dependent_bound"' in bounds
     api = (site / "api" / "primitives" / "index.html").read_text()
     assert 'id="certun.primitives.solvers.lissa_solver"' in api
-    assert 'class="arithmatex"' in api                # docstring math is rendered
+    # docstring math is rendered to MathML at build time; nothing loads from the network
+    assert "<math" in api and 'class="arithmatex"' not in api
+    site_check = _load_tool("check_site")
+    assert site_check.external_assets(site) == []
+    assert site_check.unrendered_tex(site) == []
+    assert (site / "bibliography" / "index.html").is_file()
+    # the executed tutorials, with their figures, are pages of the site
+    for page in sorted((ROOT / "docs" / "tutorials").glob("0*_*.md")):
+        html = (site / "tutorials" / page.stem / "index.html").read_text()
+        figures = re.findall(r'<img[^>]*src="\.\./img/([\w.-]+\.png)"', html)
+        assert figures and 'class="certun-output"' in html, page.stem
+        assert all((site / "tutorials" / "img" / f).is_file() for f in figures)
     assert (site / "proofs" / "index.html").is_file()
     assert (site / "changelog" / "index.html").is_file()
     # every exported name, constants included, has an entry in the API reference
     assert checker.missing_from_site(site) == []
     guo = (site / "api" / "unlearners" / "index.html").read_text()
     assert 'id="certun.unlearners.guo.MECHANISM"' in guo
+
+
+def test_site_check_catches_external_assets_and_raw_tex(tmp_path):
+    """``tools/check_site.py`` flags a CDN script, a remote font and a formula left as TeX."""
+    site_check = _load_tool("check_site")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "index.html").write_text(
+        '<script src="https://cdn.example/mathjax.js"></script>'
+        '<link rel="canonical" href="https://example.org/a/">'
+        "<p>fine <code>\\lambda</code> <math><mi>x</mi></math> raw \\(\\lambda x\\)</p>")
+    (tmp_path / "s.css").write_text("@font-face{src:url(https://fonts.example/f.woff2)}")
+    (tmp_path / "ok.html").write_text('<script src="assets/x.js"></script><p>$5 and 3 $</p>')
+    ext = site_check.external_assets(tmp_path)
+    assert len(ext) == 2 and "mathjax.js" in ext[0] and "f.woff2" in ext[1]
+    raw = site_check.unrendered_tex(tmp_path)
+    assert len(raw) == 2 and all(r.startswith("a/index.html") for r in raw)
+    assert site_check.main([str(tmp_path)]) == 1

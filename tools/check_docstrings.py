@@ -75,8 +75,14 @@ def _module_names(mod: types.ModuleType, package: str) -> Iterator[tuple[str, ob
         for name in explicit:
             yield name, getattr(mod, name)
         return
-    for name, obj in vars(mod).items():
-        if name.startswith("_") or inspect.ismodule(obj):
+    # a package with lazy attributes (PEP 562 ``__getattr__``, e.g. ``certun``) lists them in
+    # ``dir``; fetching one imports it
+    names = dir(mod) if hasattr(mod, "__getattr__") else list(vars(mod))
+    for name in names:
+        if name.startswith("_"):
+            continue
+        obj = getattr(mod, name)
+        if inspect.ismodule(obj):
             continue
         if (inspect.isclass(obj) or callable(obj)) and _is_certun(obj, package):
             yield name, obj

@@ -9,8 +9,13 @@ The repository's Markdown stays the single source: at build time this hook adds
 
 and expands the ``proofs/`` and ``experiments/`` placeholders of the navigation into one
 entry per file. The bound map (``docs/bounds.md``: bound, paper and equation, proof,
-function, test) is written by hand and checked by ``tests/test_docs.py``. Nothing here
-touches the network.
+function, test) is written by hand and checked by ``tests/test_docs.py``.
+
+Math is rendered **at build time**: ``pymdownx.arithmatex`` (generic mode) marks every
+formula, and :func:`render_math` turns each one into MathML with ``latex2mathml`` (pure
+Python, MIT licence, in the ``docs`` extra). Browsers draw MathML natively, so the site needs
+no script, style sheet or font from the network, and a formula the converter cannot handle
+fails the build instead of showing raw TeX. Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -22,6 +27,66 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[1]
+
+_ARITHMATEX = re.compile(
+    r'<(span|div) class="arithmatex">\s*(\\\(|\\\[)(.*?)(\\\)|\\\])\s*</\1>', re.S)
+_LOOSE_DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
+# a TeX control word left in the converter's output means it did not know the command
+_LEFTOVER = re.compile(r">[^<]*\\[A-Za-z]+[^<]*<")
+
+
+class MathError(ValueError):
+    """A formula that ``latex2mathml`` cannot convert (the build stops on it)."""
+
+
+def _normalise_tex(tex: str) -> str:
+    """Rewrite the few TeX idioms ``latex2mathml`` lacks into equivalents it knows."""
+    tex = re.sub(r"\\arg(?![A-Za-z])", r"\\operatorname{arg}", tex)
+    # f''^{x}: primes followed by a superscript are one superscript in TeX
+    tex = re.sub(r"('+)\^\{", lambda m: "^{" + r"\prime" * len(m.group(1)), tex)
+    return re.sub(r"('+)\^(\\[A-Za-z]+|\w)",
+                  lambda m: "^{" + r"\prime" * len(m.group(1)) + m.group(2) + "}", tex)
+
+
+def tex_to_mathml(tex: str, display: bool) -> str:
+    """One TeX formula as a MathML ``<math>`` element (``display="block"`` for display math)."""
+    from latex2mathml.converter import convert
+
+    tex = _normalise_tex(tex)
+    try:
+        out = convert(tex, display="block" if display else "inline")
+    except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
+        raise MathError(f"cannot render {tex!r}: {exc}") from exc
+    if _LEFTOVER.search(out):
+        raise MathError(f"unknown TeX command left in {tex!r}: {out[:200]}")
+    return out
+
+
+def render_math(html: str, where: str = "") -> str:
+    """Replace every arithmatex-marked formula in ``html`` by MathML (build-time rendering)."""
+    import html as _html
+
+    def one(m: re.Match[str]) -> str:
+        display = m.group(1) == "div"
+        tex = _html.unescape(m.group(3)).strip()
+        try:
+            mathml = tex_to_mathml(tex, display)
+        except MathError as exc:
+            raise MathError(f"{where}: {exc}") from exc
+        cls = "certun-math certun-math--display" if display else "certun-math"
+        tag = "div" if display else "span"
+        return f'<{tag} class="{cls}">{mathml}</{tag}>'
+
+    html = _ARITHMATEX.sub(one, html)
+    # display math that arithmatex left in a paragraph (``$$...$$`` inside a list item):
+    # render it as a display formula too, outside code
+    parts = re.split(r"(<pre.*?</pre>|<code.*?</code>)", html, flags=re.S)
+    for i in range(0, len(parts), 2):
+        parts[i] = _LOOSE_DISPLAY.sub(
+            lambda m: ('<span class="certun-math certun-math--display">'
+                       + tex_to_mathml(_html.unescape(m.group(1)).strip(), True) + "</span>"),
+            parts[i])
+    return "".join(parts)
 
 _DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
 
@@ -38,6 +103,8 @@ def display_math_blocks(text: str) -> str:
         if text[line_start:m.start()].lstrip().startswith("|"):
             continue  # leave table rows alone
         indent = re.match(r"[ \t]*", text[line_start:]).group(0)
+        if 0 < len(indent) < 4 and "\t" not in indent:
+            indent = "    "  # inside a list item: Python-Markdown nests blocks at 4 spaces
         out.append(text[pos:m.start()].rstrip(" \t"))
         out.append(f"\n\n{indent}$$\n{indent}{m.group(1).strip()}\n{indent}$$\n\n{indent}")
         pos = m.end()
@@ -45,10 +112,27 @@ def display_math_blocks(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "".join(out))
 
 
+_PLAIN = {r"\lVert": "‖", r"\rVert": "‖", r"\le": "≤", r"\ge": "≥", r"\lambda": "λ",
+          r"\varepsilon": "ε", r"\epsilon": "ε", r"\sigma": "σ", r"\gamma": "γ",
+          r"\delta": "δ", r"\alpha": "α", r"\mu": "μ", r"\kappa": "κ", r"\sqrt": "√",
+          r"\infty": "∞", r"\cdot": "·", "_2": "₂", "{": "", "}": ""}
+
+
+def _plain_tex(tex: str) -> str:
+    for k, v in _PLAIN.items():
+        tex = tex.replace(k, v)
+    return re.sub(r"\s+", " ", re.sub(r"\\([A-Za-z]+)", r"\1", tex)).strip()
+
+
+def plain_title(text: str) -> str:
+    """A heading as plain text for the navigation (which shows no math): TeX to Unicode."""
+    return re.sub(r"\$([^$]+)\$", lambda m: _plain_tex(m.group(1)), text)
+
+
 def _title(path: Path) -> str:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("# "):
-            return line[2:].strip()
+            return plain_title(line[2:].strip())
     return path.stem
 
 
@@ -118,3 +202,17 @@ def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
         add("changelog.md", changelog.read_text(encoding="utf-8"))
     return files
 
+
+
+def on_page_content(html: str, page: Any, **kwargs: Any) -> str:
+    """Render the page's math to MathML at build time (no script at view time).
+
+    The table of contents shows headings as text, so their math becomes plain Unicode.
+    """
+    def walk(items: Any) -> None:
+        for item in items:
+            item.title = re.sub(r"\\\((.+?)\\\)", lambda m: _plain_tex(m.group(1)), item.title)
+            walk(item.children)
+
+    walk(page.toc)
+    return render_math(html, where=page.file.src_uri)

@@ -12,8 +12,8 @@ their privacy losses compose. This module offers:
 * :func:`gaussian_rdp`, :func:`rdp_to_dp_simple`, :func:`rdp_to_dp_tight` --
   Renyi-DP helpers for mechanisms whose RDP curve is not a plain Gaussian
   (e.g. Langevin unlearning, Chien et al. 2024). Always state which conversion
-  produced an epsilon: the same RDP curve gives different epsilons (REFERENCES.md
-  errata item 6: 0.998 with the simple conversion, about 0.777 with the tight one).
+  produced an epsilon: the same RDP curve gives different epsilons (docs/bibliography.md
+  erratum 6: 0.998 with the simple conversion, about 0.777 with the tight one).
 
 Adjacency. ``"removal"`` (add-or-remove-one, the notion of certified removal:
 the unlearned model versus one retrained without the point) and
@@ -185,7 +185,7 @@ def compose_gaussian(
     zs = _multipliers(noise_multipliers, count)
 
     groups = collections.Counter(zs)
-    events = [
+    events: list[dp_accounting.DpEvent] = [
         dp_accounting.GaussianDpEvent(z) if k == 1
         else dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(z), k)
         for z, k in sorted(groups.items())

@@ -29,8 +29,8 @@ certificates) are ``"analytic_gaussian"``, ``"classic_gaussian"`` and ``"guo_c"`
 * **guo** -- Guo et al. (2020, Theorem 3), ``sigma = c Delta / epsilon`` with
   ``c = sqrt(2 ln(1.5/delta))``. It over-noises for moderate ``epsilon`` but
   falls below the exact requirement above :func:`guo_max_epsilon` (about 8.38 at
-  ``delta = 1e-4``, 8.79 at ``1e-5``), so it is refused there (REFERENCES.md
-  errata item 2).
+  ``delta = 1e-4``, 8.79 at ``1e-5``), so it is refused there (docs/bibliography.md
+  erratum 2).
 
 References:
   B. Balle and Y.-X. Wang, "Improving the Gaussian mechanism for differential
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import dp_accounting
 import numpy as np
@@ -344,7 +344,8 @@ def _guo_max_epsilon(dlt: float) -> float:
         lo, hi = hi, 2.0 * hi
     else:  # pragma: no cover
         raise RuntimeError(f"could not bracket guo_max_epsilon for delta={dlt}")
-    root = float(scipy.optimize.brentq(gap, lo, hi, xtol=1e-13, rtol=4 * np.finfo(float).eps))
+    root = float(cast(float, scipy.optimize.brentq(gap, lo, hi, xtol=1e-13,
+                                                   rtol=4 * np.finfo(float).eps)))
     # Return a value on the valid side of the root (gap <= 0), stepping down if needed.
     for _ in range(1000):
         if gap(root) <= 0.0:
@@ -364,7 +365,7 @@ def guo_max_epsilon(delta: float) -> float:
     where ``delta_exact`` is :func:`gaussian_delta`. Below the root Guo's sigma is
     at least the analytic requirement; above it, it is smaller (under-noised).
     The root is about 8.376 at ``delta = 1e-4`` and 8.794 at ``delta = 1e-5``
-    (REFERENCES.md errata item 2). Cached per delta.
+    (docs/bibliography.md erratum 2). Cached per delta.
 
     Args:
       delta: target delta in ``(0, 1)``.

@@ -186,7 +186,7 @@ def eps0(alpha: float | np.ndarray, *, sigma: float, m: float, n: int, changed: 
     That is ``4 alpha S^2 M^2 / (m sigma^2 n^2)`` with ``Delta = 2 S M / n``.
 
     Holds for any number of steps from the initial distribution ``N(0, 2 sigma^2/m I)``
-    (Ye & Shokri 2022, stationary limit; Chien et al. 2024's ``epsilon0_``, REFERENCES.md
+    (Ye & Shokri 2022, stationary limit; Chien et al. 2024's ``epsilon0_``, docs/bibliography.md
     §6). ``Delta`` is :func:`drift_sensitivity`.
 
     Args:
@@ -392,7 +392,7 @@ def langevin_epsilon(requests: Sequence[Request | tuple], *, sigma: float, m: fl
                      recursion: str = "paper", conversion: str = "simple") -> LangevinEpsilon:
     """Epsilon of Langevin unlearning after ``requests`` (:func:`sequential_rdp` + conversion).
 
-    Example (Chien et al.'s MNIST anchor, REFERENCES.md §6 and errata 6, 11):
+    Example (Chien et al.'s MNIST anchor, docs/bibliography.md §6 and errata 6, 11):
     ``langevin_epsilon([Request(1, 1, 11982)], sigma=0.0096, m=0.011982, eta=1/0.19470,
     delta=1/11982, adjacency="replacement")`` gives about 0.997 (``"simple"``) and 0.777
     (``"tight"``).

@@ -1,6 +1,6 @@
 """Audits: attacks on unlearning, distances to retraining and empirical checks of certificates.
 
-Each module states the threat it measures (REFERENCES.md erratum 9): certified removal makes
+Each module states the threat it measures (docs/bibliography.md erratum 9): certified removal makes
 the unlearned model indistinguishable from retraining, but it does not hide a deletion from
 an observer of the model before and after -- the two-version attacks here
 (:mod:`~certun.audits.mia`, :mod:`~certun.audits.reconstruction`) succeed against exact

@@ -217,9 +217,10 @@ def _scores(x: jax.Array, p: dict) -> jax.Array:
 
 
 def _statistic_params(w: Worlds, fit_in: np.ndarray, fit_out: np.ndarray,
-                      shrinkage: float) -> dict:
+                      shrinkage: float) -> tuple[dict[str, Any], str]:
     public = w.center_in is not None and w.sigma_in is not None
     if public:
+        assert w.sigma_in is not None and w.sigma_out is not None
         c_in = np.asarray(w.center_in, np.float64).ravel()
         c_out = np.asarray(w.center_out, np.float64).ravel()
         s_in, s_out = float(w.sigma_in), float(w.sigma_out)
@@ -378,7 +379,9 @@ def _flat(tree: Any) -> np.ndarray:
 
 
 def _scales(sigma_scale: float | tuple[float, float]) -> tuple[float, float]:
-    s = (sigma_scale, sigma_scale) if np.isscalar(sigma_scale) else tuple(sigma_scale)
+    s: tuple[float, ...] = ((float(sigma_scale), float(sigma_scale))
+                            if isinstance(sigma_scale, (int, float, np.number))
+                            else tuple(sigma_scale))
     if len(s) != 2 or not all(v > 0 and math.isfinite(v) for v in s):
         raise _validate.ValidationError(
             "sigma_scale must be a positive number or a pair (world in, world out)")
@@ -430,6 +433,8 @@ def twin(worlds: Worlds, sigma_scale: float | tuple[float, float] = 1.0, tag: st
     det = dict(worlds.details, twin=label, twin_sigma_scale=list(sc))
     name = f"{worlds.mechanism}[twin: {label}]"
     if worlds.sampler_in is _noised:
+        assert worlds.sigma_in is not None and worlds.sigma_out is not None
+        assert worlds.center_in is not None and worlds.center_out is not None
         s_in, s_out = worlds.sigma_in * sc[0], worlds.sigma_out * sc[1]
         return worlds._replace(mechanism=name, args_in=_gargs(worlds.center_in, s_in),
                                args_out=_gargs(worlds.center_out, s_out), sigma_in=s_in,
@@ -459,6 +464,7 @@ def loose_scale(worlds: Worlds, mu: float = 3.0) -> float:
     """
     if worlds.sampler_in is not _noised:
         raise _validate.ValidationError("loose_scale needs public centres and sigmas")
+    assert worlds.sigma_in is not None and worlds.sigma_out is not None  # public sigmas
     dist = float(np.linalg.norm(np.asarray(worlds.center_in) - np.asarray(worlds.center_out)))
     return float(min(0.5, dist / (mu * max(worlds.sigma_in, worlds.sigma_out))))
 
@@ -688,6 +694,7 @@ def zhang_worlds(X: Any, y: Any, net: Any, config: Any, forget: Any, *, epsilon:
     c_out = _flat(unl.retrain(res.state).params)
     sig = float(cert.sigma)
     sc = _scales(sigma_scale)
+    assert cert.sensitivity is not None  # a private release always states its sensitivity
     return _gaussian_pair(_tag(cert.mechanism, sc), cert.adjacency,
                           {"n": int(np.shape(X)[0]), "parameters": int(c_in.size),
                            "forget": int(np.size(forget)), "sensitivity": float(cert.sensitivity)},

@@ -10,7 +10,7 @@ r"""Distance to retraining: parameters, predictions and KLoM (KL divergence of m
   ``[-100, 100]``, 20 equal-width bins over the joint range (widened by 1 when all values
   coincide), the oracle histogram ``q`` floored at ``1e-5`` where ``p > 0``, and
   :math:`\mathrm{KL}(p\Vert q) = \sum_{p_b>0} p_b\log(p_b/q_b)`. Direction: KL(unlearned ||
-  oracle), as EasyDUB (REFERENCES.md section 15.1; the original data-unlearning-bench
+  oracle), as EasyDUB (docs/bibliography.md §15.1; the original data-unlearning-bench
   computes the reverse).
 * :func:`percentile_ci` -- a percentile of per-example values (e.g. KLoM's 95th) with a
   bootstrap interval over the examples.

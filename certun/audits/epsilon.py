@@ -23,7 +23,7 @@ Two mechanisms are provided:
   ``certified_removal(..., auto_retrain=True)``), world "out" trains on ``D`` with a fresh
   ``b``. Scored by the projection of the released model on the direction removal moves it,
   ``H^{-1} grad l(theta_0; z)``, with the worst-case canary of :func:`worst_case_canary`
-  (REFERENCES.md section 17.5).
+  (docs/bibliography.md §17.5).
 
 The test (threshold and orientation) is either fixed in advance or chosen on a separate
 split of the runs and evaluated on the rest (never on the runs it is evaluated on).
@@ -193,8 +193,9 @@ def audit_scores(in_scores: Any, out_scores: Any, *, mechanism: str, epsilon_cla
 
 
 def _tree_dot(a: Any, b: Any) -> jax.Array:
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
-                                                jax.tree_util.tree_leaves(b), strict=True))
+    return jnp.asarray(sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
+                                                          jax.tree_util.tree_leaves(b),
+                                                          strict=True)))
 
 
 def gaussian_output_audit(f_in: Any, f_out: Any, *, epsilon: float, delta: float,
@@ -302,9 +303,9 @@ class Canary(NamedTuple):
 
 
 def worst_case_canary(X: Any, y: Any, *, lam: float, surrogate: str = "grnb_norm") -> Canary:
-    """A unit-norm, misclassified point whose removal is hardest to certify (REFERENCES.md 17.5).
+    """A unit-norm, misclassified point whose removal is hardest to certify (bibliography §17.5).
 
-    Marchant et al.'s surrogates (section 14.3) at the noiseless model ``theta_0`` on
+    Marchant et al.'s surrogates (docs/bibliography.md §14.3) at the noiseless model ``theta_0`` on
     ``X, y``, with ``H`` the sum-scale Hessian of the data and ``delta = H^{-1} grad l(z)``:
     ``"influence_norm"`` maximises ``||delta||`` and ``"grnb_norm"`` (default) Guo et al.'s
     data-dependent residual bound ``||delta|| ||X delta||`` (up to the constant

@@ -18,7 +18,7 @@ computes it stably from logits). With shadow models,
 Centres are medians (as in the reference code, ``mi_lira_2021/plot.py``) or means;
 ``fix_variance`` uses one global standard deviation per pool (recommended for few shadow
 models; the reference code's quirk of using the IN pool's for both is not copied).
-Everything here is host-side NumPy (REFERENCES.md section 18).
+Everything here is host-side NumPy (docs/bibliography.md §18).
 
 References:
   N. Carlini, S. Chien, M. Nasr, S. Song, A. Terzis, F. Tramer, "Membership Inference

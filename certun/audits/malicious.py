@@ -1,6 +1,6 @@
 r"""Malicious deletion requests: the "Hard to Forget" attack and an influence-based defence.
 
-**Attack** (Marchant, Rubinstein, Alfeld, AAAI 2022; REFERENCES.md section 14.3). Guo et
+**Attack** (Marchant, Rubinstein, Alfeld, AAAI 2022; docs/bibliography.md §14.3). Guo et
 al.'s certified removal charges every request's residual bound to a budget and retrains
 when it is spent. An attacker who plants its own points in the training set and later
 asks for their deletion can craft them so that each deletion burns as much budget as
@@ -273,6 +273,7 @@ def run_requests(unlearner: Unlearner, state: Any, requests: Sequence[int], *,
     for t, i in enumerate(requests):
         i = int(i)
         if threshold is not None:
+            assert lam is not None  # validated above
             s = influence_scores(state.W[:, 0], state.X, state.Y[:, 0], state.mask, [i],
                                  lam=lam, gamma=gamma, x_spectral=xs)[0]
             if s > threshold:

@@ -1,6 +1,6 @@
 r"""Membership inference on two model versions (Chen et al., CCS 2021) and the classical MIA.
 
-**Threat** (REFERENCES.md section 11.1, erratum 9). The adversary queries the model
+**Threat** (docs/bibliography.md §11.1, erratum 9). The adversary queries the model
 *before* and *after* a deletion and sees two posterior vectors for a target record;
 it decides whether the record was the deleted one (member) or was never in the
 training set. Certified removal does **not** defend against this: it makes the
@@ -376,7 +376,7 @@ def chen_attack(shadow: PosteriorPairs, target: PosteriorPairs, *,
     for f in feats:
         clf = _classifier(classifier, seed)
         clf.fit(design(shadow, f), shadow.member)
-        pr = clf.predict_proba(design(target, f))
+        pr = np.asarray(clf.predict_proba(design(target, f)))
         p1 = pr[:, list(clf.classes_).index(1)] if 1 in clf.classes_ else np.zeros(len(yt))
         aucs[f] = auc_with_ci(p1[yt == 1], p1[yt == 0], alpha)
         accs[f] = float(np.mean((p1 >= 0.5) == (yt == 1)))

@@ -1,6 +1,6 @@
 r"""Reconstruction of a deleted record from two model versions (Bertran et al., NeurIPS 2024).
 
-**Threat** (REFERENCES.md section 12.1, erratum 9): the attacker sees the parameters
+**Threat** (docs/bibliography.md §12.1, erratum 9): the attacker sees the parameters
 ``theta`` before and ``theta'`` after one deletion, knows the hyperparameters (``lambda``,
 ``n``) and has public samples from the same distribution. Certified removal does not
 defend against it: the identity below holds for exact retraining, and Guo et al.'s

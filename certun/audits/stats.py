@@ -4,7 +4,7 @@ Everything here runs on the host in float64 with NumPy / SciPy (jax-privacy's de
 rule: jitted code only produces scores; the statistics that turn scores into claims are
 plain, reviewable host code). Nothing is traced.
 
-**Hypothesis-testing bound** (Kairouz et al. 2015; REFERENCES.md section 17.1). If a
+**Hypothesis-testing bound** (Kairouz et al. 2015; docs/bibliography.md §17.1). If a
 mechanism is :math:`(\epsilon,\delta)`-DP, every test between the two neighbouring worlds
 satisfies :math:`\mathrm{TPR} \le e^\epsilon \mathrm{FPR} + \delta` and
 :math:`\mathrm{TNR} \le e^\epsilon \mathrm{FNR} + \delta`, hence
@@ -13,7 +13,7 @@ satisfies :math:`\mathrm{TPR} \le e^\epsilon \mathrm{FPR} + \delta` and
     \epsilon \ge \max\Big\{\log\frac{\mathrm{TPR}_{lb}-\delta}{\mathrm{FPR}_{ub}},\
     \log\frac{\mathrm{TNR}_{lb}-\delta}{\mathrm{FNR}_{ub}}\Big\}
 
-with Clopper-Pearson bounds on the rates. **Convention** (REFERENCES.md erratum 7,
+with Clopper-Pearson bounds on the rates. **Convention** (docs/bibliography.md erratum 7,
 jax-privacy ``CanaryScoreAuditor.epsilon_clopper_pearson``): ``alpha`` is the total
 failure probability; each rate gets ``alpha / 2`` (the lower end of a two-sided
 ``1 - alpha`` interval for the true-positive rate, the upper end of one for the
@@ -26,7 +26,7 @@ A test "says in" when the score is **at least** the threshold (jax-privacy's rul
 **Threshold choice.** The bound is valid for a threshold fixed before the scores are
 seen. :func:`epsilon_from_scores` either takes such a threshold or chooses one on a
 separate split of the scores (``threshold="split"``) and evaluates it on the rest; it
-never picks the threshold on the scores it evaluates (REFERENCES.md erratum 12).
+never picks the threshold on the scores it evaluates (docs/bibliography.md erratum 12).
 
 Proofs: ``proofs/audit_epsilon.md``.
 
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import scipy.optimize
@@ -215,7 +215,7 @@ def gdp_epsilon_estimate(bound: EpsilonBound, delta: float) -> float:
     From the same Clopper-Pearson ends, :math:`\mu = \Phi^{-1}(1-\mathrm{FPR}_{ub}) -
     \Phi^{-1}(\mathrm{FNR}_{ub})`, converted to epsilon at ``delta`` as for a Gaussian
     mechanism with noise multiplier ``1/mu`` (:func:`certun.accounting.analytic_epsilon`).
-    **Not** a distribution-free lower bound (REFERENCES.md section 17.3: it can exceed the
+    **Not** a distribution-free lower bound (docs/bibliography.md §17.3: it can exceed the
     Clopper-Pearson bound by a lot); reported labelled as an estimate.
 
     Returns:
@@ -310,6 +310,7 @@ def choose_test(search_in: Any, search_out: Any, *, alpha: float = 0.05, delta: 
                                 both_directions=both_directions).epsilon
         if best is None or e > best[0]:
             best = (e, t, sg)
+    assert best is not None  # the loop runs at least once
     return best[1], best[2]
 
 
@@ -516,7 +517,7 @@ def one_run_epsilon(m: int, r: int, v: int, *, delta: float, alpha: float = 0.05
     :math:`\beta=\Pr[\mathrm{Bin}(r,q)\ge v]` and
     :math:`a=\max_{1\le i\le v}(\Pr[\mathrm{Bin}(r,q)\ge v-i]-\beta)/i`, the p-value is
     :math:`\min(\beta+2m\delta a, 1)`; the bound is the largest epsilon with p-value
-    ``<= alpha`` (REFERENCES.md section 17.4; anchor (1000, 100, 100) -> 3.465 at
+    ``<= alpha`` (docs/bibliography.md §17.4; anchor (1000, 100, 100) -> 3.465 at
     ``delta = 1e-5``). Valid only if the guarantee holds per canary with the others fixed.
 
     Returns:
@@ -534,5 +535,5 @@ def one_run_epsilon(m: int, r: int, v: int, *, delta: float, alpha: float = 0.05
         hi *= 2.0
         if hi > 1e3:
             return math.inf
-    return float(scipy.optimize.brentq(
-        lambda e: _one_run_p_value(e, m, r, v, dlt) - a, 0.0, hi, xtol=1e-10))
+    return float(cast(float, scipy.optimize.brentq(
+        lambda e: _one_run_p_value(e, m, r, v, dlt) - a, 0.0, hi, xtol=1e-10)))

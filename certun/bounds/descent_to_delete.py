@@ -22,7 +22,7 @@ their internal models differ by at most the sum of the two errors (:func:`sensit
 Derivations: ``proofs/descent_to_delete.md``.
 
 :func:`sigma_paper` is Chien et al.'s transcription of the D2D noise (their ``baseline.py``,
-REFERENCES.md §5); it is reported for comparison, not used by certun.
+docs/bibliography.md §5); it is reported for comparison, not used by certun.
 
 Reference: S. Neel, A. Roth, S. Sharifi-Malvajerdi, "Descent-to-Delete: Gradient-Based
 Methods for Machine Unlearning", ALT 2021, arXiv:2007.02923.
@@ -142,7 +142,7 @@ def sensitivity(error: float, reference_error: float) -> float:
 
 def sigma_paper(L: float, m: float, n: int, steps: int, epsilon: float, delta: float,
                 M: float = 1.0) -> float:
-    """Chien et al.'s D2D baseline noise (``baseline.py``; REFERENCES.md §5).
+    """Chien et al.'s D2D baseline noise (``baseline.py``; docs/bibliography.md §5).
 
     ``sigma = 4 sqrt(2) M gamma^I / (m n (1 - gamma^I) r)`` with
     ``r = sqrt(ln(1/delta) + epsilon) - sqrt(ln(1/delta))``.

@@ -10,7 +10,7 @@ objective ``F_r`` with the exact Hessian ``H_hat = grad^2 F_r(w_hat)`` gives
     \|\hat w - w_r^*\| \le \frac{2 m L}{\lambda n}
 
 (Sekhari et al. Lemma/Algorithm 2), hence their ``gamma = 2 M m^2 L^2 / (lambda^3 n^2)``
-(with ``lambda`` **cubed**; REFERENCES.md erratum 8). certun adds the errors the paper
+(with ``lambda`` **cubed**; docs/bibliography.md erratum 8). certun adds the errors the paper
 assumes away: ``w_hat`` and the retrained reference ``A(S \ U)`` are minimised only to
 ``||grad F|| <= tau`` (each is then within ``tau / lambda`` of its exact minimiser), and
 the Newton system is solved to residual ``s``:

@@ -1,7 +1,7 @@
 r"""Zhang et al. (ICML 2024): sensitivity of the damped Newton step for networks (host, float64).
 
 B. Zhang, Y. Dong, T. Wang, J. Li, "Towards Certified Unlearning for Deep Neural
-Networks", ICML 2024, arXiv:2408.00920 (REFERENCES.md §4; theorem numbers *[R]*).
+Networks", ICML 2024, arXiv:2408.00920 (docs/bibliography.md §4; theorem numbers *[R]*).
 ``proofs/zhang2024_sensitivity.md`` derives every function here.
 
 Setting (mean scale): :math:`F_r(w)=\frac1{n_r}\sum_{i\in D_r}\ell(w;z_i)+\frac\kappa2\lVert
@@ -12,7 +12,7 @@ w\rVert^2` the retained objective, :math:`w` the (noiseless) current model,
 :math:`\lVert\cdot\rVert\le C`.
 
 * :func:`approximation_bound` -- the paper's bound (Thm 3.4 *[R]*, as corrected in
-  REFERENCES.md erratum 4: it needs :math:`\lambda+\lambda_{\min}>0`, not
+  docs/bibliography.md erratum 4: it needs :math:`\lambda+\lambda_{\min}>0`, not
   :math:`\lambda>\lVert H\rVert`):
   :math:`\lVert\tilde w-w_r\rVert\le\frac{2C(MC+\lambda)}{\lambda+\lambda_{\min}}`, for an exact
   solve and a stationary retrained model.
@@ -20,7 +20,7 @@ w\rVert^2` the retained objective, :math:`w` the (noiseless) current model,
   the retrained model's gradient norm :math:`G_r` (non-convergence), the measured solver
   residual, the training-gradient term of the paper's cheap ``D_u`` form of the step, and
   the ball's rounding excess. Derived here from first principles: the transcription of the
-  paper's non-convergence bound in REFERENCES.md §4.4 (with a :math:`16\sqrt{d/\rho}` LiSSA
+  paper's non-convergence bound in docs/bibliography.md §4.4 (with a :math:`16\sqrt{d/\rho}` LiSSA
   term and no dependence on :math:`s_1, s_2`) is suspect (erratum 5) and could not be checked
   against arXiv 2408.00920, so it is **not** implemented; certun measures the solver residual
   on the exact operator instead of bounding LiSSA's error in probability.
@@ -166,7 +166,7 @@ def paper_example_sensitivity(radius: float = 20.0, hessian_lipschitz: float = 1
 
     It is 80,040.
 
-    REFERENCES.md §4.4: calibrating the Gaussian mechanism to it at ``(1, 1e-5)`` needs
+    docs/bibliography.md §4.4: calibrating the Gaussian mechanism to it at ``(1, 1e-5)`` needs
     ``sigma ~ 3.9e5`` by the classic formula (which does not apply at ``epsilon = 1``) and
     ``~ 2.99e5`` by the analytic one (erratum 3); the paper's experiments use ``std = 1e-3``.
     """

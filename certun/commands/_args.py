@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["positive", "unit_interval", "count", "OneLineParser", "emit", "fail", "run_with_json"]
 
@@ -16,7 +16,7 @@ __all__ = ["positive", "unit_interval", "count", "OneLineParser", "emit", "fail"
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit status 2."""
 
-    def error(self, message: str) -> None:  # noqa: D102
+    def error(self, message: str) -> NoReturn:  # noqa: D102
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

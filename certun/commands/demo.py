@@ -26,7 +26,7 @@ DESCRIPTION = ("Train certified logistic regression on digits 3-vs-8, remove k r
 
 def add_arguments(d: argparse.ArgumentParser) -> None:
     """Options of ``certun demo``."""
-    from certun.demo import METHOD_DEFAULTS, METHODS
+    from certun._demo_defaults import METHOD_DEFAULTS, METHODS
 
     g, lg, dd = METHOD_DEFAULTS["guo"], METHOD_DEFAULTS["langevin"], METHOD_DEFAULTS["d2d"]
 

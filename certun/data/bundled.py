@@ -193,7 +193,7 @@ _DIGITS_PREPROCESSING = (
 def _sk_digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits as _sk_load_digits
 
-    d = _sk_load_digits()
+    d: Any = _sk_load_digits()
     return np.asarray(d.data, np.float64), np.asarray(d.target, np.int64)
 
 
@@ -283,7 +283,7 @@ def load_breast_cancer(test_fraction: float = 0.25, seed: int = 0) -> Dataset:
     """
     from sklearn.datasets import load_breast_cancer as _sk_load_bc
 
-    d = _sk_load_bc()
+    d: Any = _sk_load_bc()
     X = np.asarray(d.data, np.float64)
     y = np.where(np.asarray(d.target) == 1, 1.0, -1.0)
     Xp = normalize_rows(np.log1p(X))
@@ -351,7 +351,7 @@ def load_diabetes(
     from sklearn.datasets import load_diabetes as _sk_load_diabetes
 
     bound = _validate.positive(label_bound=label_bound)
-    d = _sk_load_diabetes(scaled=False)
+    d: Any = _sk_load_diabetes(scaled=False)
     X = np.asarray(d.data, np.float64) / np.asarray(DIABETES_FEATURE_SCALES)
     X = np.concatenate([X, np.ones((X.shape[0], 1))], axis=1)
     Xp = normalize_rows(X)

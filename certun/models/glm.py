@@ -67,6 +67,7 @@ __all__ = [
 ]
 
 Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
 
 
 class ScalarLoss(NamedTuple):
@@ -212,7 +213,7 @@ def hvp_sum(loss: ScalarLoss, W: Array, V: Array, X: Array, Y: Array, lam: float
     return jnp.einsum("ik,ij->jk", D * (X @ V), X) + lam * n * V
 
 
-def fit(loss: ScalarLoss | str, X: Array, Y: Array, lam: float, b: Array | None = None,
+def fit(loss: ScalarLoss | str, X: ArrayLike, Y: ArrayLike, lam: float, b: Array | None = None,
         mask: Array | None = None, W0: Array | None = None, *, method: str = "newton",
         tol: float = 1e-10, max_steps: int | None = None) -> FitResult:
     """Minimise the mean-scale objective ``J`` to ``||grad J||_2 <= tol``.
@@ -258,7 +259,7 @@ def fit(loss: ScalarLoss | str, X: Array, Y: Array, lam: float, b: Array | None 
     raise ValueError(f"method must be 'newton' or 'lbfgs', got {method!r}")
 
 
-def predict(loss: ScalarLoss | str, W: Array, X: Array) -> Array:
+def predict(loss: ScalarLoss | str, W: ArrayLike, X: ArrayLike) -> Array:
     """Predictions: ``+-1`` (binary logistic), class ids (OvR, ``K > 1``) or values (ridge)."""
     loss = get_loss(loss)
     A = jnp.asarray(X) @ W
@@ -269,7 +270,7 @@ def predict(loss: ScalarLoss | str, W: Array, X: Array) -> Array:
     return jnp.argmax(A, axis=1)
 
 
-def accuracy(loss: ScalarLoss | str, W: Array, X: Array, y: Array) -> float:
+def accuracy(loss: ScalarLoss | str, W: ArrayLike, X: ArrayLike, y: ArrayLike) -> float:
     """Classification accuracy of a logistic model (binary ``+-1`` labels or class ids)."""
     return float(np.mean(np.asarray(predict(loss, W, X)) == np.asarray(y)))
 

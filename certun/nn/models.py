@@ -4,9 +4,9 @@ certun's curvature primitives (:func:`certun.primitives.hvp`, ``ggn_operator``,
 ``per_example_grads``) act on any pytree, so a network is exposed as a
 :class:`Network`: ``params = net.init(key)`` and ``logits = net.apply(params, X)``,
 with ``X`` the flattened, row-normalised inputs (``(n, d)``; the CNN reshapes to
-images inside ``apply``). Nothing is stateful: no BatchNorm, no dropout (REFERENCES.md
-§10 item 10: with BatchNorm the running statistics are frozen and never unlearned; the
-models here avoid the issue altogether).
+images inside ``apply``). Nothing is stateful: no BatchNorm, no dropout (Zhang et al.
+2024's CIFAR-10 and SVHN networks use BatchNorm, whose running statistics are frozen in
+evaluation mode and so are never unlearned; the models here avoid the issue altogether).
 
 * :func:`mlp`: fully connected ``d - h_1 - ... - h_k - K``; the paper's MNIST model is
   ``mlp(784, (32, 32), 10, "relu")`` (Zhang et al. 2024, §5; 26,506 parameters).
@@ -22,7 +22,7 @@ Linen modules are used only to build the parameter pytree and the pure apply fun
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import flax.linen as nn
 import jax
@@ -109,7 +109,8 @@ def _functional(module_for: Callable[[Any], nn.Module], input_dim: int,
 
     def apply(params: PyTree, X: jax.Array) -> jax.Array:
         dtype = jax.tree.leaves(params)[0].dtype
-        return module_for(dtype).apply({"params": params}, input_scale * X.astype(dtype))
+        return cast(jax.Array, module_for(dtype).apply({"params": params},
+                                                       input_scale * X.astype(dtype)))
 
     return init, apply
 

@@ -13,7 +13,7 @@ selected with a 0/1 ``mask`` over the rows, so that the retained objective
 * :func:`minibatch_objective` -- a stochastic objective ``f(key, w)`` whose batch of
   ``batch_size`` rows is drawn uniformly **with replacement** from the masked rows, so
   that :math:`\mathbb E\,\nabla^2 f(key, w) = \nabla^2 F(w)` (LiSSA's sampled Hessians,
-  as in Zhang et al.'s code, REFERENCES.md §4.3).
+  as in Zhang et al.'s code, docs/bibliography.md §4.3).
 * :func:`gauss_newton_parts` -- ``(model_fn, loss_fn)`` for
   :func:`certun.primitives.ggn_operator`: the Gauss-Newton matrix of the data term.
 
@@ -21,7 +21,7 @@ Deviation from the authors' code kept out: their Hessian-vector products use an
 **unsquared** regulariser ``(lam + gamma) * sum_p ||p||_2`` (a sum of per-tensor norms, whose
 Hessian is not a multiple of the identity); certun uses the paper's
 :math:`\frac{\kappa}{2}\lVert w\rVert^2` in training and in the Newton matrix, and the local
-convex approximation adds :math:`\lambda I` exactly (REFERENCES.md §4.3, quirk 1).
+convex approximation adds :math:`\lambda I` exactly (docs/bibliography.md §4.3, quirk 1).
 """
 
 from __future__ import annotations

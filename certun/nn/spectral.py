@@ -2,7 +2,7 @@ r"""Extreme eigenvalues of network Hessians: Lanczos *estimates* and a dense *bo
 
 Zhang et al.'s bound :math:`2C(MC+\lambda)/(\lambda+\lambda_{\min})` needs
 :math:`\lambda_{\min}`, the smallest eigenvalue of the retained objective's Hessian at the
-point where the Newton step is taken (REFERENCES.md erratum 4). Two kinds of number:
+point where the Newton step is taken (docs/bibliography.md erratum 4). Two kinds of number:
 
 * :func:`lanczos_extreme_eigenvalues` -- ``k`` steps of Lanczos with full
   reorthogonalisation. Ritz values lie **inside** the spectrum (Cauchy interlacing), so the

@@ -3,7 +3,7 @@ r"""Training with Adam, coupled weight decay and the weight-norm constraint ``||
 Zhang et al. (ICML 2024, §3.2) train under a norm constraint so that the original, the
 unlearned and the retrained models all lie in the ball :math:`\{\lVert w\rVert_2\le C\}`
 (whole-network L2 norm); their code rescales the parameters by :math:`C/\lVert w\rVert`
-after every Adam step (REFERENCES.md §4.2). certun does the same:
+after every Adam step (docs/bibliography.md §4.2). certun does the same:
 
 .. math::
     w \leftarrow P_C\big(w + \mathrm{Adam}(\nabla F_B(w))\big),\qquad

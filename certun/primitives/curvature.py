@@ -113,8 +113,9 @@ def damped(op: LinearOperator, damping: float | jax.Array) -> LinearOperator:
     """The operator ``A + damping * I`` (also applied to ``sample_mv``)."""
     mv = lambda v: tree_axpy(damping, v, op.mv(v))  # noqa: E731
     smv = None
-    if op.sample_mv is not None:
-        smv = lambda k, v: tree_axpy(damping, v, op.sample_mv(k, v))  # noqa: E731
+    sample = op.sample_mv
+    if sample is not None:
+        smv = lambda k, v: tree_axpy(damping, v, sample(k, v))  # noqa: E731
     return LinearOperator(mv, op.structure, smv)
 
 

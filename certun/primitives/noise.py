@@ -38,6 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import core as jax_core
 
 from certun import _validate
 
@@ -53,7 +54,7 @@ PyTree = Any
 
 
 def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+    return not isinstance(x, jax_core.Tracer)
 
 
 def _check_sigma(sigma: Any) -> None:

@@ -22,8 +22,21 @@ Solvers:
   change it is used as the preconditioner of CG on the exact operator (iterative
   refinement), and the achieved residual is reported.
 * :func:`cg_solver`: matrix-free (preconditioned) conjugate gradients on a
-  :class:`~certun.primitives.curvature.LinearOperator`; detects a non-positive
-  curvature ``p^T A p <= 0`` (operator not PD) instead of returning NaN.
+  :class:`~certun.primitives.curvature.LinearOperator` (or a ``lineax`` operator). The
+  iteration is ``lineax.CG``; certun measures the achieved residual on the operator
+  itself and sets the result code. When ``lineax`` stops without meeting the tolerance,
+  certun's own :func:`pcg` continues from its iterate and diagnoses why: a non-positive
+  curvature ``p^T A p <= 0`` (operator not PD), a preconditioner breakdown, or the step
+  limit, never a silent NaN.
+
+Which code is ``lineax``'s and which stays certun's: ``lineax`` runs the Krylov iteration
+of the matrix-free CG path (``cg_solver(backend="lineax")``, the default); :func:`pcg`
+stays hand-written because certification needs its result codes computed inside ``jit``
+(``not_positive_definite`` and ``breakdown`` from the CG coefficients, which ``lineax``
+does not expose), and the dense path (:func:`dense_solver`: a shift absorbed exactly in an
+eigendecomposition, Woodbury updates) and :func:`lissa_solver` (Koh & Liang's scaled,
+damped recursion with its divergence test) have no ``lineax`` counterpart. All solvers
+accept ``lineax`` operators (:func:`as_operator`).
 * :func:`lissa_solver`: the stochastic Neumann-series estimator of Agarwal et al.
   (2017) in the form of Koh & Liang (2017), run as a ``lax.scan``; it returns
   ``(H + damping * scale * I)^{-1} v``, estimates ``scale`` from the largest
@@ -46,12 +59,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from certun._tree import ravel, tree_axpy, tree_norm, tree_sub, tree_vdot
+from certun._tree import all_finite, ravel, tree_axpy, tree_norm, tree_sub, tree_vdot
 from certun.primitives.curvature import LinearOperator, dense_matrix
 from certun.primitives.spectral import power_iteration
 from certun.results import RESULTS, Solution
 
 __all__ = [
+    "as_operator",
     "InverseSolver",
     "DenseFactor",
     "LissaState",
@@ -78,6 +92,42 @@ class InverseSolver(NamedTuple):
 
 def _code(cond: jax.Array, code: RESULTS, otherwise: jax.Array) -> jax.Array:
     return jnp.where(cond, jnp.int32(code), otherwise)
+
+
+def _is_lineax_operator(operator: Any) -> bool:
+    # lineax is imported only when the caller already has (so imported) a lineax operator
+    import sys
+
+    lx = sys.modules.get("lineax")
+    return lx is not None and isinstance(operator, lx.AbstractLinearOperator)
+
+
+def as_operator(operator: Any) -> LinearOperator:
+    """A certun :class:`LinearOperator` from a certun operator, a dense matrix or a ``lineax`` one.
+
+    ``lineax`` operators (``lineax.MatrixLinearOperator``, ``FunctionLinearOperator``,
+    ``JacobianLinearOperator``, ...) keep their ``mv`` and input structure; a dense
+    ``(d, d)`` array becomes ``v -> A v``. The solvers call this in ``init``, so each
+    accepts all three.
+
+    Args:
+      operator: a :class:`LinearOperator`, a square 2-D array, or a
+        ``lineax.AbstractLinearOperator`` (symmetric, as the solvers assume).
+
+    Returns:
+      The operator as a :class:`LinearOperator`.
+    """
+    if isinstance(operator, LinearOperator):
+        return operator
+    if _is_lineax_operator(operator):
+        return LinearOperator(operator.mv, operator.in_structure())
+    if isinstance(operator, (jax.Array, jnp.ndarray)) or hasattr(operator, "shape"):
+        A = jnp.asarray(operator)
+        if A.ndim != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"operator must be a square matrix, got shape {A.shape}")
+        return LinearOperator(lambda v: A @ v, jax.ShapeDtypeStruct((A.shape[0],), A.dtype))
+    raise TypeError("operator must be a certun LinearOperator, a square matrix or a lineax "
+                    f"operator, got {type(operator).__name__}")
 
 
 # --------------------------------------------------------------------------- CG
@@ -159,32 +209,87 @@ def pcg(mv: Callable[[PyTree], PyTree], b: PyTree, *,
     return Solution(x, res, k, code)
 
 
-def cg_solver(rtol: float = 1e-10, atol: float = 0.0, max_steps: int = 1000,
-              preconditioner: Callable[[PyTree], PyTree] | None = None) -> InverseSolver:
-    """Matrix-free conjugate gradients on a :class:`LinearOperator` (see :func:`pcg`).
+def _lineax_cg(mv: Callable[[PyTree], PyTree], b: PyTree, *,
+               precond: Callable[[PyTree], PyTree] | None, x0: PyTree | None, rtol: float,
+               atol: float, max_steps: int) -> Solution:
+    """``lineax.CG`` for the iteration; certun's residual check and result codes on top."""
+    import lineax as lx
 
-    ``init(operator)`` returns the operator itself; ``solve(state, v, x0=None)``
-    runs (preconditioned) CG. For a Hessian that may be indefinite (nonconvex
-    models) add damping (:func:`~certun.primitives.curvature.damped`) or use the
-    Gauss-Newton operator: CG then reports ``not_positive_definite`` rather than
-    diverging silently.
+    structure = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)),
+                             b)
+    op = lx.FunctionLinearOperator(mv, structure, tags=lx.positive_semidefinite_tag)
+    tol = jnp.maximum(rtol * tree_norm(b), atol)
+    # lineax stops when ||r / scale|| <= 1 in its norm: with rtol=0 and the 2-norm this is
+    # certun's test ||b - A x||_2 <= tol (lineax also asks the last update to be small).
+    solver = lx.CG(rtol=0.0, atol=tol, norm=tree_norm, max_steps=max_steps,  # type: ignore[arg-type]
+                   stabilise_every=20)
+    options: dict[str, Any] = {}
+    if x0 is not None:
+        options["y0"] = x0
+    if precond is not None:
+        options["preconditioner"] = lx.FunctionLinearOperator(
+            precond, structure, tags=lx.positive_semidefinite_tag)
+    sol = lx.linear_solve(op, b, solver, options=options, throw=False)
+    x = sol.value
+    steps = jnp.asarray(sol.stats["num_steps"], jnp.int32)
+    res = tree_norm(tree_sub(b, mv(x)))  # certun's residual, measured on the operator
+    ok = jnp.isfinite(res) & (res <= tol)
+    # b^T x = b^T A^{-1} b > 0 for a PD operator: a negative value proves A is not PD
+    code = _code(tree_vdot(b, x) < 0, RESULTS.not_positive_definite,
+                 jnp.int32(RESULTS.successful))
+
+    def accept() -> Solution:
+        return Solution(x, res, steps, code)
+
+    def diagnose() -> Solution:
+        # lineax stopped short: continue with certun's CG, which names the failure
+        start = jax.tree.map(lambda xi: jnp.where(jnp.isfinite(xi), xi, 0.0), x)
+        start = jax.lax.cond(all_finite(x), lambda: start,
+                             lambda: jax.tree.map(jnp.zeros_like, b))
+        more = pcg(mv, b, precond=precond, x0=start, rtol=rtol, atol=atol,
+                   max_steps=max_steps - steps)  # type: ignore[arg-type]
+        return Solution(more.value, more.residual_norm, steps + more.num_steps, more.result)
+
+    return jax.lax.cond(ok, accept, diagnose)
+
+
+def cg_solver(rtol: float = 1e-10, atol: float = 0.0, max_steps: int = 1000,
+              preconditioner: Callable[[PyTree], PyTree] | None = None, *,
+              backend: str = "lineax") -> InverseSolver:
+    """Matrix-free conjugate gradients on a :class:`LinearOperator` (or a ``lineax`` operator).
+
+    ``init(operator)`` returns the operator as a :class:`LinearOperator`
+    (:func:`as_operator`: a certun operator, a square matrix, or a ``lineax`` operator);
+    ``solve(state, v, x0=None)`` runs (preconditioned) CG. With ``backend="lineax"``
+    (default) the iteration is ``lineax.CG``; certun then measures ``||A x - v||_2`` on the
+    operator, reports ``successful`` when it meets the tolerance (``not_positive_definite``
+    when ``v^T x < 0``, which no PD operator allows), and otherwise continues with
+    :func:`pcg` from ``lineax``'s iterate, which names the failure
+    (``not_positive_definite``, ``breakdown``, ``max_steps_reached``; ``num_steps`` counts
+    both). ``backend="certun"`` runs :func:`pcg` only. For a Hessian that may be indefinite
+    (nonconvex models) add damping (:func:`~certun.primitives.curvature.damped`) or use the
+    Gauss-Newton operator.
 
     Args:
       rtol: relative tolerance on the residual 2-norm (relative to ``||v||_2``, the
         right-hand side of each solve).
       atol: absolute tolerance on the residual 2-norm; CG stops at
         ``max(rtol ||v||_2, atol)``.
-      max_steps: iteration limit.
+      max_steps: iteration limit (both backends together).
       preconditioner: optional ``r -> M r`` approximating the inverse.
+      backend: ``"lineax"`` (``lineax.CG`` with certun's checks) or ``"certun"``
+        (:func:`pcg`).
     """
+    if backend not in ("lineax", "certun"):
+        raise ValueError(f"backend must be 'lineax' or 'certun', got {backend!r}")
 
-    def init(operator: LinearOperator) -> LinearOperator:
-        if isinstance(operator, (jax.Array, jnp.ndarray)) or hasattr(operator, "shape"):
-            A = jnp.asarray(operator)
-            return LinearOperator(lambda v: A @ v, jax.ShapeDtypeStruct((A.shape[0],), A.dtype))
-        return operator
+    def init(operator: Any) -> LinearOperator:
+        return as_operator(operator)
 
     def solve(state: LinearOperator, v: PyTree, x0: PyTree | None = None) -> Solution:
+        if backend == "lineax":
+            return _lineax_cg(state.mv, v, precond=preconditioner, x0=x0, rtol=rtol,
+                              atol=atol, max_steps=max_steps)
         return pcg(state.mv, v, precond=preconditioner, x0=x0, rtol=rtol, atol=atol,
                    max_steps=max_steps)
 
@@ -295,6 +400,8 @@ def dense_solver(method: str = "eigh", *, rtol: float = 1e-12,
         raise ValueError(f"method must be 'eigh' or 'cholesky', got {method!r}")
 
     def init(operator: Any) -> DenseFactor:
+        if _is_lineax_operator(operator):
+            operator = as_operator(operator)
         if isinstance(operator, LinearOperator):
             A = dense_matrix(operator)
         else:
@@ -379,6 +486,10 @@ def lissa_solver(*, scale: float | None = None, damping: float = 0.0, depth: int
     exceed ``(s / h_min) ln(1/tol)`` for directions of small curvature
     (truncation otherwise acts as a spectral filter).
 
+    Keys are explicit: ``init`` needs ``key`` unless ``scale`` is given, and ``solve`` needs
+    ``key`` whenever the operator is stochastic (has ``sample_mv``); a missing key raises
+    ``ValueError`` instead of silently reusing a fixed one.
+
     ``init(operator, key=None)`` fixes ``s``: the given ``scale``, or
     ``scale_safety * lambda_hat / (1 - d/2)`` with ``lambda_hat`` a power-iteration
     estimate of ``lambda_max`` (an estimate: power iteration under-estimates
@@ -408,12 +519,16 @@ def lissa_solver(*, scale: float | None = None, damping: float = 0.0, depth: int
     if not (0.0 <= damping < 2.0):
         raise ValueError(f"damping must lie in [0, 2), got {damping}")
 
-    def init(operator: LinearOperator, key: jax.Array | None = None) -> LissaState:
+    def init(operator: Any, key: jax.Array | None = None) -> LissaState:
+        if _is_lineax_operator(operator):
+            operator = as_operator(operator)
         if scale is not None:
             leaf = jax.tree.leaves(operator.structure)[0]
             return LissaState(operator, jnp.asarray(scale, leaf.dtype))
         if key is None:
-            key = jax.random.key(0)
+            raise ValueError("lissa_solver.init: key is required to estimate the scale (power "
+                             "iteration from a random start); pass key=jax.random.key(...) or "
+                             "give scale=")
         est = power_iteration(operator.mv, operator.structure, key, num_steps=power_steps)
         # convergence needs lambda_max < (2 - d) s, i.e. s > lambda_max / (2 - d); the safety
         # factor covers the power iteration's under-estimate.
@@ -421,9 +536,13 @@ def lissa_solver(*, scale: float | None = None, damping: float = 0.0, depth: int
 
     def solve(state: LissaState, v: PyTree, key: jax.Array | None = None) -> Solution:
         op, s = state.operator, state.scale
-        if key is None:
-            key = jax.random.key(0)
         sample = op.sample_mv
+        if key is None:
+            if sample is not None:
+                raise ValueError("lissa_solver.solve: key is required for a stochastic operator "
+                                 "(its sample_mv draws mini-batches); pass "
+                                 "key=jax.random.key(...)")
+            key = jax.random.key(0)  # unused: a deterministic operator draws nothing
 
         def chain(k: jax.Array) -> tuple[PyTree, jax.Array]:
             def step(u: PyTree, kj: jax.Array) -> tuple[PyTree, jax.Array]:

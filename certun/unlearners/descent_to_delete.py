@@ -150,6 +150,7 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
         return noisy_gd(lossf, m, eta, 0.0, None, radius)
 
     def _G(K: int) -> float:
+        assert lossf.d1_bound is not None  # logistic: |l'| <= 1
         G = lossf.d1_bound * math.sqrt(K)
         if lipschitz is None:
             return G
@@ -210,6 +211,7 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
             target = d2d.steady_state(gamma, I_fixed, d2d.optimum_shift(m, n, 1, G, adjacency))
             T = d2d.steps_for(gamma, R0, 0.0, target)
         else:
+            assert sig_fixed is not None  # exactly one of steps, I, sigma is given
             T = d2d.steps_for(gamma, R0, 0.0, sig_fixed / z / 2.0)
         if T > k_max:
             raise _validate.ValidationError(
@@ -294,6 +296,7 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
         if I_fixed is not None:
             I = I_fixed  # noqa: E741
         else:
+            assert sig_fixed is not None
             I = d2d.steps_for(gamma, state.error, shift, sig_fixed / z - e_ref)  # noqa: E741
         steps_ok = I <= k_max
         e_new = d2d.error_after(gamma, min(I, k_max), state.error, shift)

@@ -253,6 +253,7 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
 
     def _grad_bound(K: int) -> float:
         # |l'| <= 1 and ||x_i|| <= 1 (validated for every row, replacements included)
+        assert lossf.d1_bound is not None
         return lossf.d1_bound * math.sqrt(K)
 
     def _M(K: int) -> float:
@@ -404,8 +405,8 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
         except _validate.ValidationError as exc:
             K, k_fail = k_max, str(exc)
         reqs = state.requests + (acct.Request(K, S, n_before),)
-        common = dict(sigma=sig, m=m, eta=state.eta, delta=dlt, M=M, adjacency=adjacency,
-                      recursion=recursion)
+        common: dict[str, Any] = dict(sigma=sig, m=m, eta=state.eta, delta=dlt, M=M,
+                                      adjacency=adjacency, recursion=recursion)
         e_simple = acct.langevin_epsilon(reqs, conversion="simple", **common)
         e_tight = acct.langevin_epsilon(reqs, conversion="tight", **common)
         e_cert = e_simple if conversion == "simple" else e_tight
@@ -483,6 +484,7 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
                        "seconds": time.perf_counter() - t0}
         if not cert.valid and cert.status == "fails":
             return UnlearnResult(None, state, cert, "retrain_required", diagnostics)
+        assert run is not None  # a failed request returned above
         new_state = state._replace(X=X, Y=Y, mask=mask, W=run.params, requests=reqs,
                                    steps_total=state.steps_total + K, max_grad_norm=max_norm,
                                    clipped_steps=clipped, n_replaced=n_replaced)

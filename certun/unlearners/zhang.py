@@ -35,7 +35,7 @@ Inverse-Hessian-vector products (``solver``):
   damping ``d`` (``lissa_damping``, default 0). The paper's defaults (``s1=10, s2=1000,
   scale=1000, batch 10``) **truncate** the Neumann series: along an eigenvalue :math:`h` of
   :math:`H+\lambda I` the gain is :math:`(1-(1-h/s)^{s_2+1})/h\approx s_2/s = 1` instead of
-  :math:`1/h` -- a spectral filter that barely moves the model (REFERENCES.md §4.3 quirk 2).
+  :math:`1/h` -- a spectral filter that barely moves the model (docs/bibliography.md §4.3 quirk 2).
   The residual is always measured on the exact operator.
 * ``"ggn"`` -- CG on the Gauss-Newton matrix plus :math:`(\kappa+\lambda)I` (always PD); a
   Gauss-Newton step, to which the Hessian-based bound does **not** apply.
@@ -81,7 +81,7 @@ but its certificate ``fails`` with the reason "empirical mode: noise not calibra
 threat ``"none"`` and epsilon ``inf`` (the epsilon that std would certify at :math:`2C'`
 is in ``bounds["epsilon_at_2C"]``, for information).
 
-Deviations from the authors' code (REFERENCES.md §4.3), each deliberate:
+Deviations from the authors' code (docs/bibliography.md §4.3), each deliberate:
 
 1. Regulariser: the paper's :math:`\frac\kappa2\lVert w\rVert^2` (their HVPs use the
    unsquared ``(lam + gamma) * sum_p ||p||``); :math:`\lambda I` is added exactly.
@@ -463,6 +463,7 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
         elif sigma is not None:
             sig = sigma
         else:
+            assert epsilon is not None  # certified mode: sigma or epsilon (validated)
             sig = analytic_sigma(epsilon, dlt, 2.0 * C_safe)
         eps_2c = analytic_epsilon(sig, dlt, 2.0 * C_safe)
         # the public claim rests on 2C' (configuration only); the bound's epsilon is private

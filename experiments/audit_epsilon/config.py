@@ -3,7 +3,7 @@
 Part A -- Gaussian output mechanism (certun's ``calibrate`` + ``gaussian_like``) on a clipped
 sum query over a pytree, on a pair attaining the sensitivity; honest and 10x under-noised.
 Part B -- Guo et al.'s certified removal on digits 3-vs-8 with the worst-case canaries of
-REFERENCES.md section 17.5; negative control: the same mechanism with the budget check off
+docs/bibliography.md §17.5; negative control: the same mechanism with the budget check off
 and a tiny sigma (a bookkeeping bug), which must be caught.
 Part C -- the adversarial multi-statistic audit (certun.audits.adversary) of every certified
 mechanism and its mis-calibrated twins, on small hard problems (settings ADV_* below).

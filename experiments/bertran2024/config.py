@@ -14,7 +14,7 @@ are normalised. The attacker orients its reconstruction by the sign of the bias 
 
 Regularisation: Bertran et al.'s ridge objective ``sum_i (y_i - w.x_i)^2 + lambda ||w||^2``
 equals ``2 n`` times certun's mean-scale objective with ``lam = lambda / n``; the grid uses
-their ``lambda`` in {1, 100} (REFERENCES.md 12.6 anchors: public-data Hessian cosine 0.9525
+their ``lambda`` in {1, 100} (docs/bibliography.md §12.6 anchors: public-data Hessian cosine 0.9525
 and 0.9901) and ``lam = lambda / n``.
 """
 

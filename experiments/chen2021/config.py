@@ -24,7 +24,7 @@ SEKHARI_EPSILON, SEKHARI_DELTA = 1.0, 1e-4                 # Newton unlearning, 
 RELEASE_EPSILON, RELEASE_DELTA = 1.0, 1e-5                 # private release, per release
 FINETUNE_STEPS, ASCENT_STEPS = 10, 5                       # uncertified shortcuts
 
-# Chen et al.'s pipeline (REFERENCES.md 11.2), scaled to 357 rows. The paper keeps the
+# Chen et al.'s pipeline (docs/bibliography.md §11.2), scaled to 357 rows. The paper keeps the
 # shadow and target halves disjoint; 357 rows cannot hold two halves of 240-row training
 # sets, so the attacker's shadow pools are an independent split of all rows (overlapping
 # the target's; this can only help the attacker) -- record_split(disjoint=False).

@@ -5,7 +5,7 @@
     python experiments/chen2021/run.py --smoke    # 1 seed, 4 methods, small pipeline (CI)
 
 The attacker sees the model before and after one deletion and guesses whether a queried
-record was the deleted one or was never in the training set (REFERENCES.md section 11).
+record was the deleted one or was never in the training set (docs/bibliography.md §11).
 For every method of ``config.METHODS`` -- exact retraining, Guo et al.'s certified removal,
 Sekhari et al.'s Newton unlearning, certun's private release (on top of retraining and of
 certified removal), and three uncertified shortcuts -- the same sets, deletions and

@@ -61,7 +61,7 @@ SMOKE_SEQUENTIAL_REQUESTS = 3
 SMOKE_BURN_IN = 500
 
 # --------------------------------------------------------------------------- published anchors
-# Chien et al.'s MNIST 3-vs-8 calibration (REFERENCES.md section 6, errata 6 and 11),
+# Chien et al.'s MNIST 3-vs-8 calibration (docs/bibliography.md §6, errata 6 and 11),
 # recomputed from certun's accounting in results.json["reference"].
 PAPER = dict(
     n=11982, lam_paper=1e-6, L_data=0.19470, M=1.0,

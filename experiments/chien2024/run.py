@@ -412,7 +412,7 @@ def reference_block() -> dict:
         "d2d_paper_sigma": [{"I": iters, "sigma": s, "published": p}
                             for iters, s, p in d2d_sig],
         "accuracy_published_eps1_k1": P["accuracy_eps1_k1"],
-        "source": "REFERENCES.md section 6, errata 6 and 11, section 5",
+        "source": "docs/bibliography.md §6, errata 6 and 11, section 5",
     }
 
 

@@ -12,7 +12,7 @@ regulariser, exactly the ``--lam`` of Guo et al.'s ``test_removal.py``.
 from __future__ import annotations
 
 # --------------------------------------------------------------------------- paper defaults
-# Guo et al. 2020, MNIST 3-vs-8 binary: --lam 1e-3 --std 10 (REFERENCES.md section 2.7),
+# Guo et al. 2020, MNIST 3-vs-8 binary: --lam 1e-3 --std 10 (docs/bibliography.md §2.7),
 # epsilon = 1, delta = 1e-4 (section 2.8).
 PAPER_LAM = 1e-3
 PAPER_SIGMA = 10.0
@@ -27,8 +27,8 @@ MNIST_3V8_N_TRAIN = 11982
 MNIST_WORST_CASE_PRINTED = 83.47
 
 # --------------------------------------------------------------------------- the grid
-# Guo et al. Fig. 1 sweeps lambda in [1e-4, 1e-2] and sigma in [0.1, 100] ([R] in
-# REFERENCES.md); we add lambda = 1e-1 because digits has only n = 267 training rows.
+# Guo et al. Fig. 1 sweeps lambda in [1e-4, 1e-2] and sigma in [0.1, 100] ([R]; docs/bibliography.md
+# §2.8); we add lambda = 1e-1 because digits has only n = 267 training rows.
 LAMS = (1e-4, 1e-3, 1e-2, 1e-1)
 SIGMAS = (0.1, 1.0, 10.0, 100.0)
 

@@ -572,7 +572,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
         "c": guo_c(cfg.DELTA),
         "budget": guo_budget(cfg.PAPER_SIGMA, cfg.EPSILON, cfg.DELTA),
         "published": {"c": 4.3854, "budget": 2.2803, "mnist_worst_case_printed": 83.47,
-                      "source": "REFERENCES.md section 2.8 / targets 5-6 ([V:calc])"},
+                      "source": "docs/bibliography.md §2.8 ([V:calc])"},
         "mnist_n_train": cfg.MNIST_3V8_N_TRAIN,
         "mnist_worst_case_printed": mnist_wc,
         "n_train": ds.n_train,

@@ -1,6 +1,6 @@
 """Every default of the Zhang et al. (ICML 2024) reproduction, in one place.
 
-Paper and code values (REFERENCES.md §4.5): MNIST MLP 784-32-32-10 (ReLU), Adam lr 1e-3,
+Paper and code values (docs/bibliography.md §4.5): MNIST MLP 784-32-32-10 (ReLU), Adam lr 1e-3,
 weight decay 5e-4, 50 epochs; unlearning gamma = 0.01, LiSSA s1 = 10, s2 = 1000,
 scale = 1000, batch 10, std = 1e-3, C = 20; 1,000 rows unlearned (sequential: 10 x 100).
 

@@ -1,4 +1,4 @@
-"""Composition of Gaussian releases (REFERENCES.md section 8.5)."""
+"""Composition of Gaussian releases (docs/bibliography.md §8.5)."""
 
 import math
 

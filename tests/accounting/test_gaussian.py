@@ -1,4 +1,4 @@
-"""Gaussian-mechanism calibration against REFERENCES.md section 8.4 and errata item 2."""
+"""Gaussian-mechanism calibration against docs/bibliography.md §8.4 and errata item 2."""
 
 import math
 
@@ -29,7 +29,7 @@ def test_analytic_sigma_anchor_and_dp_accounting():
     assert acc.analytic_sigma(1.0, 1e-5, sensitivity=2.5) == pytest.approx(2.5 * z, rel=1e-12)
 
 
-# REFERENCES.md section 8.4 table: (eps, delta, classic, analytic); classic None where refused.
+# docs/bibliography.md §8.4 table: (eps, delta, classic, analytic); classic None where refused.
 TABLE = [
     (0.1, 1e-5, 48.45, 30.75),
     (0.5, 1e-5, 9.690, 7.032),

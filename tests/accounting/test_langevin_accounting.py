@@ -1,6 +1,6 @@
 """Langevin unlearning's Renyi accounting (certun.accounting.langevin).
 
-Published calibrations are reproduced *from the accounting code* (REFERENCES.md §6,
+Published calibrations are reproduced *from the accounting code* (docs/bibliography.md §6,
 errata 6 and 11; the published values are the only constants), and the bounds are
 checked against the exact Renyi divergence of noisy gradient descent on quadratic losses,
 where every law is Gaussian and the divergence has a closed form.

@@ -53,7 +53,7 @@ def test_klom_definition_by_hand():
 
 
 def test_klom_null_level_matches_references(rng):
-    """REFERENCES.md 15.4: same-law samples, N = 100, 20 bins: mean about 0.335."""
+    """docs/bibliography.md §15.4: same-law samples, N = 100, 20 bins: mean about 0.335."""
     k = distance.klom(rng.normal(size=(100, 2000)), rng.normal(size=(100, 2000)))
     assert k.mean() == pytest.approx(0.335, abs=0.03)
 

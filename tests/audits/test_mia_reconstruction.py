@@ -136,7 +136,7 @@ def test_shortcuts_are_labelled_and_do_what_they_say(digits):
 
 
 def test_reconstruction_newton_identity_is_exact(digits):
-    """REFERENCES.md 12.6: Newton-step unlearning + exact H: cosine 1 to float precision."""
+    """docs/bibliography.md §12.6: Newton-step unlearning + exact H: cosine 1 to float precision."""
     X, y = digits[0][:150], digits[1][:150]
     lam = 0.05
     for unl in (baselines.newton_shortcut(lam=lam),

@@ -17,7 +17,7 @@ HAS_JAX_PRIVACY = importlib.util.find_spec("jax_privacy") is not None
 
 
 def test_clopper_pearson_anchor_3_242():
-    """REFERENCES.md 17.5 row A / erratum 7: 1000/1000, TP 500, FP 10, two-sided 95 %."""
+    """docs/bibliography.md §17.5 row A / erratum 7: 1000/1000, TP 500, FP 10, two-sided 95 %."""
     b = stats.epsilon_lower_bound(500, 1000, 10, 1000, alpha=0.05, delta=1e-5)
     assert b.epsilon == pytest.approx(3.242, abs=1e-3)
     assert b.tpr_lower == pytest.approx(0.4685, abs=1e-4)

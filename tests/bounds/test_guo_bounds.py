@@ -112,7 +112,8 @@ def test_remainder_chain_over_random_removals():
 
 
 def test_printed_worst_case_fails_at_large_sigma():
-    # REFERENCES.md erratum 1: with a large perturbation the printed 4 gamma C^2/(lambda^2(n-1))
+    # docs/bibliography.md erratum 1: with a large perturbation the printed
+    # 4 gamma C^2/(lambda^2(n-1))
     # falls below the data-dependent bound (and the true residual can exceed it), while the
     # corrected worst case always stays above.
     rng = np.random.default_rng(7)

@@ -18,7 +18,8 @@ def test_gamma_paper_formula_and_reduction():
                                                             rel=1e-14)
     assert sb.sensitivity(M, L, lam, n, m, variant="tight") == pytest.approx(
         sb.gamma_paper(M, L, lam, n, m) / 4, rel=1e-14)
-    # REFERENCES.md §3 table: lambda = 1e-2, m = 1 -> sigma 0.017 at (1, 1e-5) with M=0.25, L=1
+    # docs/bibliography.md §3 table: lambda = 1e-2, m = 1 -> sigma 0.017 at (1, 1e-5)
+    # with M=0.25, L=1
     from certun.accounting import classic_sigma
 
     g = sb.gamma_paper(0.25, 1.0, 1e-2, 11982, 1)

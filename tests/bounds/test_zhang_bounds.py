@@ -20,7 +20,8 @@ def test_formula_and_the_papers_example():
     assert zb.approximation_bound(2.0, 0.5, 0.1, 0.3) == pytest.approx(2 * 2 * (1.0 + 0.1) / 0.4)
     d = zb.paper_example_sensitivity()
     assert d == pytest.approx(80040.0, rel=1e-12)  # C = 20, M = 1, lambda = 0.01, lambda_min = 0
-    # REFERENCES.md §4.4 and erratum 3: classic ~3.9e5 (invalid at epsilon = 1), analytic ~2.99e5
+    # docs/bibliography.md §4.4 and erratum 3: classic ~3.9e5 (invalid at epsilon = 1),
+    # analytic ~2.99e5
     assert classic_sigma(1 - 1e-12, 1e-5, d) == pytest.approx(3.88e5, rel=2e-3)
     assert analytic_sigma(1.0, 1e-5, d) == pytest.approx(2.99e5, rel=2e-3)
 

@@ -31,7 +31,10 @@ def small():
 
 
 def test_paper_mlp_has_26506_parameters():
-    """784-32-32-10 (REFERENCES.md §4.5: 26,506 parameters counted from the authors' model.py)."""
+    """784-32-32-10: 26,506 parameters, counted from the authors' model.py.
+
+    Source: docs/bibliography.md §4.5.
+    """
     net = mlp(784, (32, 32), 10, "relu")
     shapes = jax.eval_shape(net.init, jax.random.key(0))
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == 26506

@@ -116,9 +116,76 @@ def test_cg_on_pytree_hessian_operator(rng):
 
 def test_cg_reports_indefinite_operator():
     A = jnp.diag(jnp.array([1.0, 2.0, -1.0, 3.0]))
-    sol = sv.cg_solver().solve(op_of(A), jnp.ones(4))
+    sol = sv.cg_solver(backend="certun").solve(op_of(A), jnp.ones(4))
     assert int(sol.result) == RESULTS.not_positive_definite
     assert np.all(np.isfinite(np.asarray(sol.value)))  # never a silent NaN
+    # lineax's CG may solve an indefinite system accurately: certun then reports the
+    # measured residual, and flags not_positive_definite where v^T x < 0 proves it
+    got = sv.cg_solver().solve(op_of(A), jnp.ones(4))
+    ref = np.linalg.solve(np.asarray(A), np.ones(4))
+    assert int(got.result) in (RESULTS.successful, RESULTS.not_positive_definite)
+    if int(got.result) == RESULTS.successful:
+        np.testing.assert_allclose(np.asarray(got.value), ref, rtol=1e-10)
+        assert float(got.residual_norm) <= 1e-10 * 2.0
+    v = jnp.array([0.1, 0.1, 1.0, 0.1])  # v^T A^{-1} v < 0
+    neg = sv.cg_solver().solve(op_of(A), v)
+    assert int(neg.result) == RESULTS.not_positive_definite
+    assert np.all(np.isfinite(np.asarray(neg.value)))
+
+
+@pytest.fixture(scope="module")
+def cg_problem():
+    rng = np.random.default_rng(7)
+    A = spd(rng, 30, 500.0)
+    return A, rng.normal(size=30)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_lineax_and_certun_cg_agree_with_a_direct_solve(cg_problem, jit):
+    """Both backends, jitted or not: the solution of a direct solve and the true residual."""
+    A, v = cg_problem
+    ref = np.linalg.solve(A, v)
+    for backend in ("lineax", "certun"):
+        s = sv.cg_solver(rtol=1e-12, max_steps=300, backend=backend)
+        f = (lambda vv, s=s: s.solve(s.init(op_of(A)), vv))  # noqa: E731
+        sol = jax.jit(f)(jnp.asarray(v)) if jit else f(jnp.asarray(v))
+        assert int(sol.result) == RESULTS.successful, backend
+        np.testing.assert_allclose(np.asarray(sol.value), ref, rtol=1e-8)
+        true_res = np.linalg.norm(A @ np.asarray(sol.value) - v)
+        assert abs(float(sol.residual_norm) - true_res) <= 1e-12 * np.linalg.norm(v)
+        assert float(sol.residual_norm) <= 1e-12 * np.linalg.norm(v)
+
+
+def test_lineax_cg_falls_back_to_certun_for_the_result_code(cg_problem):
+    """Too few steps: lineax stops short, certun's CG continues and names the outcome."""
+    A, v = cg_problem
+    sol = sv.cg_solver(rtol=1e-14, max_steps=4).solve(op_of(A), jnp.asarray(v))
+    assert int(sol.result) == RESULTS.max_steps_reached and int(sol.num_steps) == 4
+    assert float(sol.residual_norm) == pytest.approx(
+        np.linalg.norm(A @ np.asarray(sol.value) - v), rel=1e-9)
+
+
+def test_solvers_accept_lineax_operators(cg_problem):
+    """A lineax operator goes into the CG, dense and LiSSA solvers unchanged."""
+    lx = pytest.importorskip("lineax")
+    A, v = cg_problem
+    ref = np.linalg.solve(A, v)
+    mat = lx.MatrixLinearOperator(jnp.asarray(A), lx.positive_semidefinite_tag)
+    fun = lx.FunctionLinearOperator(lambda x: jnp.asarray(A) @ x,
+                                    jax.ShapeDtypeStruct((30,), jnp.float64))
+    for op in (mat, fun):
+        for s in (sv.cg_solver(rtol=1e-12, max_steps=300), sv.dense_solver("eigh")):
+            sol = s.solve(s.init(op), jnp.asarray(v))
+            np.testing.assert_allclose(np.asarray(sol.value), ref, rtol=1e-8)
+    lis = sv.lissa_solver(scale=1.05 * float(np.linalg.eigvalsh(A)[-1]), damping=0.5,
+                          depth=200)
+    st = lis.init(mat)
+    sol = lis.solve(st, jnp.asarray(v), key=jax.random.key(1))
+    d = 0.5 * float(st.scale)
+    np.testing.assert_allclose(np.asarray(sol.value), np.linalg.solve(A + d * np.eye(30), v),
+                               rtol=1e-6)
+    with pytest.raises(TypeError, match="lineax"):
+        sv.as_operator("not an operator")
 
 
 def test_cg_max_steps_code(rng):

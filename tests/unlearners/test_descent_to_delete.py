@@ -84,7 +84,10 @@ def test_one_step_contraction_and_optimum_shift(seed):
 
 
 def test_paper_noise_formula_reproduces_the_transcribed_values():
-    """REFERENCES.md §5: MNIST 3-vs-8 settings give sigma = 2.58, 1.23, 0.43 at I = 1, 2, 5."""
+    """MNIST 3-vs-8 settings give sigma = 2.58, 1.23, 0.43 at I = 1, 2, 5.
+
+    Source: docs/bibliography.md §5.
+    """
     n = 11982
     m = 1e-6 * n
     for n_steps, sig in ((1, 2.58), (2, 1.23), (5, 0.43)):
