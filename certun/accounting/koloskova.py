@@ -21,7 +21,8 @@ anywhere in the ball (distance ``D = 2 C_0``) then satisfy, at **every** order `
 ``(epsilon, delta)`` guarantee needs the order-dependent conversion (Canonne, Kamath &
 Steinke 2020, Prop. 12; the one dp-accounting uses)
 
-.. math::  \epsilon = \min_{\alpha>1}\ \alpha\mu + \ln(1 - 1/\alpha) - \frac{\ln(\delta\alpha)}{\alpha-1}
+.. math::
+    \epsilon = \min_{\alpha>1}\ \alpha\mu + \ln(1 - 1/\alpha) - \frac{\ln(\delta\alpha)}{\alpha-1}
 
 (:func:`mu_to_epsilon`; :func:`epsilon_to_mu` inverts it). The authors' public code
 evaluates this minimum with the Renyi epsilon held **constant** in ``alpha`` (its
@@ -123,9 +124,12 @@ def pabi_mu(*, sigma: float, steps: int, init_clip: float, grad_clip: float, lr:
             weight_decay: float = 0.0, init_sigma: float = 0.0) -> float:
     r"""The Renyi slope ``mu`` (``D_alpha <= alpha mu`` at every order) of gradient clipping.
 
-    ``mu = Z^2 / (2 (rho^{2T} sigma_0^2 + sigma^2 sum_t rho^{2(T-1-t)}))``, Koloskova et al.
-    (ICML 2025), Theorem on gradient clipping, in the closed form of
-    ``proofs/koloskova2025_noisy_finetuning.md`` §2 (eq. (2.4)).
+    ``mu = Z^2 / (2 (rho^{2T} sigma_0^2 + sigma^2 sum_t rho^{2(T-1-t)}))`` when that optimal
+    split of the shift keeps every intermediate shift non-negative, else the smaller of the
+    per-step-noise-only bound ``Z^2 / (2 sigma^2 sum_t rho^{2(T-1-t)})`` and the
+    initial-noise-only bound ``(2 C_0)^2 / (2 sigma_0^2)``; Koloskova et al. (ICML 2025),
+    gradient-clipping theorem, in the closed form of ``proofs/koloskova2025_noisy_finetuning.md``
+    §2 (eqs. (2.4)-(2.6)).
 
     Args:
       sigma: per-step noise standard deviation (``>= 0``).
@@ -147,9 +151,38 @@ def pabi_mu(*, sigma: float, steps: int, init_clip: float, grad_clip: float, lr:
     eta = _validate.positive(lr=lr)
     lam = _validate.non_negative(weight_decay=weight_decay)
     _check_contraction(eta, lam)
+    return _mu(s, T, c0, c1, eta, lam, s0)
+
+
+def _allocation_feasible(sigma: float, steps: int, c0: float, c1: float, lr: float, lam: float,
+                         s0: float) -> bool:
+    """Whether the optimal shift allocation keeps every intermediate shift ``z_t >= 0``."""
+    rho = 1.0 - lr * lam
+    shift, mass, rho2T = _shift_and_mass(steps, c0, c1, lr, lam)
+    var = rho2T * s0 * s0 + sigma * sigma * mass
+    c = shift / var  # a_j = c w_j sigma_j^2
+    z = 2.0 * c0 - c * rho ** steps * s0 * s0
+    if z < -1e-12 * shift:
+        return False
+    w = _weights(steps, rho)
+    s = 2.0 * lr * c1
+    for t in range(steps):  # z_{t+1} = rho z_t + s - a_t
+        z = rho * z + s - c * w[t] * sigma * sigma
+        if z < -1e-9 * shift:
+            return False
+    return True
+
+
+def _mu(s: float, T: int, c0: float, c1: float, eta: float, lam: float, s0: float) -> float:
     shift, mass, rho2T = _shift_and_mass(T, c0, c1, eta, lam)
-    var = rho2T * s0 * s0 + s * s * mass
-    return math.inf if var <= 0 else shift * shift / (2.0 * var)
+    cands = []
+    if s > 0:  # the per-step noise alone (always a feasible allocation, §2.3)
+        cands.append(shift * shift / (2.0 * s * s * mass))
+    if s0 > 0:  # the initial noise alone, then post-processing (data processing)
+        cands.append((2.0 * c0) ** 2 / (2.0 * s0 * s0))
+    if s > 0 and s0 > 0 and _allocation_feasible(s, T, c0, c1, eta, lam, s0):
+        cands.append(shift * shift / (2.0 * (rho2T * s0 * s0 + s * s * mass)))
+    return min(cands) if cands else math.inf
 
 
 def _conv(alpha: float, mu: float, log_delta: float) -> float:
@@ -240,8 +273,13 @@ def gradient_clipping_sigma(*, epsilon: float, delta: float, init_clip: float, g
     the authors' code).
 
     Args:
-      epsilon, delta: the target guarantee (order-dependent conversion).
-      init_clip, grad_clip, lr, weight_decay, init_sigma: as in :func:`pabi_mu`.
+      epsilon: the target epsilon (order-dependent conversion).
+      delta: the target delta.
+      init_clip: ``C_0`` (as in :func:`pabi_mu`).
+      grad_clip: ``C_1``.
+      lr: step size ``eta``.
+      weight_decay: ``lambda``.
+      init_sigma: ``sigma_0``.
       steps: number of noisy steps, or ``None`` for the noise-minimising count.
       max_steps: the largest count searched when ``steps`` is ``None``.
 
@@ -269,8 +307,12 @@ def gradient_clipping_sigma(*, epsilon: float, delta: float, init_clip: float, g
     else:
         T_best = _validate.integer(steps=steps, minimum=1)
     shift, mass, rho2T = _shift_and_mass(T_best, c0, c1, eta, lam)
-    var = max(shift * shift / (2.0 * mu) - rho2T * s0 * s0, 0.0) / mass
-    sigma = math.sqrt(var)
+    if s0 > 0 and (2.0 * c0) ** 2 / (2.0 * s0 * s0) <= mu:
+        sigma = 0.0  # the initial noise alone meets the target
+    else:
+        sigma = math.sqrt(max(shift * shift / (2.0 * mu) - rho2T * s0 * s0, 0.0) / mass)
+        if s0 > 0 and not _allocation_feasible(sigma, T_best, c0, c1, eta, lam, s0):
+            sigma = math.sqrt(shift * shift / (2.0 * mu) / mass)  # per-step noise alone
     if sigma > 0:  # round up until the forward bound meets the target exactly
         for _ in range(100):
             if pabi_mu(sigma=sigma, steps=T_best, init_clip=c0, grad_clip=c1, lr=eta,

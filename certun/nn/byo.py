@@ -1,4 +1,4 @@
-"""Bring your own model: a pure ``apply(params, x)`` from a linen module, an nnx graph or a function.
+"""Bring your own model: a pure ``apply(params, x)`` from linen, an nnx graph or a function.
 
 certun's network unlearners for user-trained models (:func:`certun.unlearners.noisy_finetuning`,
 :func:`certun.unlearners.frozen_extractor_head`) take the *parameters* the user trained with

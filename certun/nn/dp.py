@@ -312,10 +312,13 @@ def dp_sgd_train(apply: Callable, params: PyTree, X: Any, y: Any, key: jax.Array
     Args:
       apply: pure ``apply(params, x) -> logits``.
       params: the initial parameters.
-      X, y: the training rows (``n`` of them; the guarantee is about these).
+      X: the training rows (``n`` of them; the guarantee is about these).
+      y: their labels.
       key: the run's key.
-      epsilon, delta: the target guarantee.
-      steps: number of steps; batch_size: the expected batch ``q n``.
+      epsilon: the target epsilon.
+      delta: the target delta.
+      steps: number of steps.
+      batch_size: the expected batch ``q n``.
       clip: per-example clipping norm.
       optimizer: any optax optimizer (default ``optax.adam(1e-3)``).
       loss: ``loss(logits, y)`` mean loss (default softmax cross-entropy).

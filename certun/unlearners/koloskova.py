@@ -155,7 +155,8 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
     Args:
       apply: pure ``apply(params, x) -> logits`` (:func:`certun.nn.byo.as_apply`).
       variant: one of :data:`VARIANTS`.
-      epsilon, delta: the guarantee of every released model.
+      epsilon: the epsilon of every released model.
+      delta: its delta.
       init_clip: ``C_0``, radius the model is clipped to before the noisy phase.
       lr: step size ``eta`` of the noisy phase.
       steps: noisy steps ``T``: gradient clipping: ``None`` for the noise-minimising count;
@@ -177,7 +178,8 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
       max_steps: cap of the step searches.
       init_fn: ``init_fn(key) -> params``, the default start of :meth:`retrain` (zeros if
         ``None``).
-      jit: compile the fine-tuning (``False`` runs the same code op by op, for debugging).
+      jit: compile the whole fine-tuning as one program (``False`` runs it eagerly, only the
+        ``lax.scan`` loop bodies compiled; for debugging and for callers that jit themselves).
 
     Returns:
       An :class:`~certun.unlearners.base.Unlearner`: ``init(X, y, key, *, params)`` (``params``:
@@ -275,8 +277,7 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
                   clip_grad=clip_grad, post_steps=npost, post_opt=post_opt)
         if jit:
             return _run(params, X, y, retained, key, hpa, **kw)
-        with jax.disable_jit():
-            return _run.__wrapped__(params, X, y, retained, key, hpa, **kw)
+        return _run.__wrapped__(params, X, y, retained, key, hpa, **kw)
 
     def _warn_noise(params: PyTree) -> bool:
         root_d = math.sqrt(sum(int(np.size(x)) for x in jax.tree.leaves(params)))

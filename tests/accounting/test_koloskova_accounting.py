@@ -1,9 +1,10 @@
 """Koloskova et al. accounting against independent numerical evaluations.
 
 The references here never call certun's closed forms: the amplification-by-iteration bound is
-evaluated by unrolling the shift recursion step by step (``proofs/koloskova2025_noisy_finetuning.md``
-§2, eq. (2.2)) with the optimal shift allocation, and the order-dependent conversion by a
-dense grid over the order refined with scipy's bounded scalar minimiser.
+evaluated by unrolling the shift recursion step by step
+(``proofs/koloskova2025_noisy_finetuning.md`` §2, eq. (2.2)) with the optimal shift
+allocation, and the order-dependent conversion by a dense grid over the order refined with
+scipy's bounded scalar minimiser.
 """
 
 import math
@@ -17,28 +18,32 @@ from certun.accounting import koloskova as k
 
 
 def _ref_mu(sigma, steps, c0, c1, lr, lam, s0):
-    """Unrolled shifted-divergence recursion: noises (sigma_0 then T steps) and weights."""
+    """Unrolled shifted-divergence recursion (step by step, optimal shift split, feasibility)."""
     rho = 1.0 - lr * lam
-    # every noise injection j has weight prod of the contractions applied after it
+    s = 2 * lr * c1
+    # noise injections: the initial one (followed by T maps), then one per step t (T-1-t maps)
     sig = [s0] + [sigma] * steps
-    contr_after = []
-    for j in range(steps + 1):
-        w = 1.0
-        for _ in range(j if j > 0 else 0, steps):
-            w *= rho
-        contr_after.append(w)
-    # injection 0 (initial noise) is followed by all T maps; injection t+1 by T-1-t maps
-    contr_after[0] = rho ** steps
-    for t in range(steps):
-        contr_after[t + 1] = rho ** (steps - 1 - t)
-    Z = rho ** steps * 2 * c0
-    for t in range(steps):
-        Z += rho ** (steps - 1 - t) * 2 * lr * c1
-    # optimal split of the shift: min sum a_j^2 / sig_j^2 s.t. sum w_j a_j = Z
-    denom = sum((w * s) ** 2 for w, s in zip(contr_after, sig, strict=True))
-    a = [Z * w * s * s / denom for w, s in zip(contr_after, sig, strict=True)]
-    assert abs(sum(w * x for w, x in zip(contr_after, a, strict=True)) - Z) < 1e-9 * Z
-    return 0.5 * sum(x * x / (s * s) for x, s in zip(a, sig, strict=True) if s > 0)
+    after = [rho ** steps] + [rho ** (steps - 1 - t) for t in range(steps)]
+    Z = 2 * c0
+    for _ in range(steps):
+        Z = rho * Z + s
+    cands = []
+    if sigma > 0:
+        cands.append(Z * Z / (2 * sigma * sigma * sum(w * w for w in after[1:])))
+    if s0 > 0:
+        cands.append((2 * c0) ** 2 / (2 * s0 * s0))
+    if sigma > 0 and s0 > 0:
+        denom = sum((w * x) ** 2 for w, x in zip(after, sig, strict=True))
+        a = [Z * w * x * x / denom for w, x in zip(after, sig, strict=True)]
+        z, ok = 2 * c0 - a[0], True
+        ok = z >= -1e-12
+        for t in range(steps):
+            z = rho * z + s - a[t + 1]
+            ok = ok and z >= -1e-9 * Z
+        assert abs(z) < 1e-8 * Z  # the shift is fully absorbed
+        if ok:
+            cands.append(0.5 * sum(x * x / (q * q) for x, q in zip(a, sig, strict=True)))
+    return min(cands)
 
 
 def _ref_conv(mu, delta):
