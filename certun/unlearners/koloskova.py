@@ -100,10 +100,10 @@ def _noise(key: jax.Array, tree: PyTree, sigma: jax.Array) -> PyTree:
 
 
 @functools.partial(jax.jit, static_argnames=("apply", "loss", "variant", "steps", "batch_size",
-                                             "clip_grad", "post_steps", "post_opt"))
+                                             "clip_grad", "post_steps", "post_opt", "post_clip"))
 def _run(params: PyTree, X: jax.Array, y: jax.Array, retained: jax.Array, key: jax.Array,
          hp: dict, *, apply: Callable, loss: Callable, variant: str, steps: int, batch_size: int,
-         clip_grad: bool, post_steps: int, post_opt: Any) -> PyTree:
+         clip_grad: bool, post_steps: int, post_opt: Any, post_clip: bool) -> PyTree:
     k0, kloop, kpost = jax.random.split(key, 3)
     x = _noise(k0, tree_clip(params, hp["init_clip"]), hp["init_sigma"])
     n = X.shape[0]
@@ -130,6 +130,8 @@ def _run(params: PyTree, X: jax.Array, y: jax.Array, retained: jax.Array, key: j
 
     if steps:
         x, _ = jax.lax.scan(step, x, jax.random.split(kloop, steps))
+    if post_clip:
+        x = tree_clip(x, hp["post_clip"])
     if post_steps:
         def post(carry: tuple, k: jax.Array) -> tuple[tuple, None]:
             w, s = carry
@@ -146,6 +148,7 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
                      model_clip: float | None = None, sigma: float | None = None,
                      init_sigma: float = 0.0, weight_decay: float = 0.0, batch_size: int = 64,
                      post_steps: int = 0, post_optimizer: Any = None,
+                     post_clip: float | None = None,
                      loss: Callable[[jax.Array, jax.Array], jax.Array] = softmax_cross_entropy,
                      assumed_grad_bound: float | None = None, max_steps: int = 100_000,
                      init_fn: Callable[[jax.Array], PyTree] | None = None,
@@ -173,6 +176,9 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
       batch_size: minibatch size of the fine-tuning gradients.
       post_steps: noiseless fine-tuning steps on the retained rows after the noisy phase.
       post_optimizer: optax optimizer of those steps (default ``optax.adam(1e-3)``).
+      post_clip: clip the model to this radius after the noisy phase (post-processing, as the
+        authors' ``post_unlearn_clip``): when the noise dominates, it brings the model back to
+        the scale of a fresh initialisation before the noiseless steps.
       loss: ``loss(logits, y) -> scalar`` (default mean softmax cross-entropy).
       assumed_grad_bound: see ``grad_clip``.
       max_steps: cap of the step searches.
@@ -261,20 +267,24 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
         eps_out = eps
         calibration = "analytic_gaussian"
         details = {}
-    hp = {"init_clip": c0, "init_sigma": s0, "grad_clip": 1.0 if c1 is None else c1,
+    pc = None if post_clip is None else _validate.positive(post_clip=post_clip)
+    hp = {"post_clip": 1.0 if pc is None else pc, "init_clip": c0, "init_sigma": s0,
+          "grad_clip": 1.0 if c1 is None else c1,
           "model_clip": 1.0 if math.isinf(c2) else c2, "sigma": sig, "lr": eta,
           "weight_decay": lam}
     clip_grad = c1 is not None
     public = {"variant": var, "init_clip": c0, "init_sigma": s0, "grad_clip": c1,
               "model_clip": None if math.isinf(c2) else c2, "sigma": sig, "steps": T,
               "lr": eta, "weight_decay": lam, "batch_size": bs, "post_steps": npost,
+              "post_clip": pc,
               "adjacency": "removal (any number of rows; the bound holds for any two starts)"}
 
     def _fine_tune(params: PyTree, X: jax.Array, y: jax.Array, retained: jax.Array,
                    key: jax.Array) -> PyTree:
         hpa = {k: jnp.asarray(v, jax.tree.leaves(params)[0].dtype) for k, v in hp.items()}
         kw = dict(apply=apply, loss=loss, variant=var, steps=T, batch_size=bs,
-                  clip_grad=clip_grad, post_steps=npost, post_opt=post_opt)
+                  clip_grad=clip_grad, post_steps=npost, post_opt=post_opt,
+                  post_clip=pc is not None)
         if jit:
             return _run(params, X, y, retained, key, hpa, **kw)
         return _run.__wrapped__(params, X, y, retained, key, hpa, **kw)
