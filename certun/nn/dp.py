@@ -60,6 +60,8 @@ __all__ = [
 
 PyTree = Any
 ACCOUNTANTS = ("pld", "rdp")
+_RDP_ORDERS = ([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+               + [128, 256, 512, 1024, 2048, 4096])
 
 
 def clip_per_example(grads: PyTree, clip: float | jax.Array) -> tuple[PyTree, jax.Array]:
@@ -186,7 +188,10 @@ def _event(z: float, rate: float, steps: int) -> Any:
 def _acc(accountant: str) -> Any:
     if accountant == "pld":
         return dp_accounting.pld.PLDAccountant()
-    return dp_accounting.rdp.RdpAccountant()
+    # dp-accounting's default orders plus integer orders up to 4096: small epsilons at small
+    # deltas need large orders (ln(1/delta)/(alpha - 1) alone exceeds epsilon below them);
+    # integer orders have a finite binomial expansion (fractional large orders are slow)
+    return dp_accounting.rdp.RdpAccountant(orders=_RDP_ORDERS)
 
 
 def _per_row_curve(z: float, rate: float, steps: int, accountant: str) -> Callable:
@@ -239,7 +244,9 @@ def dpsgd_epsilon(*, noise_multiplier: float, rate: float, steps: int, delta: fl
       rate: Poisson sampling rate ``q`` (1 for full batches).
       steps: number of steps.
       delta: target delta of the group guarantee.
-      group_size: ``k`` rows (group privacy, :func:`group_epsilon`).
+      group_size: ``k`` rows: with ``rate = 1`` exactly (the sum moves by ``k C``: one Gaussian
+        of multiplier ``z / (k sqrt(T))``, Balle & Wang's analytic epsilon); otherwise by the
+        group lemma (:func:`group_epsilon`).
       accountant: ``"pld"`` (dp-accounting's privacy-loss distributions) or ``"rdp"``.
     """
     z = _validate.positive(noise_multiplier=noise_multiplier)
@@ -248,6 +255,12 @@ def dpsgd_epsilon(*, noise_multiplier: float, rate: float, steps: int, delta: fl
     dlt = _validate.delta(delta=delta)
     k = _validate.integer(group_size=group_size, minimum=1)
     how = _validate.choice(ACCOUNTANTS, accountant=accountant)
+    if q >= 1.0 and k > 1:
+        # full batches: k rows move the clipped sum by at most k C, and T Gaussian steps compose
+        # to one Gaussian of multiplier z / sqrt(T): exact (no group lemma needed)
+        from certun.accounting.gaussian import analytic_epsilon
+
+        return analytic_epsilon(z / math.sqrt(T), dlt, float(k))
     return group_epsilon(_per_row_curve(z, q, T, how), k, dlt)
 
 
@@ -275,23 +288,43 @@ def dpsgd_noise_multiplier(*, epsilon: float, delta: float, rate: float, steps: 
     return hi
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "loss", "optimizer", "steps", "buffer"))
+@functools.partial(jax.jit, static_argnames=("apply", "loss", "optimizer", "steps", "buffer",
+                                             "chunk"))
 def _train(params: PyTree, X: jax.Array, y: jax.Array, eligible: jax.Array, key: jax.Array,
            hp: dict, *, apply: Callable, loss: Callable, optimizer: Any, steps: int,
-           buffer: int) -> PyTree:
+           buffer: int, chunk: int) -> PyTree:
     n = X.shape[0]
 
     def per_ex_loss(p: PyTree, x: jax.Array, t: jax.Array) -> jax.Array:
         return loss(apply(p, x[None]), t[None])
 
     per_ex = jax.vmap(jax.grad(per_ex_loss), in_axes=(None, 0, 0))
+    pad = (-buffer) % chunk
+
+    def clipped_sum(p: PyTree, idx: jax.Array, valid: jax.Array) -> PyTree:
+        # per-example gradients in chunks of `chunk` rows (memory chunk x params), summed
+        idx = jnp.concatenate([idx, jnp.zeros(pad, idx.dtype)]).reshape(-1, chunk)
+        m = jnp.concatenate([valid, jnp.zeros(pad, bool)]).reshape(-1, chunk)
+
+        def body(acc: PyTree, c: tuple) -> tuple[PyTree, None]:
+            i, mi = c
+            g, _ = clip_per_example(per_ex(p, X[i], y[i]), hp["clip"])
+            return jax.tree.map(lambda a, b: a + jnp.tensordot(mi.astype(b.dtype), b, axes=1),
+                                acc, g), None
+
+        zero = jax.tree.map(jnp.zeros_like, p)
+        return jax.lax.scan(body, zero, (idx, m))[0]
 
     def step(carry: tuple, k: jax.Array) -> tuple[tuple, None]:
         p, s = carry
         kb, kn = jax.random.split(k)
         idx, valid = poisson_batch(kb, n, hp["rate"], buffer, eligible)
-        g = dp_aggregate(per_ex(p, X[idx], y[idx]), kn, clip=hp["clip"],
-                         noise_multiplier=hp["z"], expected_batch_size=hp["B"], mask=valid)
+        tot = clipped_sum(p, idx, valid)
+        leaves, treedef = jax.tree.flatten(tot)
+        ks = jax.random.split(kn, len(leaves))
+        g = jax.tree.unflatten(treedef, [
+            (x + hp["z"] * hp["clip"] * jax.random.normal(kk, x.shape, x.dtype)) / hp["B"]
+            for kk, x in zip(ks, leaves, strict=True)])
         upd, s = optimizer.update(g, s, p)
         return (optax.apply_updates(p, upd), s), None
 
@@ -302,8 +335,8 @@ def _train(params: PyTree, X: jax.Array, y: jax.Array, eligible: jax.Array, key:
 def dp_sgd_train(apply: Callable, params: PyTree, X: Any, y: Any, key: jax.Array, *,
                  epsilon: float, delta: float, steps: int, batch_size: int, clip: float = 1.0,
                  optimizer: Any = None, loss: Callable | None = None, group_size: int = 1,
-                 accountant: str = "pld",
-                 eligible: Any = None) -> tuple[PyTree, DPSGDConfig]:
+                 accountant: str = "pld", eligible: Any = None,
+                 chunk: int = 256) -> tuple[PyTree, DPSGDConfig]:
     """Train ``params`` with DP-SGD for an ``(epsilon, delta)`` guarantee on ``group_size`` rows.
 
     The noise multiplier is calibrated (:func:`dpsgd_noise_multiplier`) to
@@ -325,6 +358,7 @@ def dp_sgd_train(apply: Callable, params: PyTree, X: Any, y: Any, key: jax.Array
       group_size: rows the guarantee covers (``k`` for deleting ``k`` rows).
       accountant: ``"pld"`` or ``"rdp"``.
       eligible: optional ``(n,)`` bool of the rows that may be sampled (the rest are absent).
+      chunk: rows whose per-example gradients are held in memory at once.
 
     Returns:
       ``(params, DPSGDConfig)``.
@@ -349,7 +383,7 @@ def dp_sgd_train(apply: Callable, params: PyTree, X: Any, y: Any, key: jax.Array
           "B": jnp.asarray(B, dt)}
     out = _train(params, Xa, ya, el, key, hp, apply=apply,
                  loss=softmax_cross_entropy if loss is None else loss, optimizer=opt, steps=T,
-                 buffer=buf)
+                 buffer=buf, chunk=min(_validate.integer(chunk=chunk, minimum=1), buf))
     eps_got = dpsgd_epsilon(noise_multiplier=z, rate=q, steps=T, delta=dlt - p_over,
                             group_size=group_size, accountant=accountant)
     return out, DPSGDConfig(z, float(clip), q, T, buf, eps_got, dlt, int(group_size), accountant)

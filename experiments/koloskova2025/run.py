@@ -297,16 +297,17 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
                      noise_dominates=bool(w), certificate=cert.public())
             row[name] = r
         # DP-SGD with group privacy over the forget set, on all rows
+        import optax
+
         dcfg = cfg.DPSGD
-        steps = max(1, dcfg["epochs"] * n // dcfg["batch"])
+        steps = dcfg["steps"]
         init_d = model.init(jax.random.fold_in(key, 2), jnp.zeros((1, d)))["params"]
         pd, dconf = dp_sgd_train(apply, init_d, X, y, jax.random.fold_in(key, 3 + int(eps * 100)),
-                                 epsilon=eps, delta=cfg.DELTA, steps=steps,
-                                 batch_size=min(dcfg["batch"], n), clip=dcfg["clip"],
-                                 group_size=int(forget.size), accountant="rdp")
+                                 epsilon=eps, delta=cfg.DELTA, steps=steps, batch_size=n,
+                                 clip=dcfg["clip"], group_size=int(forget.size),
+                                 optimizer=optax.adam(dcfg["lr"]))
         r = finish(pd, f"seed {seed}: dp-sgd eps {eps:g}")
-        r.update(grads=steps * min(dcfg["batch"], n) + r["grads_finetune"],
-                 grads_dpsgd=steps * min(dcfg["batch"], n),
+        r.update(grads=steps * n + r["grads_finetune"], grads_dpsgd=steps * n,
                  noise_multiplier=dconf.noise_multiplier, dpsgd_epsilon=dconf.epsilon,
                  group_size=dconf.group_size)
         row["dp_sgd_group"] = r

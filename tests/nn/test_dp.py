@@ -39,16 +39,18 @@ def test_full_batch_pld_is_the_exact_gaussian(steps):
     assert e >= analytic_epsilon(3.0 / math.sqrt(steps), 1e-5) * (1 - 1e-9)
 
 
-def test_group_privacy_between_exact_and_the_lemma_on_a_grid():
+def test_group_privacy_full_batch_exact_and_the_lemma_on_a_grid():
     z, k, dlt = 30.0, 4, 1e-5
-    got = dp.dpsgd_epsilon(noise_multiplier=z, rate=1.0, steps=1, delta=dlt, group_size=k)
-    exact = analytic_epsilon(z / k, dlt)  # a group of k moves a Gaussian by k C
-    # the group lemma evaluated independently on a dense grid of per-row epsilons
+    # full batches: a group of k moves the sum by k C, exactly a Gaussian of multiplier z / k
+    got = dp.dpsgd_epsilon(noise_multiplier=z, rate=1.0, steps=3, delta=dlt, group_size=k)
+    assert got == pytest.approx(analytic_epsilon(z / (k * math.sqrt(3)), dlt), rel=1e-12)
+    # the group lemma (used under subsampling), against a dense grid evaluated independently
+    lemma = dp.group_epsilon(lambda d1: analytic_epsilon(z, d1), k, dlt)
     grid = np.linspace(0.05, 0.6, 300)
     ok = [k * analytic_epsilon(z, dlt / (k * math.exp((k - 1) * e))) for e in grid
           if analytic_epsilon(z, dlt / (k * math.exp((k - 1) * e))) <= e]
-    assert exact <= got <= min(ok) * (1 + 1e-3)
-    assert got == pytest.approx(min(ok), rel=1e-2)
+    assert analytic_epsilon(z / k, dlt) <= lemma <= min(ok) * (1 + 1e-6)
+    assert lemma == pytest.approx(min(ok), rel=1e-2)
 
 
 def test_noise_multiplier_calibration_meets_target():
