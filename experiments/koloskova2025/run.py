@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Certified unlearning for networks (Koloskova et al., ICML 2025) against retraining.
 
-    python -m experiments.koloskova2025 --json out.json          # mnist_5k, 5 seeds
-    python -m experiments.koloskova2025 --fast --json out.json   # smoke run (CI)
+    python -m experiments.koloskova2025 --json                   # mnist_5k, 5 seeds
+    python -m experiments.koloskova2025 --fast --out /tmp/k      # smoke run (CI)
     python experiments/koloskova2025/run.py --dataset digits
     python experiments/koloskova2025/run.py --dataset cifar10 --cifar-path ~/cifar-10-batches-py
 
@@ -26,8 +26,9 @@ d-128-10 trained by the user's own optax loop (Adam), delta 1e-5, 5 seeds. Per s
 Reported: held-out **test** accuracy of every released model next to retraining's, and the
 per-example gradient evaluations each spent; every choice and every stop uses the validation
 split, never the test set; training accuracy is never computed. A release whose test accuracy is
-within 5 points of chance is flagged in the summary and on stderr. ``--json`` (atomic) and a
-plot (accuracy vs epsilon, accuracy vs compute) next to it.
+within 5 points of chance is flagged in the summary and on stderr. ``results.json``
+(atomic; ``--json`` also prints it on stdout) and ``koloskova2025.png`` (accuracy vs epsilon,
+accuracy vs compute) go to ``--out``.
 """
 
 from __future__ import annotations
@@ -465,22 +466,30 @@ def plot(res: dict, path: Path) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the experiment; exit status 0, or 2 with one line on stderr for a usage error."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of this experiment."""
+    from certun.commands._args import OneLineParser  # usage errors: one line, exit 2
+
+    ap = OneLineParser(description="Koloskova et al. (2025) noisy fine-tuning vs retraining.")
+    ap.add_argument("--dataset", default="mnist_5k", choices=cfg.DATASETS)
+    ap.add_argument("--cifar-path", default=None,
+                    help="directory of the CIFAR-10 python-pickle batches (nothing is downloaded)")
+    ap.add_argument("--out", default=None,
+                    help="output directory (default experiments/koloskova2025/results/<dataset>)")
+    ap.add_argument("--smoke", "--fast", dest="smoke", action="store_true",
+                    help="a tiny run: 1 seed, 2 epsilons, 500 rows, 4 epochs (CI)")
+    ap.add_argument("--seed", type=int, default=None, help="first seed (default 0)")
+    ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--json", action="store_true",
+                    help="log to stderr; print results.json as one JSON object on stdout")
+    return ap
+
+
+def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
+    """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
     from certun.provenance import git_info, package_versions, utc_now, write_results
 
-    p = argparse.ArgumentParser(prog="python -m experiments.koloskova2025",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default="mnist_5k", choices=cfg.DATASETS)
-    p.add_argument("--cifar-path", default=None)
-    p.add_argument("--json", default=None, help="results file (default: results/<dataset>.json)")
-    p.add_argument("--fast", "--smoke", action="store_true", help="a tiny smoke run")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    try:
-        a = p.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
     jax.config.update("jax_enable_x64", True)
     try:  # dp-accounting's RDP orders that do not converge are excluded, and logged per order
         from absl import logging as absl_logging
@@ -490,15 +499,18 @@ def main(argv: list[str] | None = None) -> int:
         pass
     started = utc_now()
     t0 = time.perf_counter()
+    first = 0 if a.seed is None else a.seed
+    if first < 0 or (a.seeds is not None and a.seeds < 1):
+        print("error: --seed must be >= 0 and --seeds >= 1", file=sys.stderr)
+        return 2, None
     try:
-        data = load_data(a.dataset, a.cifar_path, a.fast)
+        data = load_data(a.dataset, a.cifar_path, a.smoke)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    f = cfg.FAST if a.fast else {}
-    seeds = tuple(f.get("seeds", cfg.SEEDS))
-    if a.seeds is not None:
-        seeds = tuple(range(a.seeds))
+        return 2, None
+    f = cfg.FAST if a.smoke else {}
+    n_seeds = len(f.get("seeds", cfg.SEEDS)) if a.seeds is None else a.seeds
+    seeds = tuple(range(first, first + n_seeds))
     eps = tuple(f.get("epsilons", cfg.EPSILONS))
     per_seed = []
     for s in seeds:
@@ -506,11 +518,11 @@ def main(argv: list[str] | None = None) -> int:
         per_seed.append(_run_seed(s, data, eps, f.get("epochs", cfg.EPOCHS),
                                   f.get("hidden", cfg.HIDDEN),
                                   f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS), not a.quiet))
-        print(f"seed {s}: {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
+        print(f"koloskova2025: seed {s}: {time.perf_counter() - t1:.0f} s", flush=True)
     summary = summarize(per_seed, eps)
-    out = Path(a.json) if a.json else HERE / "results" / f"{a.dataset}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    res = {"config": {"dataset": a.dataset, "fast": a.fast, "epsilons": list(eps),
+    out = Path(a.out) if a.out else HERE / "results" / (a.dataset + ("-smoke" if a.smoke else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    res = {"config": {"dataset": a.dataset, "smoke": a.smoke, "epsilons": list(eps),
                       "delta": cfg.DELTA, "forget_fraction": cfg.FORGET_FRACTION,
                       "val_fraction": cfg.VAL_FRACTION, "epochs": f.get("epochs", cfg.EPOCHS),
                       "hidden": f.get("hidden", cfg.HIDDEN), "batch": cfg.BATCH, "lr": cfg.LR,
@@ -522,18 +534,27 @@ def main(argv: list[str] | None = None) -> int:
            "seed": list(seeds), "versions": package_versions(), "git": git_info(REPO),
            "timestamps": {"started": started, "finished": utc_now()},
            "seconds": time.perf_counter() - t0, "summary": summary, "per_seed": per_seed}
-    write_results(out, res)
-    plot(res, out.with_suffix(".png"))
+    path = write_results(out / "results.json", res)
+    plot(res, out / "koloskova2025.png")
     for flag in summary["flags"]:
         print(f"warning: {flag}", file=sys.stderr)
     acc = summary["acceptance"]
-    print(f"retrain (40 epochs) test acc {summary['retrain_test_acc_40_epochs']['mean']:.3f}; "
-          f"eps 1 ({acc.get('eps1_variant')}): gradient ratio "
+    print(f"koloskova2025: retrain (40 epochs) test acc "
+          f"{summary['retrain_test_acc_40_epochs']['mean']:.3f}; eps 1 "
+          f"({acc.get('eps1_variant')}): gradient ratio "
           f"{acc.get('eps1_grads_ratio', {}).get('mean')}; crossover {acc['crossover_epsilon']}; "
           f"frozen head {acc['frozen_head_test_acc']['mean']} vs noiseless "
           f"{acc['frozen_noiseless_head_test_acc']['mean']} ({acc['frozen_head_status']})")
-    print(f"results: {out}")
-    return 0
+    print(f"koloskova2025: results {path}")
+    return 0, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run from the command line (``--json``: see ``run_with_json``); returns the exit status."""
+    from certun.commands._args import run_with_json
+
+    args = build_parser().parse_args(argv)
+    return run_with_json(args.json, lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -66,18 +66,19 @@ def test_summary_acceptance_logic(run_mod):
 
 
 def test_cli_usage_errors(run_mod, capsys, tmp_path):
-    assert run_mod.main(["--dataset", "cifar10", "--json", str(tmp_path / "x.json")]) == 2
+    assert run_mod.main(["--dataset", "cifar10", "--out", str(tmp_path)]) == 2
     assert "cifar-path" in capsys.readouterr().err
-    assert run_mod.main(["--dataset", "cifar10", "--cifar-path", str(tmp_path)]) == 2
-    assert "data_batch_1" in capsys.readouterr().err
+    assert run_mod.main(["--dataset", "cifar10", "--cifar-path", str(tmp_path), "--json"]) == 2
+    out = capsys.readouterr()
+    assert "data_batch_1" in out.err and out.out == ""
+    assert not (tmp_path / "results.json").exists()
 
 
 @pytest.mark.slow
 def test_fast_run(run_mod, tmp_path):
-    out = tmp_path / "k.json"
-    assert run_mod.main(["--fast", "--quiet", "--json", str(out)]) == 0
-    res = json.loads(out.read_text())
-    assert (tmp_path / "k.png").stat().st_size > 1000
+    assert run_mod.main(["--fast", "--quiet", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "koloskova2025.png").stat().st_size > 1000
     for k in ("config", "seed", "versions", "git", "timestamps", "summary", "per_seed"):
         assert k in res
     r = res["per_seed"][0]
