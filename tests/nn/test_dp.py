@@ -68,6 +68,7 @@ def test_poisson_batch_and_overflow_bound():
         10 * stats.binom.sf(80, 1000, 0.05), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_dp_sgd_train_runs_with_its_guarantee():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 3))
