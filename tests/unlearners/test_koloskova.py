@@ -127,7 +127,8 @@ def _reference(apply, params, X, y, retained, key, variant, unl_diag, cfg, batch
             g = clip(g, cfg["grad_clip"])
             x = jax.tree.map(lambda a, b: (1 - lr * lam) * a - lr * b, x, g)
         else:
-            x = clip(jax.tree.map(lambda a, b: a - lr * (b + lam * a), x, g), cfg["model_clip"])
+            u = clip(jax.tree.map(lambda a, b: b + lam * a, x, g), cfg.get("grad_clip", 1.0))
+            x = clip(jax.tree.map(lambda a, b: a - lr * b, x, u), cfg["model_clip"])
         x = noise(kn, x, sig)
     opt = optax.adam(1e-3)
     s = opt.init(x)
