@@ -165,9 +165,11 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
       steps: noisy steps ``T``: gradient clipping: ``None`` for the noise-minimising count;
         model clipping: ``None`` to take the fewest steps that reach ``delta`` at ``sigma``,
         or a count (``sigma`` is then the smallest reaching ``delta`` in ``steps``).
-      grad_clip: ``C_1``, clipping norm of the minibatch gradient (gradient clipping; optional
-        for model clipping). ``None`` with ``assumed_grad_bound`` makes the gradient-clipping
-        certificate conditional on ``||g_t|| <= assumed_grad_bound``.
+      grad_clip: ``C_1``, clipping norm of the minibatch gradient (gradient clipping); for model
+        clipping it clips the update ``g_t + lambda x_t`` when given (a deterministic map before
+        the projection; the accounting does not use it; ``None`` turns it off). For gradient
+        clipping, ``None`` with ``assumed_grad_bound`` makes the certificate conditional on
+        ``||g_t|| <= assumed_grad_bound``.
       model_clip: ``C_2`` (model clipping; default ``init_clip``).
       sigma: per-step noise of model clipping (gradient clipping calibrates its own).
       init_sigma: ``sigma_0``, noise added after the initial clip (model clipping needs it
