@@ -17,6 +17,8 @@ retraining too; :mod:`certun.release` is the defence.
   classical MIA, degradation metrics and mitigations.
 * :mod:`~certun.audits.reconstruction` -- Bertran et al.'s reconstruction of a deleted record.
 * :mod:`~certun.audits.malicious` -- Hard-to-Forget poisons and an influence-based defence.
+* :mod:`~certun.audits.targeted` -- targeted malicious deletion requests (Qian et al.,
+  from a description) and a gradient-influence defence.
 * :mod:`~certun.audits.baselines` -- uncertified shortcuts (NOT CERTIFIED), for comparison.
 """
 
@@ -29,6 +31,7 @@ from certun.audits import malicious as malicious
 from certun.audits import mia as mia
 from certun.audits import reconstruction as reconstruction
 from certun.audits import stats as stats
+from certun.audits import targeted as targeted
 from certun.audits.epsilon import AuditViolation as AuditViolation
 from certun.audits.epsilon import EpsilonAudit as EpsilonAudit
 from certun.audits.epsilon import gaussian_output_audit as gaussian_output_audit
