@@ -19,6 +19,8 @@ retraining too; :mod:`certun.release` is the defence.
 * :mod:`~certun.audits.malicious` -- Hard-to-Forget poisons and an influence-based defence.
 * :mod:`~certun.audits.targeted` -- targeted malicious deletion requests (Qian et al.,
   from a description) and a gradient-influence defence.
+* :mod:`~certun.audits.poisoning` -- camouflaged poisoning by gradient matching (Di et al.).
+* :mod:`~certun.audits.fairness` -- deletion requests that raise a fairness gap; a screen.
 * :mod:`~certun.audits.baselines` -- uncertified shortcuts (NOT CERTIFIED), for comparison.
 """
 
@@ -26,9 +28,11 @@ from certun.audits import adversary as adversary
 from certun.audits import baselines as baselines
 from certun.audits import distance as distance
 from certun.audits import epsilon as epsilon
+from certun.audits import fairness as fairness
 from certun.audits import lira as lira
 from certun.audits import malicious as malicious
 from certun.audits import mia as mia
+from certun.audits import poisoning as poisoning
 from certun.audits import reconstruction as reconstruction
 from certun.audits import stats as stats
 from certun.audits import targeted as targeted
