@@ -27,7 +27,7 @@ def test_smoke(tmp_path):
     # the Newton step is exact enough on a convex model that its gap to retraining is ~0
     for sp in res["config"]["sparsities"]:
         assert p[f"Newton_{sp}_avg_gap"]["mean"] < 0.01
-        assert p[f"retrain_{sp}_RA"]["mean"] > 0.9
+        assert p[f"retrain_{sp}_RA"]["mean"] > 0.85
 
 
 @pytest.mark.slow

@@ -29,7 +29,8 @@ def test_smoke(tmp_path):
     assert p["repro_max_error_retraining"]["mean"] < 1e-9
     # Adv-Sn passes the backdoor check; the original (and the forged publication) does not
     assert p["backdoor_pass_adv_sn"]["mean"] == 1.0 and p["backdoor_pass_original"]["mean"] == 0
-    assert p["mia_forging"]["mean"] == pytest.approx(p["mia_original"]["mean"])
+    # the forged publication is one forged step away from the original model
+    assert p["mia_forging"]["mean"] == pytest.approx(p["mia_original"]["mean"], abs=0.01)
     assert p["repro_pass_certified_removal"]["mean"] == 1.0
 
 
