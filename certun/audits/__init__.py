@@ -19,6 +19,13 @@ retraining too; :mod:`certun.release` is the defence.
 * :mod:`~certun.audits.malicious` -- Hard-to-Forget poisons and an influence-based defence.
 * :mod:`~certun.audits.utility` -- accuracy per split, cost relative to retraining, means
   with intervals (Jia et al. 2023).
+* :mod:`~certun.audits.targeted` -- targeted malicious deletion requests (Qian et al.,
+  from a description) and a gradient-influence defence.
+* :mod:`~certun.audits.poisoning` -- camouflaged poisoning by gradient matching (Di et al.).
+* :mod:`~certun.audits.fairness` -- deletion requests that raise a fairness gap; a screen.
+* :mod:`~certun.audits.verification` -- backdoor and reproduction verification of unlearning
+  and the adversarial processes that pass them (Zhang et al. 2024).
+* :mod:`~certun.audits.sparsity` -- sparsity-aware unlearning and Jia et al.'s metrics.
 * :mod:`~certun.audits.baselines` -- uncertified shortcuts (NOT CERTIFIED), for comparison.
 """
 
@@ -26,12 +33,17 @@ from certun.audits import adversary as adversary
 from certun.audits import baselines as baselines
 from certun.audits import distance as distance
 from certun.audits import epsilon as epsilon
+from certun.audits import fairness as fairness
 from certun.audits import lira as lira
 from certun.audits import malicious as malicious
 from certun.audits import mia as mia
+from certun.audits import poisoning as poisoning
 from certun.audits import reconstruction as reconstruction
+from certun.audits import sparsity as sparsity
 from certun.audits import stats as stats
 from certun.audits import utility as utility
+from certun.audits import targeted as targeted
+from certun.audits import verification as verification
 from certun.audits.epsilon import AuditViolation as AuditViolation
 from certun.audits.epsilon import EpsilonAudit as EpsilonAudit
 from certun.audits.epsilon import gaussian_output_audit as gaussian_output_audit

@@ -70,6 +70,7 @@ __all__ = [
     "auc_cluster_bootstrap",
     "tpr_at_fpr",
     "one_run_epsilon",
+    "mean_ci",
 ]
 
 
@@ -537,3 +538,27 @@ def one_run_epsilon(m: int, r: int, v: int, *, delta: float, alpha: float = 0.05
             return math.inf
     return float(cast(float, scipy.optimize.brentq(
         lambda e: _one_run_p_value(e, m, r, v, dlt) - a, 0.0, hi, xtol=1e-10)))
+
+
+def mean_ci(values: Any, alpha: float = 0.05) -> dict:
+    """Mean over independent repetitions (seeds) with a two-sided Student-t interval.
+
+    Used by the security experiments: a claim "A rises above B" is reported as the mean of the
+    per-seed differences ``A - B`` and holds when the interval excludes 0. The interval is
+    :func:`certun.audits.utility.mean_ci`'s (one definition), as a JSON-ready dict.
+
+    Args:
+      values: ``(r,)`` one number per independent repetition (``r >= 2``).
+      alpha: ``1 -`` the interval's coverage.
+
+    Returns:
+      ``{"mean", "ci": [lo, hi], "n", "excludes_zero"}``.
+    """
+    from certun.audits.utility import mean_ci as _interval
+
+    v = _validate.finite_array(values=values, ndim=1)
+    if v.size < 2:
+        raise _validate.ValidationError(f"values needs at least 2 repetitions, got {v.size}")
+    iv = _interval(v, alpha)
+    lo, hi = iv.lower, iv.upper
+    return {"mean": iv.value, "ci": [lo, hi], "n": iv.n, "excludes_zero": bool(lo > 0 or hi < 0)}
