@@ -523,8 +523,16 @@ def run(config: BenchConfig | None = None, *, cache: Cache | None = None,
 
     Returns:
       ``{"config", "task", "forget", "methods": [records], "ranking", "metrics", "cache",
-      "seconds", ...}``.
+      "seconds", ...}``. The run is in float64 (:func:`certun.x64`, scoped to the call).
     """
+    from certun import x64
+
+    with x64():
+        return _run(config, cache=cache, results_dir=results_dir, resume=resume)
+
+
+def _run(config: BenchConfig | None, *, cache: Cache | None,
+         results_dir: str | Path | None, resume: bool) -> dict:
     from certun import provenance
 
     config = BenchConfig() if config is None else config
@@ -541,8 +549,6 @@ def run(config: BenchConfig | None = None, *, cache: Cache | None = None,
         raise _validate.ValidationError("methods is empty; name at least one method")
     for spec in config.methods:
         _methods.resolve_method(spec)
-    if not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
     t_start = time.perf_counter()
     cache = cache or Cache()
     task = load_task(config.task, lam=config.lam, seed=0)
