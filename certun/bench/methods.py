@@ -522,7 +522,8 @@ def _build_identity(task: Task, m: int) -> Model:
                  lambda res, n, m: 0.0, {"lam": task.lam, "loss": task.loss})
 
 
-def _build_zhang(task: Task, m: int) -> Model:
+def _zhang_parts(task: Task) -> tuple[Any, Any, dict, Any, Callable[[np.ndarray], np.ndarray]]:
+    """The network, training config, hyperparameters and unlearner of ``zhang``."""
     from certun import nn
     from certun.unlearners.zhang import zhang_unlearning
 
@@ -537,6 +538,26 @@ def _build_zhang(task: Task, m: int) -> Model:
     def labels(y: np.ndarray) -> np.ndarray:
         return ((np.asarray(y) > 0).astype(np.int64) if task.kind == "binary"
                 else np.asarray(y, np.int64))
+
+    return net, cfg, hp, u, labels
+
+
+def _build_identity_net(task: Task, m: int) -> Model:
+    net, cfg, hp, inner, labels = _zhang_parts(task)
+    u = _Identity(inner)
+
+    def coupled(un: Any, res: Any) -> tuple[Any, Any]:
+        # the original network against the network retrained without the forget set
+        st = res.state
+        removed = st.removed.at[jnp.asarray(res.diagnostics["indices"])].set(1.0)
+        return st.params_trained, un.retrain(st._replace(removed=removed)).params
+
+    return Model(u, net.apply, {}, labels, coupled, lambda res, n, m: 0.0,
+                 {"net": net.name, "epochs": cfg.epochs, "radius": cfg.radius})
+
+
+def _build_zhang(task: Task, m: int) -> Model:
+    net, cfg, hp, u, labels = _zhang_parts(task)
 
     def coupled(un: Any, res: Any) -> tuple[Any, Any]:
         return res.diagnostics["params_noiseless"], un.retrain(res.state).params
@@ -604,6 +625,9 @@ _register_builtin("gradient_ascent", "uncertified", _build_shortcut("gradient_as
                   "Jia et al., NeurIPS 2023")
 _register_builtin("identity", "baseline", _build_identity,
                   "returns the original model unchanged (sanity floor)", "-")
+_register_builtin("identity_net", "baseline", _build_identity_net,
+                  "returns zhang's original network unchanged (the network sanity floor)", "-",
+                  _binary_only)
 
 #: The built-in method names (in leaderboard order).
 BUILTIN = tuple(_REGISTRY)
