@@ -270,7 +270,8 @@ def path_of(ctx: Ctx, h: dict, m: int) -> tuple[str, int | None]:
 def _run(ctx: Ctx, state, idx_np: np.ndarray, path: str, kb: int | None):
     idx = idx_np.astype(np.int32)  # host array: the jitted call transfers it
     fn = ctx.steps.request[path]
-    return fn(state, idx, kb) if path == "cached_factor" else fn(state, idx)
+    changes, vec = fn(state, idx, kb) if path == "cached_factor" else fn(state, idx)
+    return state._replace(**changes), vec  # X, Y and every unchanged field: the same objects
 
 
 def _retrain(ctx: Ctx, state, idx_np: np.ndarray, rec: dict, diagnostics: dict
@@ -417,6 +418,16 @@ def warmup(ctx: Ctx, state) -> float:
             kb = cc.bucket(2 * kb, ctx.max_rank)
         jax.block_until_ready(s.fold(state))
         jax.block_until_ready(s.downdate_gram(state.gram, state.rows_buf))
+        # unlearn_sequence's scans, at every width (padding only: nothing is served)
+        from certun.unlearners._guo_sequence import CHUNK
+
+        batch = np.tile(idx, (CHUNK, 1))
+        kb = cc.bucket(1, ctx.max_rank)
+        while True:
+            jax.block_until_ready(s.sequence(state, batch, np.zeros(CHUNK, bool), kb))
+            if kb >= ctx.max_rank:
+                break
+            kb = cc.bucket(2 * kb, ctx.max_rank)
     else:
         jax.block_until_ready(s.request["eigh_woodbury"](state, idx))
         jax.block_until_ready(s.request["pcg"](state, idx))

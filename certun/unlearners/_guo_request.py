@@ -36,22 +36,22 @@ def _measure(c: gs.StepConfig, W, X, Y, b, mask):
     return gn + (n + d + 2) * UNIT_ROUNDOFF * mag + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin
 
 
-def _select(accept, new, old, idx):
-    """``new`` where ``accept`` else ``old``, field by field.
+def _select(accept, new, old, idx) -> dict:
+    """The fields a request changed: ``new`` where ``accept`` else ``old``.
 
-    Unchanged fields (``X``, ``Y``) pass through; the mask is selected only at the request's
-    rows (``O(m)``).
+    Only changed fields are returned (a jitted function returning ``X`` would copy it: the
+    caller merges them into its state); the mask is selected only at the request's rows.
     """
     out = {}
     for name, a in new._asdict().items():
         b = getattr(old, name)
         if a is b or a is None:
-            out[name] = a
-        elif name == "mask":
+            continue
+        if name == "mask":
             out[name] = b.at[idx].set(jnp.where(accept, a[idx], b[idx]))
         else:
             out[name] = jnp.where(accept, a, b)
-    return type(new)(**out)
+    return out
 
 
 def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, R_final, total,
@@ -75,7 +75,7 @@ def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, R_f
 
 def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
             kb: int | None = None, gate: Any = True):
-    """Serve one request in one dispatch: ``(next state, record vector)`` (see module doc).
+    """Serve one request in one dispatch: ``(changed fields, record vector)`` (module doc).
 
     ``gate`` (traced bool) can veto the update (the scan's stop flag).
     """
@@ -147,26 +147,34 @@ def unpack_record(acc: ga.GuoAccountant, vec: Any, K: int) -> dict:
                 delta_norms=v[nb + len(RECORD):nb + len(RECORD) + K])
 
 
+#: The state fields a cached request can change (the scan's carry; the rest is read-only).
+CARRY = ("mask", "W", "n_removed", "requests", "steps_since_factor", "stale_sum", "drift_sum",
+         "rows_buf", "h_buf", "proj_buf", "buf_count", "cap_buf", "residual_bound")
+
+
 def sequence(c: gs.StepConfig, acc: ga.GuoAccountant, state, idxs, valid, kb: int):
     """``lax.scan`` of cached requests (``idxs``: ``(L, m)``, ``valid``: ``(L,)``) at width ``kb``.
 
     Stops changing the state at the first request that is not served or whose refresh verdict
     is due (``stopped`` in the carry; that request itself is applied when served); padding
-    entries (``valid`` false) change nothing. Returns the state and the ``(L, .)`` records
-    (NaN after the stop).
+    entries (``valid`` false) change nothing. Returns the changed fields (:data:`CARRY`) and
+    the ``(L, .)`` records (NaN after the stop).
     """
     def body(carry, x):
-        st, stopped = carry
+        fields, stopped = carry
         idx, ok = x
-        nxt, rec = request(c, acc, "cached_factor", st, idx, kb, gate=ok & ~stopped)
+        st = state._replace(**fields)
+        ch, rec = request(c, acc, "cached_factor", st, idx, kb, gate=ok & ~stopped)
         nb = len(ga.CHARGE_FIELDS) + st.W.shape[1]
         accept = rec[nb + RECORD.index("accept")] > 0
         after = rec[nb + RECORD.index("after")] > 0
         rec = jnp.where(stopped | ~ok, jnp.nan, rec)
-        return (nxt, stopped | (ok & (~accept | after))), rec
+        fields = {k: ch.get(k, v) for k, v in fields.items()}
+        return (fields, stopped | (ok & (~accept | after))), rec
 
-    (state, _), recs = lax.scan(body, (state, jnp.asarray(False)), (idxs, valid))
-    return state, recs
+    init = {k: getattr(state, k) for k in CARRY if getattr(state, k) is not None}
+    (fields, _), recs = lax.scan(body, (init, jnp.asarray(False)), (idxs, valid))
+    return fields, recs
 
 
 def _ungated_core(c: gs.StepConfig, path: str, state, idx, kb):

@@ -109,7 +109,8 @@ def _scan_chunk(ctx: host.Ctx, state, idxs: list, i: int, h: dict):
     batch[:L] = np.stack(take)
     valid = np.arange(CHUNK) < L
     t0 = time.perf_counter()
-    state, recs = ctx.steps.sequence(state, batch, valid, kb)
+    fields, recs = ctx.steps.sequence(state, batch, valid, kb)
+    state = state._replace(**fields)
     recs = np.asarray(jax.device_get(recs))
     out: list[UnlearnResult] = []
     K = state.W.shape[1]

@@ -287,7 +287,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                       diagnose: bool = False, auto_retrain: bool = False,
                       update: str = "auto", max_rank: int = 128,
                       refresh_cost_ratio: float | None = 0.25,
-                      remeasure: bool | None = None, factor: str = "eigh",
+                      remeasure: bool | None = None, factor: str | None = None,
                       neumann_terms: int = 2) -> GuoUnlearner:
     r"""Guo et al. (2020) certified removal for logistic (binary / one-vs-rest) and ridge models.
 
@@ -341,7 +341,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         ``None`` (default): on exactly when ``update="auto"`` picks the cached factor for
         the logistic loss (the fastest path that certifies at least as many requests per
         budget as PCG), off otherwise.
-      factor: the maintained factorisation of ``update="cached"``: ``"eigh"`` (an
+      factor: the maintained factorisation of ``update="cached"`` (default ``None``:
+        ``"cholesky"`` where ``update="auto"`` picks the cache for the logistic loss, ``"eigh"``
+        otherwise, e.g. for ridge, whose cached step is then exact): ``"eigh"`` (an
         eigendecomposition absorbs the regulariser's shift exactly; the capacitance is
         rebuilt per request, ``O(d k^2)``; a fold costs an ``O(d^3)`` eigendecomposition) or
         ``"cholesky"`` (the inverse at a fixed shift through a Cholesky factor, a
@@ -394,6 +396,8 @@ def _context(*, lam, sigma, epsilon, delta, loss, bound, gamma, train_tol, train
         update = "cached" if lossf.name == "squared" or bound == "data_dependent" else "pcg"
     cached = update == "cached"
     max_rank = _validate.integer(max_rank=max_rank, minimum=1)
+    if factor is None:  # the default: the cheaper Cholesky factor on the logistic default path
+        factor = "cholesky" if auto and cached and lossf.name == "logistic" else "eigh"
     factor = _validate.choice(("eigh", "cholesky"), factor=factor)
     neumann_terms = _validate.integer(neumann_terms=neumann_terms, minimum=0)
     chol = factor == "cholesky"
