@@ -23,7 +23,11 @@ MODULES = (
     "certun/unlearners/_guo_request.py",
     "certun/unlearners/sekhari.py",
     "certun/primitives/curvature_cache.py",
+    "certun/primitives/row_blocks.py",
+    "certun/primitives/spectral.py",
+    "certun/models/glm.py",
     "certun/bounds/guo_accountant.py",
+    "certun/bounds/guo.py",
 )
 FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
