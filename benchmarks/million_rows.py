@@ -93,7 +93,8 @@ def generate(n: int, d: int, seed: int, mesh):
             return _gen_local(key, first, n // nd, d, w)
 
         X, a = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P(),
-                                     out_specs=(P(axis, None), P(axis))))(w_true)
+                                     out_specs=(P(axis, None), P(axis)),
+                                     check_vma=False))(w_true)
     noise = jax.random.logistic(jax.random.key(seed + 2), (n,), jnp.float64)
     y = np.where(np.asarray(jax.device_get(a + noise)) >= 0, 1.0, -1.0)
     return X, y

@@ -131,7 +131,8 @@ def _removal(c: StepConfig, state, idx):
     xu, yu = X[idx], Y[idx]
     mask_new = state.mask.at[idx].set(0.0)
     present = jnp.all(state.mask[idx] > 0)
-    n_rem = jnp.sum(state.mask) - m
+    # rows left: from the removal count, not a pass over the n-row mask (the same value)
+    n_rem = (X.shape[0] - state.n_removed - m).astype(W.dtype)
     Delta = xu.T @ c.lossf.d1(xu @ W, yu) + m * c.lam * W  # (d, K)
     return xu, yu, mask_new, present, n_rem, Delta
 
