@@ -156,7 +156,7 @@ def run(args) -> dict:
     n, d = X_np.shape
 
     unl = certified_removal(lam=lam, sigma=args.sigma, epsilon=args.epsilon, delta=args.delta,
-                            train_tol=args.train_tol)
+                            train_tol=args.train_tol, update="pcg")
     t0 = time.perf_counter()
     state0 = unl.init(X_np, y_np, jax.random.key(args.seed))
     jax.block_until_ready(state0)
@@ -189,7 +189,7 @@ def run(args) -> dict:
         return jax.jit(lambda X, Y, b, mask: glm.fit(lossf, X, Y, lam, b, mask, None,
                                                      method=method, tol=tol))
 
-    core = closure_fn(unl.unlearn, "_exact_step")
+    core = unl.unlearn.ctx.steps.request["eigh_woodbury"]  # the jitted exact request
 
     # ---- warm-up (compile) everything; find the tolerance L-BFGS reaches
     jax.block_until_ready(grad_fn(W, X, Y, b, mask_full))

@@ -255,9 +255,8 @@ def run_cached(args, X, y, order, workdir: Path) -> dict:
     # the jitted step alone, at every buffer width, on a sample of rows of the final state
     # (folded: the unused slots of a width are empty, as in the sequence); the step's cost
     # over the sequence weights each width by the requests served at it
-    serve = closure_fn(unl.unlearn, "_serve")
-    core = closure_fn(serve, "_cached_step")
-    st = jax.block_until_ready(closure_fn(serve, "fold")(led.state))
+    core = unl.unlearn.ctx.steps.request["cached_factor"]  # the jitted request, whole
+    st = jax.block_until_ready(unl.fold(led.state))
     present = np.flatnonzero(np.asarray(st.mask) > 0)
     rng = np.random.default_rng(args.seed + 5)
     cand = present[rng.permutation(present.size)[:args.core_samples]]

@@ -25,7 +25,8 @@ from certun.unlearners import (
 
 MECHANISMS = {
     "exact_retraining": lambda: exact_retraining(lam=0.1),
-    "certified_removal": lambda: certified_removal(lam=0.1, sigma=1.0, epsilon=1.0, delta=1e-4),
+    "certified_removal": lambda: certified_removal(lam=0.1, sigma=1.0, epsilon=1.0, delta=1e-4,
+                                                   update="pcg"),
     "certified_removal_cached": lambda: certified_removal(lam=0.1, sigma=1.0, epsilon=1.0,
                                                           delta=1e-4, update="cached"),
     "newton_unlearning": lambda: newton_unlearning(lam=0.1, epsilon=1.0, delta=1e-4,
@@ -84,7 +85,8 @@ def test_public_view_is_identical_on_data_of_the_same_public_shape(name):
 def test_guo_public_view_is_the_same_whether_a_request_is_stepped_or_retrained():
     """The outcome (unlearned vs retrained) is data-dependent and private: same public view."""
     X, y = _data(0)
-    unl = certified_removal(lam=0.1, sigma=0.02, epsilon=1.0, delta=1e-4, auto_retrain=True)
+    unl = certified_removal(lam=0.1, sigma=0.02, epsilon=1.0, delta=1e-4, auto_retrain=True,
+                            update="pcg")
     st = unl.init(X, y, jax.random.key(0))
     views: dict[str, str] = {}
     for i in range(X.shape[0]):

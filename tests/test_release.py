@@ -264,7 +264,8 @@ def test_release_wraps_any_unlearner(digits38):
     keep = np.setdiff1d(np.arange(100), [5])
     ref = glm.fit("logistic", X[keep], y[keep], lam, tol=1e-12).params
     inners = {
-        "guo": (certified_removal(lam=lam, sigma=1.0, epsilon=1.0, delta=1e-4), None),
+        "guo": (certified_removal(lam=lam, sigma=1.0, epsilon=1.0, delta=1e-4,
+                                  update="pcg"), None),
         "sekhari": (newton_unlearning(lam=lam, epsilon=1.0, delta=1e-4, max_removals=2),
                     lambda s: s.W_bar),
         "newton_shortcut": (newton_shortcut(lam=lam), None),
@@ -328,7 +329,8 @@ def test_guo_refusal_is_private_and_the_release_is_published(digits38):
     """Guo's spent budget refuses; the release still publishes, with the same public view."""
     X, y = _small(digits38, 80)
     lam = 1e-3
-    _refusal_case(certified_removal(lam=lam, sigma=1e-3, epsilon=1.0, delta=1e-4), X, y, lam,
+    _refusal_case(certified_removal(lam=lam, sigma=1e-3, epsilon=1.0, delta=1e-4,
+                                    update="pcg"), X, y, lam,
                   exact_retraining(lam=lam))
 
 

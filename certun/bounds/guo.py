@@ -29,7 +29,7 @@ data-dependent bound (their Corollary, with their ``gamma``, no factor 1/2)
 ``<= gamma (n - m) ||delta||^2 <= gamma ||Delta||^2 / (lambda^2 (n - m))`` and
 the worst case.
 
-**Erratum (REFERENCES.md item 1).** The printed worst case
+**Erratum (Guo et al.'s Theorem 1 as printed).** The printed worst case
 ``4 gamma m^2 C^2 / (lambda^2 (n - m))`` uses ``lambda ||w|| <= C``, which
 objective perturbation breaks: optimality gives
 ``lambda n ||w|| <= n C + ||b|| + ||r||``, so ``||Delta|| <= m (2C + (||b|| + ||r||)/n)``
@@ -121,7 +121,7 @@ def worst_case_bound(gamma: float, C: float, lam: float, n: int, m: int = 1,
     where ``b`` is the objective perturbation and ``r`` the residual (training
     gradient plus accumulated removal residuals) at the current model. It
     reduces to Guo et al.'s ``4 gamma m^2 C^2 / (lambda^2 (n - m))`` (Theorem 1 and its
-    batch form) when ``b = 0`` and ``r = 0``. See REFERENCES.md erratum 1 and
+    batch form) when ``b = 0`` and ``r = 0``. See the erratum in the module docstring and
     ``proofs/guo2020_residual_bounds.md`` steps (Q5)-(Q7).
 
     Args:

@@ -187,8 +187,16 @@ def curvature_weights(loss: ScalarLoss, W: Array, X: Array, Y: Array,
 
 def curvature_gram(loss: ScalarLoss, W: Array, X: Array, Y: Array,
                    mask: Array | None = None) -> Array:
-    """``X^T diag(mask * l''(X w_k)) X`` per head: shape ``(K, d, d)`` (no regulariser)."""
+    """``X^T diag(mask * l''(X w_k)) X`` per head: shape ``(K, d, d)`` (no regulariser).
+
+    For ``X`` of ``2^26`` entries or more it is accumulated over row blocks
+    (:func:`certun.primitives.row_blocks.weighted_gram`: no ``diag(l'') X`` temporary).
+    """
     D = curvature_weights(loss, W, X, Y, mask)
+    if X.shape[0] * X.shape[1] >= 1 << 26:
+        from certun.primitives.row_blocks import weighted_gram
+
+        return weighted_gram(X, D)
     return jnp.einsum("ik,ij,il->kjl", D, X, X)
 
 

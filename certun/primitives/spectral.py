@@ -145,7 +145,17 @@ def spectral_norm_upper_bound(X: Any, gram: Any | None = None) -> SpectralBound:
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
     G = X.T @ X if gram is None else np.asarray(gram, dtype=np.float64)
-    fro2 = float(np.sum(X * X))
+    return spectral_bound_from_gram(G, float(np.sum(X * X)), n, d)
+
+
+def spectral_bound_from_gram(G: Any, fro2: float, n: int, d: int) -> SpectralBound:
+    """:func:`spectral_norm_upper_bound` from ``G = X^T X`` (float64) and ``||X||_F^2`` alone.
+
+    For ``X`` too large to read twice (the Gram matrix and ``||X||_F^2`` accumulated on the
+    device over row blocks, :mod:`certun.primitives.row_blocks`); ``n x d`` is ``X``'s shape.
+    """
+    G = np.asarray(G, dtype=np.float64)
+    fro2 = float(fro2)
     gamma_n = n * UNIT_ROUNDOFF / (1.0 - n * UNIT_ROUNDOFF)
     _, up = symmetric_eig_bounds(G)
     lam_bound = max(up.value, 0.0) + gamma_n * fro2

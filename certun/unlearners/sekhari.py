@@ -55,8 +55,8 @@ from certun.accounting.gaussian import calibrate
 from certun.bounds import sekhari as sb
 from certun.certificate import check, make_certificate, verified
 from certun.models import glm
+from certun.primitives import curvature_cache
 from certun.primitives.noise import gaussian_like
-from certun.primitives.solvers import eigh_solve
 from certun.primitives.spectral import UNIT_ROUNDOFF
 from certun.results import RESULTS
 from certun.unlearners.base import Unlearner, UnlearnResult
@@ -165,9 +165,10 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
     @jax.jit
     def _stats(W, X, Y):
         G = glm.curvature_gram(lossf, W, X, Y)
-        w, Q = jax.vmap(jnp.linalg.eigh)(G)
+        # the stored Hessian T(S), factored once by the shared curvature cache
+        fac = curvature_cache.init(G, lam, X.shape[0], method="eigh", max_rank=1)
         g = glm.gradient_mean(lossf, W, X, Y, lam)
-        return G, w, Q, g
+        return G, fac.eigvals, fac.eigvecs, g
 
     @jax.jit
     def _newton(X, Y, W, g, curv, curv_eigvals, curv_eigvecs, idx):
@@ -177,16 +178,18 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
         grad_u = xu.T @ lossf.d1(xu @ W, yu) + m * lam * W  # sum over U of grad f (d, K)
         rhs = (n * g - grad_u) / (n - m)  # grad F_r(w_hat), mean scale
         h = lossf.d2(xu @ W, yu)  # (m, K)
-
-        def head(G, w, Q, r, hk):
-            shift = lam * (n - m)
-            x, pd = eigh_solve(w, Q, r * (n - m), shift, (xu.T, -hk))
-            res = (G @ x + shift * x - xu.T @ (hk * (xu @ x))) / (n - m) - r
-            return x, pd, jnp.linalg.norm(res)
-
-        step, pd, res = jax.vmap(head, in_axes=(0, 0, 0, 1, 1), out_axes=(1, 0, 0))(
-            curv, curv_eigvals, curv_eigvecs, rhs, h)
-        return (W - step, jnp.all(pd), jnp.linalg.norm(res), jnp.linalg.norm(rhs),
+        # T(S) minus the removed rows' curvature, plus lam (n - m) I: the cache's downdate
+        # (Woodbury over the m rows in eigen-coordinates) and its measured residual
+        d, K = W.shape
+        cache = curvature_cache.CurvatureCache(
+            curv, curv_eigvals, curv_eigvecs, rows=jnp.zeros((m, d), W.dtype),
+            h=jnp.zeros((m, K), W.dtype), proj=jnp.zeros((K, m, d), W.dtype),
+            filled=jnp.asarray(0, jnp.int32))
+        _, sol, _ = curvature_cache.downdate_solve(cache, rhs * (n - m), xu, h, lam, n - m,
+                                                   jnp.zeros_like(W), kb=m)
+        step = sol.value
+        pd = (sol.result != RESULTS.not_positive_definite) & (sol.result != RESULTS.nonfinite)
+        return (W - step, pd, sol.residual / (n - m), jnp.linalg.norm(rhs),
                 jnp.linalg.norm(step))
 
     def _release(state: SekhariState, W_bar: jax.Array, release: int):

@@ -269,7 +269,7 @@ def part_h2f(ds, surrogates, n_poisons: int, seeds) -> dict:
     theta = np.asarray(glm.fit("logistic", jnp.asarray(X), jnp.asarray(y)[:, None],
                                lam).params[:, 0])
     unl = certun.certified_removal(lam=lam, sigma=sigma, epsilon=1.0, delta=1e-4,
-                                   auto_retrain=True)
+                                   auto_retrain=True, update="pcg")
     out: dict[str, Any] = {}
     for sur in surrogates:
         per_seed = []
@@ -348,7 +348,7 @@ def part_distance(ds, N: int, T: int, methods) -> dict:
         return np.asarray(dist.binary_margins(Q @ np.asarray(W).reshape(-1), yq))
 
     guo = certun.certified_removal(lam=lam, sigma=cfg.DIST_GUO_SIGMA, epsilon=1.0, delta=1e-4,
-                                   auto_retrain=True)
+                                   auto_retrain=True, update="pcg")
     sek = certun.newton_unlearning(lam=lam, epsilon=1.0, delta=1e-4, max_removals=F)
     rel = private_release(certun.exact_retraining(lam=lam), lam=lam, epsilon=1.0, delta=1e-5)
     mechs = {"certified_removal": guo, "newton_unlearning": sek, "private_release": rel,

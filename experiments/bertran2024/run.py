@@ -91,7 +91,8 @@ def make_method(name: str, loss: str, lam: float):
         return certun.exact_retraining(lam=lam, loss=loss, tol=1e-12)
     if name == "certified_removal":
         return certun.certified_removal(lam=lam, sigma=cfg.GUO_SIGMA, epsilon=cfg.GUO_EPSILON,
-                                        delta=cfg.GUO_DELTA, loss=loss)
+                                        delta=cfg.GUO_DELTA, loss=loss,
+                                        update="pcg" if loss == "logistic" else "auto")
     if name == "private_release":
         return private_release(certun.exact_retraining(lam=lam, loss=loss, tol=1e-12), lam=lam,
                                epsilon=cfg.RELEASE_EPSILON, delta=cfg.RELEASE_DELTA, loss=loss,

@@ -93,7 +93,8 @@ def make_method(name: str):
     return {
         "retraining": lambda: certun.exact_retraining(lam=lam),
         "certified_removal": lambda: certun.certified_removal(
-            lam=lam, sigma=cfg.GUO_SIGMA, epsilon=cfg.GUO_EPSILON, delta=cfg.GUO_DELTA),
+            lam=lam, sigma=cfg.GUO_SIGMA, epsilon=cfg.GUO_EPSILON, delta=cfg.GUO_DELTA,
+                                                              update="pcg"),
         "newton_unlearning": lambda: certun.newton_unlearning(
             lam=lam, epsilon=cfg.SEKHARI_EPSILON, delta=cfg.SEKHARI_DELTA, max_removals=1),
         "newton_noiseless": lambda: baselines.newton_shortcut(lam=lam),

@@ -151,7 +151,8 @@ def guo_runs(ctx: Ctx, sigmas, rows, key_base: int) -> dict:
     eps_max = max(cfg.EPSILONS)
     out = {}
     for s in sigmas:
-        unl = certified_removal(lam=ctx.lam, sigma=s, epsilon=eps_max, delta=ctx.delta)
+        unl = certified_removal(lam=ctx.lam, sigma=s, epsilon=eps_max, delta=ctx.delta,
+                                update="pcg")
         per = []
         for t, row in enumerate(rows):
             st = unl.init(ctx.ds.X_train, ctx.ds.y_train, jax.random.key(key_base + t))

@@ -143,7 +143,7 @@ def run_point(ds, lam: float, sigma: float, seed: int, order: np.ndarray, grad_f
     t0 = time.perf_counter()
     for tol in cfg.TRAIN_TOLS:
         unl = certified_removal(lam=lam, sigma=sigma, epsilon=cfg.EPSILON, delta=cfg.DELTA,
-                                gamma=cfg.GAMMA, train_tol=tol, diagnose=True)
+                                gamma=cfg.GAMMA, train_tol=tol, diagnose=True, update="pcg")
         try:
             state0 = unl.init(ds.X_train, ds.y_train, key)
         except RuntimeError as exc:

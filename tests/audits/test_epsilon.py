@@ -88,7 +88,8 @@ def test_guo_worlds_are_certuns_mechanism(digits):
     X, y = digits[0][:120], digits[1][:120]
     c = ea.worst_case_canary(X, y, lam=0.05)
     w = ea.guo_removal_worlds(X, y, c, lam=0.05, sigma=2.0, budget=guo_budget(2.0, 1.0, 1e-4))
-    unl = certified_removal(lam=0.05, sigma=2.0, epsilon=1.0, delta=1e-4)
+    unl = certified_removal(lam=0.05, sigma=2.0, epsilon=1.0, delta=1e-4,
+                            update="pcg")
     Xz, yz = np.concatenate([X, c.x[None]]), np.concatenate([y, [c.y]])
     for s in range(2):
         k = jax.random.key(s)

@@ -42,7 +42,8 @@ def setting():
     ref = rng.choice(len(Xt), 20, replace=False)
     P = mal.craft_poisons(Xt[ref], yt[ref], theta, X, y, lam=LAM, radius=0.5)
     Xa, ya = np.concatenate([X, P]), np.concatenate([y, yt[ref]])
-    unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, auto_retrain=True)
+    unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, auto_retrain=True,
+                            update="pcg")
     st = unl.init(Xa, ya, jax.random.key(0))
     return dict(X=X, y=y, Xt=Xt, yt=yt, ref=ref, P=P, theta=theta, unl=unl, st=st, rng=rng)
 

@@ -140,7 +140,8 @@ def test_reconstruction_newton_identity_is_exact(digits):
     X, y = digits[0][:150], digits[1][:150]
     lam = 0.05
     for unl in (baselines.newton_shortcut(lam=lam),
-                certified_removal(lam=lam, sigma=1.0, epsilon=1.0, delta=1e-4)):
+                certified_removal(lam=lam, sigma=1.0, epsilon=1.0, delta=1e-4,
+                                  update="pcg")):
         st = unl.init(X, y, jax.random.key(0))
         th0 = np.asarray(unl.params(st))
         th1 = np.asarray(unl.unlearn(st, [7]).params)

@@ -12,7 +12,7 @@ from certun.unlearners import certified_removal
 
 
 def _unl(**kw):
-    base = dict(lam=1e-2, sigma=1.5, epsilon=1.0, delta=1e-4)
+    base = dict(lam=1e-2, sigma=1.5, epsilon=1.0, delta=1e-4, update="pcg")
     base.update(kw)
     return certified_removal(**base)
 
@@ -87,7 +87,8 @@ def test_residual_bound_covers_true_residual_over_many_removals():
     served = 0
     for seed, (lam, sigma) in enumerate([(1e-2, 5.0), (3e-2, 2.0), (1e-1, 1.0)]):
         ds = synthetic_logistic(400, 10, seed=seed)
-        unl = certified_removal(lam=lam, sigma=sigma, epsilon=1.0, delta=1e-4, diagnose=True)
+        unl = certified_removal(lam=lam, sigma=sigma, epsilon=1.0, delta=1e-4, diagnose=True,
+                                update="pcg")
         st = unl.init(ds.X_train, ds.y_train, jax.random.key(seed))
         order = np.random.default_rng(seed).permutation(ds.X_train.shape[0])
         for i in order[:80]:
@@ -107,7 +108,8 @@ def test_residual_bound_covers_true_residual_over_many_removals():
 
 def test_one_vs_rest_budget_is_one_budget_summed_over_heads():
     ds = load_digits()
-    unl = certified_removal(lam=1e-2, sigma=5.0, epsilon=1.0, delta=1e-4)
+    unl = certified_removal(lam=1e-2, sigma=5.0, epsilon=1.0, delta=1e-4,
+                            update="pcg")
     st = unl.init(ds.X_train, ds.y_train, jax.random.key(0), num_classes=10)
     assert st.W.shape == (64, 10)
     res = unl.unlearn(st, [11])
@@ -177,7 +179,8 @@ def test_keys_are_never_reused(digits38):
     np.testing.assert_array_equal(np.asarray(a.b), np.asarray(c.b))  # reproducible
     assert not np.allclose(np.asarray(a.b), np.asarray(b.b))
     ds = load_digits()
-    ovr = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4)
+    ovr = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4,
+                            update="pcg")
     s = ovr.init(ds.X_train, ds.y_train, jax.random.key(0), num_classes=10)
     B = np.asarray(s.b)
     corr = np.corrcoef(B.T)

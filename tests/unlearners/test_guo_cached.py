@@ -59,15 +59,26 @@ def cached(digits38, request):
     return unl, unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
 
 
-def test_auto_picks_cached_for_ridge_and_pcg_for_logistic(digits38):
+def test_auto_picks_cached_wherever_it_serves_and_pcg_for_the_worst_case(digits38):
     ds = load_diabetes()
     ridge = certified_removal(lam=1e-2, sigma=0.1, epsilon=1.0, delta=1e-4, loss="squared")
     st = ridge.init(ds.X_train, ds.y_train, jax.random.key(0))
     assert isinstance(ridge, GuoUnlearner) and st.proj_buf is not None
     assert ridge.unlearn(st, [3]).diagnostics["solver"]["path"] == "cached_factor"
-    logi = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4)
+    logi = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4,
+                             update="pcg")
     st = logi.init(digits38.X_train[:100], digits38.y_train[:100], jax.random.key(0))
     assert st.proj_buf is None
+    worst = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4, bound="worst_case")
+    assert worst.init(digits38.X_train[:100], digits38.y_train[:100],
+                      jax.random.key(0)).proj_buf is None
+    auto = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4)
+    assert auto.unlearn.ctx.cached and auto.unlearn.ctx.acc.remeasure
+    st = auto.init(digits38.X_train[:100], digits38.y_train[:100], jax.random.key(0))
+    assert st.proj_buf is not None and st.inv is not None  # the Cholesky factor by default
+    assert auto.unlearn(st, [3]).diagnostics["solver"]["path"] == "cached_factor"
+    explicit = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4, update="cached")
+    assert not explicit.unlearn.ctx.acc.remeasure  # remeasure only by default with "auto"
 
 
 def test_maintained_factor_solves_retained_hessian_at_factor_point(cached):
@@ -411,15 +422,10 @@ def test_bad_cached_options_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         certified_removal(**base)
     with pytest.raises(ValueError, match="update='cached'"):
-        cached_factor_solve(certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4).init(
+        cached_factor_solve(certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4,
+                                              update="pcg").init(
             load_digits_3v8().X_train[:50], load_digits_3v8().y_train[:50], jax.random.key(0)),
             np.ones((64, 1)), 1e-2)
-
-
-def _closure(fn, name):
-    """A function that ``fn`` closed over (the unlearner factory's jitted internals)."""
-    cells = (c.cell_contents for c in fn.__closure__)
-    return dict(zip(fn.__code__.co_freevars, cells, strict=True))[name]
 
 
 def test_warmup_compiles_every_step_single_row_requests_take():
@@ -429,8 +435,8 @@ def test_warmup_compiles_every_step_single_row_requests_take():
                             max_rank=64, refresh_cost_ratio=None)
     st = unl.init(ds.X_train, ds.y_train, jax.random.key(0))
     assert unl.warmup(st) > 0
-    serve = _closure(unl.unlearn, "_serve")
-    step, fold = _closure(serve, "_cached_step"), _closure(_closure(serve, "fold"), "_fold")
+    steps = unl.unlearn.ctx.steps  # the unlearner's own jitted steps
+    step, fold = steps.request["cached_factor"], steps.fold
     sizes = step._cache_size(), fold._cache_size()
     assert sizes[0] == 2  # widths 32 and 64
     folds = 0

@@ -107,7 +107,8 @@ def test_remeasure_that_does_not_fit_still_retrains(digits38):
 
 def test_remeasure_must_be_a_bool():
     with pytest.raises(ValidationError, match="remeasure must be True or False"):
-        certified_removal(lam=LAM, sigma=1.0, epsilon=1.0, delta=1e-4, remeasure="yes")
+        certified_removal(lam=LAM, sigma=1.0, epsilon=1.0, delta=1e-4, remeasure="yes",
+                          update="pcg")
 
 
 def test_remeasure_refreshes_when_the_room_it_opens_is_short(digits38):

@@ -20,7 +20,8 @@ N, D = 24, 3
 
 def _unlearners():
     return {
-        "guo": certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4),
+        "guo": certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4,
+                                 update="pcg"),
         "sekhari": newton_unlearning(lam=1e-1, epsilon=1.0, delta=1e-4),
         "langevin": langevin_unlearning(lam=1e-1, sigma=0.1, epsilon=1.0, delta=1e-4,
                                         burn_in=10),
@@ -28,7 +29,7 @@ def _unlearners():
         "retrain": exact_retraining(lam=1e-2),
         "sisa": sisa(shards=2, slices=1, lam=1e-2),
         "release": private_release(certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0,
-                                                     delta=1e-4),
+                                                     delta=1e-4, update="pcg"),
                                    lam=1e-2, epsilon=1.0, delta=1e-4),
         "shortcut": newton_shortcut(lam=1e-2),
     }
@@ -86,7 +87,8 @@ def test_ridge_keeps_real_valued_targets(data):
 def test_valid_labels_agree_across_unlearners(data):
     # +-1 gives one head, class ids with num_classes=2 two heads with the +-1 one-vs-rest coding
     X, y = data
-    st = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4).init(
+    st = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4,
+                           update="pcg").init(
         X, y, jax.random.key(0))
     np.testing.assert_array_equal(np.asarray(st.Y), y[:, None])
     ids = (y > 0).astype(int)

@@ -1,0 +1,192 @@
+"""One request of :func:`certun.unlearners.guo.certified_removal` as one jitted function.
+
+:func:`request` takes the state and the validated indices and returns the next state and a
+record vector: the step (:mod:`certun.unlearners._guo_steps`), the float64 bound arithmetic
+(:func:`certun.bounds.guo_accountant.charge_device`), the remeasure when the budget would be
+exceeded (one gradient, under ``lax.cond``), the decision (served or not) and the refresh
+policy's verdict, all in one dispatch. A request that is not served returns the state
+unchanged (the mask is touched only at the request's rows: ``O(m)``, never ``O(n)``).
+:func:`sequence` runs it under ``lax.scan`` and stops changing the state at the first request
+that needs the host (not served, or a refresh due).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from certun.bounds import guo_accountant as ga
+from certun.primitives.spectral import UNIT_ROUNDOFF
+from certun.results import RESULTS
+from certun.unlearners import _guo_steps as gs
+
+#: Record fields after the charge vector (then ``delta_norms``, ``K`` entries).
+RECORD = ("present", "accept", "code", "steps", "remeasured", "R_meas", "R_final", "after",
+          "s_hat", "S_new", "D_new")
+AFTER = (None, "refactor_every", "policy", "remeasure")
+
+
+def _measure(c: gs.StepConfig, W, X, Y, b, mask):
+    gn, mag, margin, n = gs.grad_sum(c, W, X, Y, b, mask)
+    d = W.shape[0]
+    return gn + (n + d + 2) * UNIT_ROUNDOFF * mag + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin
+
+
+def _select(accept, new, old, idx) -> dict:
+    """The fields a request changed: ``new`` where ``accept`` else ``old``.
+
+    Only changed fields are returned (a jitted function returning ``X`` would copy it: the
+    caller merges them into its state); the mask is selected only at the request's rows.
+    """
+    out = {}
+    for name, a in new._asdict().items():
+        b = getattr(old, name)
+        if a is b or a is None:
+            continue
+        if name == "mask":
+            out[name] = b.at[idx].set(jnp.where(accept, a[idx], b[idx]))
+        else:
+            out[name] = jnp.where(accept, a, b)
+    return out
+
+
+def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, R_final, total,
+            remeasured):
+    """The refresh verdict on the device (:func:`certun.bounds.guo_accountant.refresh_after`)."""
+    f = dict(zip(ga.CHARGE_FIELDS, list(B), strict=False))
+    s_t, D_t = f["step_staleness_bound"], f["step_drift_norm"]
+    s_hat = jnp.where(D_new != 0, S_new * D_t / jnp.where(D_new != 0, D_new, 1.0), s_t)
+    after = jnp.int32(0)
+    if acc.cached and not acc.remeasure:
+        if acc.refresh_cost_ratio is not None:
+            pol = (s_t > 0) & ((since + 1) * s_hat - S_new >= acc.refresh_cost_ratio * acc.budget)
+            after = jnp.where(pol, jnp.int32(2), after)
+    elif acc.cached:
+        room = remeasured & (s_t > 0) & (acc.budget - R_final < ga.REMEASURE_ROOM * total)
+        after = jnp.where(room, jnp.int32(3), after)
+    if c.refactor_every:
+        after = jnp.where(since + 1 >= c.refactor_every, jnp.int32(1), after)
+    return after, s_hat
+
+
+def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
+            kb: int | None = None, gate: Any = True):
+    """Serve one request in one dispatch: ``(changed fields, record vector)`` (module doc).
+
+    ``gate`` (traced bool) can veto the update (the scan's stop flag).
+    """
+    core: Any = gs.CORES[path]
+    small, big = core(c, state, idx, kb) if path == "cached_factor" else core(c, state, idx)
+    m = idx.shape[0]
+    n_total, d = state.X.shape[0], state.W.shape[0]
+    x64 = state.X.dtype == jnp.float64
+    n_prev = n_total - state.n_removed
+    k_buf = state.buf_count if acc.cached else 0
+    B = ga.charge_device(acc, small, state.residual_bound, state.x_spectral, state.fro2,
+                         state.gram_err, jnp.linalg.norm(state.b, axis=0), m, n_prev, n_total,
+                         d, k_buf)
+    f = dict(zip(ga.CHARGE_FIELDS, list(B), strict=False))
+    R_new, total = f["residual_bound_after"], f["charge"]
+    code = jnp.asarray(small["code"], jnp.int32)
+    solver_ok = (code == RESULTS.successful) & jnp.isfinite(f["step_solver_residual"])
+    fresh = path == "fresh_factor"
+    S_new = D_new = jnp.zeros((), jnp.float64)
+    since = jnp.int32(0) if fresh else state.steps_since_factor
+    if acc.cached:
+        S_new = (0.0 if fresh else state.stale_sum) + f["step_staleness_bound"]
+        D_new = (0.0 if fresh else state.drift_sum) + f["step_drift_norm"]
+    new = state._replace(mask=big["mask_new"], W=big["W_new"], n_removed=big["n_removed"],
+                         requests=big["requests"], steps_since_factor=big["steps_since_factor"])
+    if acc.cached:
+        new = new._replace(stale_sum=S_new, drift_sum=D_new)
+    if fresh:
+        new = new._replace(W_factor=state.W, factor_mask=big["mask_new"], curv=big["curv"],
+                           eigvals=big["eigvals"], eigvecs=big["eigvecs"], inv=big["inv"],
+                           inv_rows=big["inv_rows"], gram=big["gram_new"],
+                           gram_err=f["gram_err"], steps_since_factor=jnp.asarray(1, jnp.int32))
+    elif acc.cached:
+        new = new._replace(rows_buf=big["rows_buf"], h_buf=big["h_buf"],
+                           proj_buf=big["proj_buf"], buf_count=big["buf_count"],
+                           cap_buf=big["cap_buf"])
+    else:
+        new = new._replace(gram=big["gram_new"], gram_err=f["gram_err"])
+    R_meas = jnp.asarray(jnp.inf, jnp.float64)
+    remeasured = jnp.asarray(False)
+    if acc.remeasure and x64:
+        remeasured = solver_ok & (R_new > acc.budget)
+        R_meas = lax.cond(remeasured, lambda: _measure(c, new.W, state.X, state.Y, state.b,
+                                                       new.mask),
+                          lambda: jnp.asarray(jnp.inf, jnp.float64))
+    R_final = jnp.where(remeasured & (R_meas < R_new), R_meas, R_new)
+    new = new._replace(residual_bound=R_final)
+    present = small["present"]
+    accept = present & solver_ok & x64 & (R_final <= acc.budget)
+    after, s_hat = _policy(c, acc, B, since, S_new, D_new, R_final, total, remeasured)
+    rec = jnp.stack([jnp.asarray(v, jnp.float64) for v in
+                     (present, accept, code, small["steps"], remeasured, R_meas, R_final, after,
+                      s_hat, S_new, D_new)])
+    return (_select(accept & gate, new, state, idx),
+            jnp.concatenate([B, rec, small["delta_norms"]]))
+
+
+def unpack_record(acc: ga.GuoAccountant, vec: Any, K: int) -> dict:
+    """Host view of :func:`request`'s record."""
+    v = np.asarray(vec, np.float64)
+    nb = len(ga.CHARGE_FIELDS) + K
+    bounds, total, R_new, gram_err = ga.bounds_from_device(acc, v[:nb], K)
+    r = dict(zip(RECORD, (float(x) for x in v[nb:nb + len(RECORD)]), strict=True))
+    return dict(bounds=bounds, total=total, R_new=R_new, gram_err=gram_err,
+                present=bool(r["present"]), accept=bool(r["accept"]), code=int(r["code"]),
+                steps=int(r["steps"]), remeasured=bool(r["remeasured"]), R_meas=r["R_meas"],
+                R_final=r["R_final"], after=AFTER[int(r["after"])], s_hat=r["s_hat"],
+                S_new=r["S_new"], D_new=r["D_new"],
+                delta_norms=v[nb + len(RECORD):nb + len(RECORD) + K])
+
+
+#: The state fields a cached request can change (the scan's carry; the rest is read-only).
+CARRY = ("mask", "W", "n_removed", "requests", "steps_since_factor", "stale_sum", "drift_sum",
+         "rows_buf", "h_buf", "proj_buf", "buf_count", "cap_buf", "residual_bound")
+
+
+def sequence(c: gs.StepConfig, acc: ga.GuoAccountant, state, idxs, valid, kb: int):
+    """``lax.scan`` of cached requests (``idxs``: ``(L, m)``, ``valid``: ``(L,)``) at width ``kb``.
+
+    Stops changing the state at the first request that is not served or whose refresh verdict
+    is due (``stopped`` in the carry; that request itself is applied when served); padding
+    entries (``valid`` false) change nothing. Returns the changed fields (:data:`CARRY`) and
+    the ``(L, .)`` records (NaN after the stop).
+    """
+    def body(carry, x):
+        fields, stopped = carry
+        idx, ok = x
+        st = state._replace(**fields)
+        ch, rec = request(c, acc, "cached_factor", st, idx, kb, gate=ok & ~stopped)
+        nb = len(ga.CHARGE_FIELDS) + st.W.shape[1]
+        accept = rec[nb + RECORD.index("accept")] > 0
+        after = rec[nb + RECORD.index("after")] > 0
+        rec = jnp.where(stopped | ~ok, jnp.nan, rec)
+        fields = {k: ch.get(k, v) for k, v in fields.items()}
+        return (fields, stopped | (ok & (~accept | after))), rec
+
+    init = {k: getattr(state, k) for k in CARRY if getattr(state, k) is not None}
+    (fields, _), recs = lax.scan(body, (init, jnp.asarray(False)), (idxs, valid))
+    return fields, recs
+
+
+def _ungated_core(c: gs.StepConfig, path: str, state, idx, kb):
+    core: Any = gs.CORES[path]
+    big = (core(c, state, idx, kb) if path == "cached_factor" else core(c, state, idx))[1]
+    return big["W_new"], big["mask_new"]
+
+
+_ungated = jax.jit(_ungated_core, static_argnums=(0, 1, 4))
+
+
+def request_ungated(ctx: Any, state, idx, path: str, kb: int | None):
+    """The stepped model and mask of a request, served or not (``diagnose`` on refusals)."""
+    W, mask = _ungated(ctx.cfg, path, state, idx, kb)
+    return state._replace(W=W, mask=mask)
