@@ -59,7 +59,7 @@ References:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from scipy import optimize, special
@@ -220,7 +220,8 @@ def mu_to_epsilon(mu: float, delta: float) -> tuple[float, float]:
     if _dconv(lo, m, ld) >= 0.0:
         a = lo
     else:
-        a = optimize.brentq(_dconv, lo, hi, args=(m, ld), xtol=1e-15, rtol=1e-15, maxiter=500)
+        a = float(cast(float, optimize.brentq(_dconv, lo, hi, args=(m, ld), xtol=1e-15,
+                                             rtol=cast(Any, 1e-15), maxiter=500)))
     return max(0.0, _conv(a, m, ld)), float(a)
 
 
@@ -237,8 +238,8 @@ def epsilon_to_mu(epsilon: float, delta: float) -> float:
         lo, hi = hi, hi * 2.0
     while mu_to_epsilon(lo, dlt)[0] > eps:
         lo *= 1e-3
-    mu = float(optimize.brentq(lambda m: mu_to_epsilon(m, dlt)[0] - eps, lo, hi,
-                               xtol=1e-300, rtol=1e-14, maxiter=500))
+    mu = float(cast(float, optimize.brentq(lambda m: mu_to_epsilon(m, dlt)[0] - eps, lo, hi,
+                                           xtol=1e-300, rtol=cast(Any, 1e-14), maxiter=500)))
     for _ in range(1000):  # shade down until the forward conversion is within the target
         if mu_to_epsilon(mu, dlt)[0] <= eps:
             break

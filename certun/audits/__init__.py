@@ -41,8 +41,8 @@ from certun.audits import poisoning as poisoning
 from certun.audits import reconstruction as reconstruction
 from certun.audits import sparsity as sparsity
 from certun.audits import stats as stats
-from certun.audits import utility as utility
 from certun.audits import targeted as targeted
+from certun.audits import utility as utility
 from certun.audits import verification as verification
 from certun.audits.epsilon import AuditViolation as AuditViolation
 from certun.audits.epsilon import EpsilonAudit as EpsilonAudit

@@ -581,7 +581,7 @@ def sekhari_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delta: float,
 
 
 def descent_to_delete_worlds(X: Any, y: Any, *, lam: float, epsilon: float, delta: float,
-                             steps: int = 1, sigma_scale: float | tuple[float, float] = 1.0,
+                             steps: int | None = 1, sigma_scale: float | tuple[float, float] = 1.0,
                              **kwargs: Any) -> Worlds:
     """Descent-to-Delete's release after deleting the canary vs the noised reference (API).
 

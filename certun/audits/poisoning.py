@@ -119,4 +119,5 @@ def gradient_matching(W: Any, base: Any, labels: Any, x_target: Any, y_target_gr
                          box=tuple(box))
         if float(loss) < best_loss:
             best, best_loss = D, float(loss)
+    assert best is not None  # restarts >= 1
     return np.asarray(jnp.clip(B + best, *box), np.float64)

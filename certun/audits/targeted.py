@@ -144,6 +144,7 @@ def craft_deletions(model: InfluenceModel, x_target: Any, y_target: int, *, budg
         new_margin = s[int(y_target)] - s[c] + ch[idx].sum()
         if best is None or new_margin < best[0]:
             best = (new_margin, idx)
+    assert best is not None  # at least one class was scored
     return np.asarray(best[1], np.int64)
 
 

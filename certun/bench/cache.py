@@ -109,7 +109,7 @@ class Cache:
             return
         npz, man, h = self.paths(kind, config)
         buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # pyright: ignore[reportArgumentType]
         blob = buf.getvalue()
         from certun._version import __version__
 

@@ -333,7 +333,8 @@ GUO_SIGMA = 0.3
 def _build_guo(task: Task, m: int) -> Model:
     from certun.unlearners.guo import certified_removal
 
-    hp = dict(lam=task.lam, sigma=GUO_SIGMA, epsilon=1.0, delta=1e-4, loss=task.loss,
+    hp: dict[str, Any] = dict(lam=task.lam, sigma=GUO_SIGMA, epsilon=1.0, delta=1e-4,
+                              loss=task.loss,
               auto_retrain=True)
     u = certified_removal(**hp)
 
@@ -350,7 +351,8 @@ def _build_guo(task: Task, m: int) -> Model:
 def _build_sekhari(task: Task, m: int) -> Model:
     from certun.unlearners.sekhari import newton_unlearning
 
-    hp = dict(lam=task.lam, epsilon=1.0, delta=1e-5, loss=task.loss, max_removals=max(m, 1))
+    hp: dict[str, Any] = dict(lam=task.lam, epsilon=1.0, delta=1e-5, loss=task.loss,
+                              max_removals=max(m, 1))
     if task.loss == "squared":
         hp["label_bound"] = task.label_bound
     u = newton_unlearning(**hp)
@@ -362,7 +364,7 @@ def _build_sekhari(task: Task, m: int) -> Model:
 def _build_d2d(task: Task, m: int) -> Model:
     from certun.unlearners.descent_to_delete import descent_to_delete
 
-    hp = dict(lam=task.lam, epsilon=1.0, delta=1e-5, sigma=0.05)
+    hp: dict[str, Any] = dict(lam=task.lam, epsilon=1.0, delta=1e-5, sigma=0.05)
     u = descent_to_delete(**hp)
 
     def grads(res: Any, n: int, m: int) -> float:
@@ -381,7 +383,8 @@ def _d2d_supports(task: Task) -> str | None:
 def _build_langevin(task: Task, m: int) -> Model:
     from certun.unlearners.langevin import langevin_unlearning
 
-    hp = dict(lam=task.lam, sigma=0.03, epsilon=1.0, delta=1e-5, burn_in=2000, loss=task.loss)
+    hp: dict[str, Any] = dict(lam=task.lam, sigma=0.03, epsilon=1.0, delta=1e-5, burn_in=2000,
+                              loss=task.loss)
     u = langevin_unlearning(**hp)
 
     def grads(res: Any, n: int, m: int) -> float:
@@ -409,7 +412,7 @@ def _build_release(task: Task, m: int) -> Model:
     from certun.release import private_release
     from certun.unlearners.retrain import exact_retraining
 
-    hp = dict(lam=task.lam, epsilon=1.0, delta=1e-5, loss=task.loss)
+    hp: dict[str, Any] = dict(lam=task.lam, epsilon=1.0, delta=1e-5, loss=task.loss)
     if task.loss == "squared":
         hp["label_bound"] = task.label_bound
     u = private_release(exact_retraining(lam=task.lam, loss=task.loss), **hp)
@@ -458,7 +461,7 @@ def _sisa_logits(params: Any, X: Any) -> np.ndarray:
 def _build_sisa(task: Task, m: int) -> Model:
     from certun.sisa import sisa
 
-    hp = dict(shards=4, slices=2, lam=task.lam, loss=task.loss, aggregate="mean")
+    hp: dict[str, Any] = dict(shards=4, slices=2, lam=task.lam, loss=task.loss, aggregate="mean")
     u = _SisaUnlearner(sisa(**hp))
 
     def logits(params: Any, X: Any) -> np.ndarray:
@@ -532,7 +535,7 @@ def _zhang_parts(task: Task) -> tuple[Any, Any, dict, Any, Callable[[np.ndarray]
     net = nn.mlp(d, (16,), K, activation="tanh", input_scale=math.sqrt(d))
     cfg = nn.TrainConfig(epochs=30, batch_size=None, learning_rate=1e-2, weight_decay=1e-3,
                          radius=5.0, dtype="float64", log_every=30)
-    hp = dict(lam=0.1, epsilon=1.0, delta=1e-5, lam_min="none")
+    hp: dict[str, Any] = dict(lam=0.1, epsilon=1.0, delta=1e-5, lam_min="none")
     u = zhang_unlearning(net, cfg, **hp)
 
     def labels(y: np.ndarray) -> np.ndarray:

@@ -248,10 +248,12 @@ def _audit(model: _methods.Model, method: str, task: Task, cfg: BenchConfig, cac
     config = {**base, "what": "audit", "method": method, "runs": cfg.audit_runs,
               "hyperparameters": model.hyperparameters}
 
+    audit = model.audit
+
     def build() -> dict[str, np.ndarray]:
         from certun.audits.adversary import adversarial_audit
 
-        w = model.audit()
+        w = audit()
         a = adversarial_audit(w, key=jax.random.key(cfg.seed + 7), num_runs=cfg.audit_runs,
                               alpha=cfg.alpha, fit_runs=max(cfg.audit_runs // 4, 50),
                               raise_on_violation=False)

@@ -349,7 +349,7 @@ def cached_remainder_bound(gamma: float, x_spectral: float, u_norm: float, x_u_n
                                              d3_over_d2)
         sc_0 = self_concordant_remainder_bound(0.0, a_delta_norm, 0.0, delta_norm, d3_over_d2)
     routes = {"spectral": stale + dd, "l1": l1, "self_concordant": sc}
-    route = min(routes, key=routes.get)
+    route = min(routes, key=lambda r: routes[r])
     charged = routes[route]
     fresh = min(dd, l1_remainder_bound(gamma, 0.0, x_delta_norm), sc_0)
     return CachedRemainder(charged, routes["spectral"], l1, sc, fresh,

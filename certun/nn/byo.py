@@ -20,7 +20,7 @@ differentiate ``params`` as a pytree.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jax
 
@@ -58,8 +58,8 @@ def as_apply(model: Any, *, extra_variables: Mapping[str, Any] | None = None,
                 "extra_variables must not hold 'params': pass the parameters to apply")
 
         def linen_apply(params: PyTree, x: jax.Array) -> jax.Array:
-            kw = {} if method is None else {"method": method}
-            return model.apply({"params": params, **extra}, x, **kw)
+            kw: dict[str, Any] = {} if method is None else {"method": method}
+            return cast(jax.Array, model.apply({"params": params, **extra}, x, **kw))
 
         return linen_apply
     if extra_variables is not None or method is not None:
@@ -76,7 +76,7 @@ def as_apply(model: Any, *, extra_variables: Mapping[str, Any] | None = None,
             "model is a stateful nnx.Module: split it first, graphdef, state = nnx.split(model), "
             "then pass as_apply(graphdef) and params=state")
     if callable(model):
-        return model
+        return cast(Callable[[PyTree, jax.Array], jax.Array], model)
     raise _validate.ValidationError(
         f"model must be a flax linen Module, an nnx GraphDef or a function f(params, x); got "
         f"{type(model).__name__}")

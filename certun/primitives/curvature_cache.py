@@ -32,7 +32,7 @@ passes per head); the frozen-feature and Newton unlearners use the same function
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -309,6 +309,7 @@ def downdate_solve(cache: CurvatureCache, V: jax.Array, rows: jax.Array, h: jax.
     else:  # one-vs-rest: vmapped over heads
         stacked = jax.vmap(head)(*args)
     dT, bufs, oks, res2, a_dd, a_uu, bdd, buu = stacked
+    bufs = cast(tuple[Any, ...], bufs)  # (proj, cap) buffers
     x = dT.T
     res = jnp.sqrt(jnp.sum(res2))
     new = cache._replace(rows=rbuf, h=hbuf, proj=bufs[0], filled=k + m,

@@ -315,7 +315,7 @@ def _diagnostics(ctx: Ctx, rec: dict, path: str, h: dict, m: int, n_prev: int, d
     if rec["remeasured"]:
         diagnostics["seconds_remeasure"] = t_step  # measured inside the step's dispatch
     if ctx.cached:
-        diagnostics["refreshed"] = refreshed
+        diagnostics["refreshed"] = refreshed  # pyright: ignore[reportArgumentType]
     return bounds, solver, diagnostics
 
 

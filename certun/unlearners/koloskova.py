@@ -289,7 +289,7 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
                   post_clip=pc is not None)
         if jit:
             return _run(params, X, y, retained, key, hpa, **kw)
-        return _run.__wrapped__(params, X, y, retained, key, hpa, **kw)
+        return _run.__wrapped__(params, X, y, retained, key, hpa, **kw)  # pyright: ignore[reportAttributeAccessIssue]
 
     def _warn_noise(params: PyTree) -> bool:
         root_d = math.sqrt(sum(int(np.size(x)) for x in jax.tree.leaves(params)))
