@@ -498,7 +498,9 @@ def chebyshev_removal(*, lam, sigma, epsilon, delta, num_steps=None, rtol=1e-12,
 # %%
 key = jax.random.key(0)
 ours = chebyshev_removal(lam=LAM, sigma=SIGMA, epsilon=EPS, delta=DELTA, diagnose=True)
-guo = certun.certified_removal(lam=LAM, sigma=SIGMA, epsilon=EPS, delta=DELTA, diagnose=True)
+# Guo et al.'s exact-Hessian step (`update="pcg"`), the step this composition also takes
+guo = certun.certified_removal(lam=LAM, sigma=SIGMA, epsilon=EPS, delta=DELTA, diagnose=True,
+                               update="pcg")
 exact = certun.exact_retraining(lam=LAM, sigma=SIGMA)
 s_ours = ours.init(ds.X_train, ds.y_train, key)
 s_guo = guo.init(ds.X_train, ds.y_train, key)

@@ -258,6 +258,7 @@ def test_n_min_and_adjacency_are_validated(digits38):
         pr.unlearn(st, [1])
 
 
+@pytest.mark.slow  # the default suite's time budget
 def test_release_wraps_any_unlearner(digits38):
     lam = 0.1
     X, y = _small(digits38, 100)

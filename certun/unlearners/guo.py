@@ -93,13 +93,17 @@ from certun.unlearners import _guo_host as host
 from certun.unlearners import _guo_request as _request
 from certun.unlearners import _guo_sequence as _sequence
 from certun.unlearners import _guo_steps as gs
-from certun.unlearners._guo_certs import MECHANISM, params
+from certun.unlearners._guo_certs import MECHANISM as _MECHANISM
+from certun.unlearners._guo_certs import params
 from certun.unlearners.base import Unlearner, UnlearnResult
 
 __all__ = ["GuoState", "GuoUnlearner", "WhatIf", "certified_removal", "cached_factor_solve",
            "MECHANISM", "UPDATES"]
 
 UPDATES = ("auto", "pcg", "cached")
+
+#: The certificate's ``mechanism`` field for certified removal.
+MECHANISM = _MECHANISM
 
 # kept for callers of the names before the split (the values live with their layers)
 _bucket = cc.bucket

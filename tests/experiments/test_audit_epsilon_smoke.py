@@ -11,6 +11,9 @@ import pytest
 
 from certun.release import private_release
 
+# In the slow tier (`pytest -m slow`) for the default suite's time budget (issue 15-19 merges).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 RUN_PY = REPO / "experiments" / "audit_epsilon" / "run.py"
 #: the release before the fix of issue 14 (sigma from the data's own n_t, add/remove)

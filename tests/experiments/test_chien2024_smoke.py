@@ -16,6 +16,9 @@ import pytest
 from certun.accounting import langevin as acct
 from certun.accounting.gaussian import calibrate
 
+# In the slow tier (`pytest -m slow`) for the default suite's time budget (issue 15-19 merges).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 RUN_PY = REPO / "experiments" / "chien2024" / "run.py"
 

@@ -15,6 +15,9 @@ import pytest
 
 from certun.accounting import analytic_epsilon, analytic_sigma
 
+# In the slow tier (`pytest -m slow`) for the default suite's time budget (issue 15-19 merges).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 RUN_PY = REPO / "experiments" / "zhang2024" / "run.py"
 

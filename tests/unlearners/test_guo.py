@@ -82,6 +82,7 @@ def test_jitted_and_unjitted_paths_agree(digits38):
     assert a2.certificate.budget.used == pytest.approx(b2.certificate.budget.used, rel=1e-8)
 
 
+@pytest.mark.slow  # the default suite's time budget
 def test_residual_bound_covers_true_residual_over_many_removals():
     """Over 200+ sequential removals: true residual (with b) <= charged bound <= budget."""
     served = 0

@@ -532,6 +532,7 @@ def test_a_state_is_served_only_by_an_unlearner_of_its_kind(digits38):
             other.unlearn(st, [3])
 
 
+@pytest.mark.slow  # the default suite's time budget
 def test_cholesky_folds_by_woodbury_then_reinverts_and_stays_exact():
     """Folds update the inverse by Woodbury at its shift while ``q`` allows, then re-invert.
 
