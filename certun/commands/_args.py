@@ -93,3 +93,40 @@ def run_with_json(as_json: bool, run: Callable[[], tuple[int, Path | None]]) -> 
         results = json.loads(Path(path).read_text(encoding="utf-8"))
         print(json.dumps({**results, "results_file": str(path)}, sort_keys=True))
     return code
+
+
+def seeded_experiment_parser(description: str, name: str, dataset: str,
+                             smoke_help: str) -> OneLineParser:
+    """The options every seeded experiment takes: ``--out``, ``--smoke``, ``--seed``, ``--json``.
+
+    Args:
+      description: the experiment's one-line description.
+      name: its folder under ``experiments/`` (for the default output directory's help).
+      dataset: the dataset the results directory is named after.
+      smoke_help: what ``--smoke`` runs.
+    """
+    ap = OneLineParser(description=description)
+    ap.add_argument("--out", default=None, help="output directory "
+                    f"(default experiments/{name}/results/{dataset}[-smoke])")
+    ap.add_argument("--smoke", action="store_true", help=smoke_help)
+    ap.add_argument("--seed", type=count(0), default=None,
+                    help="run this seed and the next (an interval needs two repetitions)")
+    ap.add_argument("--json", action="store_true",
+                    help="log to stderr; print results.json as one JSON object on stdout")
+    return ap
+
+
+def experiment_seeds(args: argparse.Namespace, seeds: tuple[int, ...],
+                     smoke_seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """The seeds a run of :func:`seeded_experiment_parser`'s options covers."""
+    if args.seed is not None:
+        return (args.seed, args.seed + 1)
+    return tuple(smoke_seeds if args.smoke else seeds)
+
+
+def experiment_out(args: argparse.Namespace, here: Path, dataset: str) -> Path:
+    """The results directory (``--out``, else ``here/results/dataset[-smoke]``), created."""
+    out = Path(args.out) if args.out else here / "results" / (dataset + ("-smoke" if args.smoke
+                                                                         else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    return out

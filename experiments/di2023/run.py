@@ -30,6 +30,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from certun.commands._args import experiment_out, experiment_seeds  # noqa: E402
 from certun.provenance import git_info, json_ready, package_versions, utc_now, write_results  # noqa: E402,E501
 
 
@@ -169,35 +170,23 @@ def make_plot(pooled: dict, methods, out: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of this experiment."""
-    from certun.commands._args import OneLineParser
+    from certun.commands._args import seeded_experiment_parser
 
-    ap = OneLineParser(description="Di et al. (2023) camouflaged poisoning.")
-    ap.add_argument("--out", default=None, help="output directory "
-                    "(default experiments/di2023/results/digits[-smoke])")
-    ap.add_argument("--smoke", action="store_true", help="2 seeds x 1 target (CI)")
-    ap.add_argument("--seed", type=int, default=None, help="run this seed and the next")
-    ap.add_argument("--json", action="store_true",
-                    help="log to stderr; print results.json as one JSON object on stdout")
-    return ap
+    return seeded_experiment_parser(
+        "Di et al. (2023) camouflaged poisoning.", "di2023", "digits",
+        "2 seeds x 1 target (CI)")
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
     jax.config.update("jax_enable_x64", True)
     from certun.audits.stats import mean_ci
 
-    if args.seed is not None and args.seed < 0:
-        print(f"error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
-        return 2, None
     t0, started = time.perf_counter(), utc_now()
-    seeds = cfg.SMOKE_SEEDS if args.smoke else cfg.SEEDS
-    if args.seed is not None:
-        seeds = (args.seed, args.seed + 1)
+    seeds = experiment_seeds(args, cfg.SEEDS, cfg.SMOKE_SEEDS)
     T = cfg.SMOKE_TARGETS_PER_SEED if args.smoke else cfg.TARGETS_PER_SEED
     steps = cfg.SMOKE_STEPS if args.smoke else cfg.STEPS
     methods = ("retraining", "certified_removal", "sisa")
-    out = Path(args.out) if args.out else HERE / "results" / ("digits" + ("-smoke" if
-                                                                          args.smoke else ""))
-    out.mkdir(parents=True, exist_ok=True)
+    out = experiment_out(args, HERE, "digits")
     _log(f"di2023: digits, seeds {list(seeds)}, {T} targets per seed")
     per_seed = []
     for s in seeds:

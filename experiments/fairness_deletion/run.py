@@ -29,6 +29,7 @@ if importlib.util.find_spec("certun") is None:
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from certun.commands._args import experiment_out, experiment_seeds  # noqa: E402
 from certun.provenance import git_info, json_ready, package_versions, utc_now, write_results  # noqa: E402,E501
 
 
@@ -144,32 +145,20 @@ def make_plot(pooled: dict, out: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of this experiment."""
-    from certun.commands._args import OneLineParser
+    from certun.commands._args import seeded_experiment_parser
 
-    ap = OneLineParser(description="Fairness manipulation through deletion requests.")
-    ap.add_argument("--out", default=None, help="output directory "
-                    "(default experiments/fairness_deletion/results/diabetes[-smoke])")
-    ap.add_argument("--smoke", action="store_true", help="3 seeds (CI)")
-    ap.add_argument("--seed", type=int, default=None, help="run this seed and the next")
-    ap.add_argument("--json", action="store_true",
-                    help="log to stderr; print results.json as one JSON object on stdout")
-    return ap
+    return seeded_experiment_parser(
+        "Fairness manipulation through deletion requests.", "fairness_deletion", "diabetes",
+        "3 seeds (CI)")
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
     jax.config.update("jax_enable_x64", True)
     from certun.audits.stats import mean_ci
 
-    if args.seed is not None and args.seed < 0:
-        print(f"error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
-        return 2, None
     t0, started = time.perf_counter(), utc_now()
-    seeds = cfg.SMOKE_SEEDS if args.smoke else cfg.SEEDS
-    if args.seed is not None:
-        seeds = (args.seed, args.seed + 1)
-    out = Path(args.out) if args.out else HERE / "results" / ("diabetes" + ("-smoke" if
-                                                                            args.smoke else ""))
-    out.mkdir(parents=True, exist_ok=True)
+    seeds = experiment_seeds(args, cfg.SEEDS, cfg.SMOKE_SEEDS)
+    out = experiment_out(args, HERE, "diabetes")
     X, y, A = load()
     _log(f"fairness_deletion: diabetes n={len(y)}, sex groups {np.bincount(A).tolist()}, "
          f"seeds {list(seeds)}")

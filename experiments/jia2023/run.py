@@ -26,6 +26,7 @@ if importlib.util.find_spec("certun") is None:
 
 import numpy as np  # noqa: E402
 
+from certun.commands._args import experiment_out, experiment_seeds  # noqa: E402
 from certun.provenance import git_info, json_ready, package_versions, utc_now, write_results  # noqa: E402,E501
 
 
@@ -108,32 +109,20 @@ def make_plot(pooled: dict, sparsities, out: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options of this experiment."""
-    from certun.commands._args import OneLineParser
+    from certun.commands._args import seeded_experiment_parser
 
-    ap = OneLineParser(description="Jia et al. (2023) sparsity-aware unlearning (convex).")
-    ap.add_argument("--out", default=None, help="output directory "
-                    "(default experiments/jia2023/results/digits[-smoke])")
-    ap.add_argument("--smoke", action="store_true", help="2 seeds, 2 sparsities (CI)")
-    ap.add_argument("--seed", type=int, default=None, help="run this seed and the next")
-    ap.add_argument("--json", action="store_true",
-                    help="log to stderr; print results.json as one JSON object on stdout")
-    return ap
+    return seeded_experiment_parser(
+        "Jia et al. (2023) sparsity-aware unlearning (convex).", "jia2023", "digits",
+        "2 seeds, 2 sparsities (CI)")
 
 
 def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | None]:
     from certun.audits.stats import mean_ci
 
-    if args.seed is not None and args.seed < 0:
-        print(f"error: --seed must be >= 0, got {args.seed}", file=sys.stderr)
-        return 2, None
     t0, started = time.perf_counter(), utc_now()
-    seeds = cfg.SMOKE_SEEDS if args.smoke else cfg.SEEDS
-    if args.seed is not None:
-        seeds = (args.seed, args.seed + 1)
+    seeds = experiment_seeds(args, cfg.SEEDS, cfg.SMOKE_SEEDS)
     sps = cfg.SMOKE_SPARSITIES if args.smoke else cfg.SPARSITIES
-    out = Path(args.out) if args.out else HERE / "results" / ("digits" + ("-smoke" if
-                                                                          args.smoke else ""))
-    out.mkdir(parents=True, exist_ok=True)
+    out = experiment_out(args, HERE, "digits")
     _log(f"jia2023: digits, seeds {list(seeds)}, sparsities {list(sps)}")
     per_seed = [run_seed(s, sps) for s in seeds]
     pooled = {k: mean_ci([r[k] for r in per_seed]) for k in per_seed[0] if k != "seed"}
