@@ -154,7 +154,7 @@ def run_demo(k: int | None = None, lam: float | None = None, sigma: float | None
     rt = unl.retrain(state)
     jax.block_until_ready(rt.params)
     t_retrain = time.perf_counter() - t0
-    W_unl, W_rt, W_0 = state.W, rt.params, state0.W
+    W_unl, W_rt, W_0 = unl.params(state), rt.params, unl.params(state0)
     acc = {name: glm.accuracy("logistic", W, ds.X_test, ds.y_test)
            for name, W in (("original", W_0), ("unlearned", W_unl), ("retrained", W_rt))}
     n_done = sum(s["outcome"] == "unlearned" for s in steps)

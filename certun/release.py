@@ -89,7 +89,7 @@ from certun.certificate import Certificate, check, make_certificate, verified
 from certun.models import glm
 from certun.primitives.noise import gaussian_like
 from certun.primitives.spectral import UNIT_ROUNDOFF
-from certun.unlearners.base import Unlearner, UnlearnResult
+from certun.unlearners.base import Unlearner, UnlearnResult, published_view
 
 __all__ = ["MECHANISM", "ADJACENCIES", "Sensitivity", "release_sensitivity", "ReleaseState",
            "ReleaseUnlearner", "private_release", "targets"]
@@ -482,16 +482,18 @@ def private_release(unlearner: Unlearner, *, lam: float, epsilon: float, delta: 
 
     def params(state: ReleaseState) -> jax.Array:
         """The latest published (noisy) model: ``(d,)`` for one head, ``(d, K)`` otherwise."""
-        return state.published[:, 0] if state.published.shape[1] == 1 else state.published
+        return published_view(state.published)
 
     def retrain(state: ReleaseState, key: jax.Array | None = None) -> Any:
         """The inner unlearner's retraining reference (noiseless).
 
         Once the inner unlearner was dropped (after a refusal), the exact refit of the
-        current rows (a :class:`~certun.models.fit.FitResult`).
+        current rows (a :class:`~certun.models.fit.FitResult` whose ``params`` has the shape
+        of ``params(state)``).
         """
         if state.inner is None:
-            return glm.fit(lossf, state.X, state.Y, lam, None, state.mask, tol=tau / 4)
+            fr = glm.fit(lossf, state.X, state.Y, lam, None, state.mask, tol=tau / 4)
+            return fr._replace(params=published_view(fr.params))
         return unlearner.retrain(state.inner, key)
 
     def certificate(state: ReleaseState) -> Certificate:

@@ -251,9 +251,9 @@ print(json.dumps({k: public[k] for k in ("mechanism", "status", "epsilon", "delt
 w1 = res.params
 rt = unl.retrain(res.state)  # same b, rows 17 removed
 rt_other = unl.retrain(res.state, key=jax.random.key(99), same_b=False)
-d_unl = float(jnp.linalg.norm(w1 - rt.params[:, 0]))
+d_unl = float(jnp.linalg.norm(w1 - rt.params))  # both (d,): the published form
 d_b = float(jnp.linalg.norm(rt.params - rt_other.params))
-d_orig = float(jnp.linalg.norm(w0 - rt.params[:, 0]))
+d_orig = float(jnp.linalg.norm(w0 - rt.params))
 print(f"||w_unlearned - w_retrained||        = {d_unl:.2e}")
 print(f"||w_original  - w_retrained||        = {d_orig:.2e}")
 print(f"||w_retrained(b) - w_retrained(b')|| = {d_b:.2e}  (two draws of b)")

@@ -625,7 +625,7 @@ def langevin_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float,
         raise RuntimeError(f"Langevin unlearning refused the request: {res.certificate.reason}")
     K = int(res.state.steps_total) - burn_in
     api_in = np.asarray(res.state.W, np.float64)[:, 0]              # key(0)'s published model
-    api_out = np.asarray(unl.retrain(res.state, jax.random.key(0)).params, np.float64)[:, 0]
+    api_out = np.asarray(unl.retrain(res.state, jax.random.key(0)).params, np.float64)
     eta = float(res.state.eta)
     init_std = math.sqrt(acct.lsi_constant(sigma, lam)) * s
     Xj = jnp.asarray(Xz)

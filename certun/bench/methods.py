@@ -398,7 +398,7 @@ def _build_langevin(task: Task, m: int) -> Model:
         from certun.unlearners.langevin import noisy_gd
 
         st = res.state
-        W = un.retrain(st, release_key(st.key, 0), steps=hp["burn_in"]).params
+        W = un.retrain(st, release_key(st.key, 0), steps=hp["burn_in"]).params.reshape(st.W.shape)
         run = noisy_gd(glm.get_loss(task.loss), task.lam, st.eta,
                        math.sqrt(2.0 * st.eta) * hp["sigma"])
         W, _, _ = run(W, st.X, st.Y, st.mask, release_key(st.key, 1),

@@ -18,6 +18,7 @@ from certun.unlearners.base import OUTCOMES as OUTCOMES
 from certun.unlearners.base import RetrainRequired as RetrainRequired
 from certun.unlearners.base import Unlearner as Unlearner
 from certun.unlearners.base import UnlearnResult as UnlearnResult
+from certun.unlearners.base import published_view as published_view
 from certun.unlearners.descent_to_delete import D2DState as D2DState
 from certun.unlearners.descent_to_delete import descent_to_delete as descent_to_delete
 from certun.unlearners.frozen_head import DPExtractor as DPExtractor

@@ -8,6 +8,7 @@ import jax
 
 from certun.certificate import Budget, check, make_certificate, verified
 from certun.results import message as result_message
+from certun.unlearners.base import published_view
 
 MECHANISM = "guo2020_certified_removal"
 _THREAT_NOTE = (
@@ -24,7 +25,7 @@ _DECISION_NOTE = (
 
 def params(state: Any) -> jax.Array:
     """The published model: ``(d,)`` for one head, ``(d, K)`` for one-vs-rest."""
-    return state.W[:, 0] if state.W.shape[1] == 1 else state.W
+    return published_view(state.W)
 
 
 def assumptions(ctx: Any, state: Any, x64: bool, solver_ok: bool, code: int,

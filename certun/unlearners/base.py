@@ -13,7 +13,9 @@ An unlearner is a factory that closes over its hyperparameters and returns an
 * ``params = unlearner.params(state)`` gives the currently published model;
 * ``retrain = unlearner.retrain(state, key=None)`` gives the exact-retraining
   reference on the remaining rows (same training randomness where the
-  mechanism's definition requires it).
+  mechanism's definition requires it); its ``.params`` has the shape (the pytree
+  structure) of ``params(state)``: ``(d,)`` for one linear head, ``(d, K)`` for K heads,
+  so ``unlearner.params(state) - unlearner.retrain(state).params`` never broadcasts.
 """
 
 from __future__ import annotations
@@ -23,10 +25,20 @@ from typing import Any, NamedTuple
 
 from certun.certificate import Certificate
 
-__all__ = ["Unlearner", "UnlearnResult", "OUTCOMES", "RetrainRequired"]
+__all__ = ["Unlearner", "UnlearnResult", "OUTCOMES", "RetrainRequired", "published_view"]
 
 #: What a request ended in: unlearned, a retrain is required (refused), or retrained.
 OUTCOMES = ("unlearned", "retrain_required", "retrained")
+
+
+def published_view(W: Any) -> Any:
+    """The published form of linear weights ``W`` of shape ``(d, K)``.
+
+    ``(d,)`` for one head (``K == 1``), ``W`` itself for ``K > 1`` heads. Every linear
+    unlearner's ``params(state)`` and ``retrain(state).params`` use this form, so the two
+    compare without broadcasting.
+    """
+    return W[:, 0] if W.shape[1] == 1 else W
 
 
 class RetrainRequired(RuntimeError):

@@ -48,7 +48,7 @@ from certun.certificate import assumed, check, make_certificate, verified
 from certun.models import glm
 from certun.primitives.noise import gaussian_like
 from certun.primitives.spectral import UNIT_ROUNDOFF, spectral_norm_upper_bound
-from certun.unlearners.base import Unlearner, UnlearnResult
+from certun.unlearners.base import Unlearner, UnlearnResult, published_view
 from certun.unlearners.guo import _targets
 from certun.unlearners.langevin import NoisyRun, noisy_gd
 
@@ -231,7 +231,7 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
 
     def params(state: D2DState) -> jax.Array:
         """The currently published (noisy) model."""
-        return state.published[:, 0] if state.published.shape[1] == 1 else state.published
+        return published_view(state.published)
 
     def retrain(state: D2DState, key: jax.Array | None = None) -> NoisyRun:
         """The reference: ``T`` projected GD steps from 0 on the current data.
@@ -244,7 +244,7 @@ def descent_to_delete(*, lam: float, epsilon: float, delta: float, steps: int | 
         W, _, _ = _runner(eta, R0)(W0, state.X, state.Y, state.mask, state.key, T)
         if key is not None:
             W = W + gaussian_like(key, W, state.sigmas[-1])
-        return NoisyRun(W, T, float("nan"), 0)
+        return NoisyRun(published_view(W), T, float("nan"), 0)
 
     def _grad_norm(W, X, Y, mask):
         return _grad_norm_jit(W, X, Y, mask, m, loss=lossf.name)

@@ -95,7 +95,7 @@ from certun.unlearners import _guo_sequence as _sequence
 from certun.unlearners import _guo_steps as gs
 from certun.unlearners._guo_certs import MECHANISM as _MECHANISM
 from certun.unlearners._guo_certs import params
-from certun.unlearners.base import Unlearner, UnlearnResult
+from certun.unlearners.base import Unlearner, UnlearnResult, published_view
 
 __all__ = ["GuoState", "GuoUnlearner", "WhatIf", "certified_removal", "cached_factor_solve",
            "MECHANISM", "UPDATES"]
@@ -519,7 +519,8 @@ def _compose(ctx: host.Ctx) -> GuoUnlearner:
 
         With ``same_b`` (default) the retrained model uses the same ``b``, so it is the
         model certified removal is indistinguishable from; otherwise a fresh ``b``
-        drawn with ``key``. Returns a :class:`~certun.models.fit.FitResult`.
+        drawn with ``key``. Returns a :class:`~certun.models.fit.FitResult` whose ``params``
+        has the shape of ``params(state)`` (``(d,)`` for one head).
         """
         b = state.b
         if not same_b:
@@ -528,10 +529,12 @@ def _compose(ctx: host.Ctx) -> GuoUnlearner:
             b = host.objective_perturbation(key, state.b.shape, ctx.sigma, state.X.dtype)
         d, K = state.W.shape
         if method is None:
-            return ctx.steps.train(state.X, state.Y, b, state.mask,
-                                   jnp.zeros((d, K), state.X.dtype))
-        return glm.fit(ctx.lossf, state.X, state.Y, ctx.cfg.lam, b, state.mask, method=method,
-                       tol=ctx.train_tol)
+            fr = ctx.steps.train(state.X, state.Y, b, state.mask,
+                                 jnp.zeros((d, K), state.X.dtype))
+        else:
+            fr = glm.fit(ctx.lossf, state.X, state.Y, ctx.cfg.lam, b, state.mask,
+                         method=method, tol=ctx.train_tol)
+        return fr._replace(params=published_view(fr.params))
 
     return GuoUnlearner(init=init, unlearn=_Unlearn(ctx), params=params, retrain=retrain)
 

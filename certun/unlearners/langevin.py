@@ -55,7 +55,7 @@ from certun.certificate import assumed, check, make_certificate, verified
 from certun.models import glm
 from certun.primitives.noise import gaussian_like, release_key
 from certun.primitives.spectral import spectral_norm_upper_bound
-from certun.unlearners.base import Unlearner, UnlearnResult
+from certun.unlearners.base import Unlearner, UnlearnResult, published_view
 from certun.unlearners.guo import _targets
 
 __all__ = ["LangevinState", "NoisyRun", "langevin_unlearning", "noisy_gd", "MECHANISM"]
@@ -320,7 +320,7 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
 
     def params(state: LangevinState) -> jax.Array:
         """The published model (the current noisy iterate): ``(d,)`` or ``(d, K)``."""
-        return state.W[:, 0] if state.W.shape[1] == 1 else state.W
+        return published_view(state.W)
 
     def retrain(state: LangevinState, key: jax.Array, steps: int | None = None) -> NoisyRun:
         """A draw from the reference distribution: noisy GD from a fresh ``w_0``.
@@ -331,7 +331,8 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
         k = state.steps_total if steps is None else _validate.integer(steps=steps, minimum=0)
         d, K = state.W.shape
         W0 = gaussian_like(key, jnp.zeros((d, K), state.W.dtype), init_std, release=0)
-        return _run(W0, state.mask, state.X, state.Y, key, k, state.eta)
+        run = _run(W0, state.mask, state.X, state.Y, key, k, state.eta)
+        return run._replace(params=published_view(run.params))
 
     def _smoothness_now(state: LangevinState, n_now: int, n_replaced: int) -> float:
         if smoothness == "loose":

@@ -22,7 +22,7 @@ from certun.certificate import check, make_certificate
 from certun.models import glm, multinomial
 from certun.primitives.noise import objective_perturbation
 from certun.results import RESULTS
-from certun.unlearners.base import Unlearner, UnlearnResult
+from certun.unlearners.base import Unlearner, UnlearnResult, published_view
 from certun.unlearners.guo import _targets
 
 __all__ = ["RetrainState", "exact_retraining", "MECHANISM"]
@@ -100,7 +100,8 @@ def exact_retraining(*, lam: float, loss: str = "logistic", sigma: float = 0.0,
     def retrain(state: RetrainState, key: jax.Array | None = None) -> Any:
         """Retrain on the remaining rows (a :class:`~certun.models.fit.FitResult`)."""
         del key
-        return fit_jit(state.X, state.Y, state.b, state.mask)
+        fr = fit_jit(state.X, state.Y, state.b, state.mask)
+        return fr if loss == "multinomial" else fr._replace(params=published_view(fr.params))
 
     def unlearn(state: RetrainState, indices: Any, key: jax.Array | None = None) -> UnlearnResult:
         """Remove ``indices`` and retrain from zero on what remains."""

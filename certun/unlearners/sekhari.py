@@ -59,7 +59,7 @@ from certun.primitives import curvature_cache
 from certun.primitives.noise import gaussian_like
 from certun.primitives.spectral import UNIT_ROUNDOFF
 from certun.results import RESULTS
-from certun.unlearners.base import Unlearner, UnlearnResult
+from certun.unlearners.base import Unlearner, UnlearnResult, published_view
 from certun.unlearners.guo import _targets
 
 __all__ = ["SekhariState", "newton_unlearning", "MECHANISM"]
@@ -235,7 +235,7 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
 
     def params(state: SekhariState) -> jax.Array:
         """The currently published (noisy) model."""
-        return state.published[:, 0] if state.published.shape[1] == 1 else state.published
+        return published_view(state.published)
 
     def retrain(state: SekhariState, key: jax.Array | None = None, noised: bool = False) -> Any:
         r"""Exact retraining ``A(S \ U)`` on the remaining rows (noiseless unless ``noised``).
@@ -245,6 +245,7 @@ def newton_unlearning(*, lam: float, epsilon: float, delta: float, loss: str = "
         """
         mask = 1.0 - state.removed
         fr = _train(state.X, state.Y, mask)
+        fr = fr._replace(params=published_view(fr.params))
         if not noised:
             return fr
         if key is None:

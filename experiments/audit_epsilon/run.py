@@ -370,7 +370,7 @@ def part_distance(ds, N: int, T: int, methods) -> dict:
         if name == "newton_unlearning":  # Sekhari et al.'s reference: A(S minus U) + noise
             st = sek.init(X, y, k)
             st = st._replace(removed=st.removed.at[jnp.asarray(forget)].set(1.0))
-            return sek.retrain(st, jax.random.fold_in(k, 99), noised=True).params[:, 0]
+            return sek.retrain(st, jax.random.fold_in(k, 99), noised=True).params
         u = rel if name == "private_release" else guo
         return u.params(u.init(X[keep], y[keep], k))
 
@@ -394,7 +394,7 @@ def part_distance(ds, N: int, T: int, methods) -> dict:
             if name in ("certified_removal", "do_nothing"):
                 st = guo.init(X, y, k)
                 st = st._replace(mask=st.mask.at[jnp.asarray(forget)].set(0.0))
-                ref = guo.retrain(st).params[:, 0]
+                ref = guo.retrain(st).params
                 pd.append(dist.parameter_distance(w, ref))
                 agree.append(dist.prediction_agreement(np.sign(Xt @ np.asarray(w)),
                                                        np.sign(Xt @ np.asarray(ref))))

@@ -246,7 +246,7 @@ def run_point(ds, lam: float, sigma: float, seed: int, order: np.ndarray, grad_f
         times.append(time.perf_counter() - t0)
     t_retrain = float(np.median(times))
 
-    W0, Wu, Wr = state0.W, state.W, rt.params
+    W0, Wu, Wr = unl.params(state0), unl.params(state), rt.params
     acc = lambda W: glm.accuracy("logistic", W, ds.X_test, ds.y_test)  # noqa: E731
     point["test_accuracy"] = {"original": acc(W0), "unlearned": acc(Wu), "retrained": acc(Wr)}
     point["param_distance_unlearned_retrained"] = float(jnp.linalg.norm(Wu - Wr))
