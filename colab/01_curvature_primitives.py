@@ -72,6 +72,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import certun
+from certun.plotting import show_figure
 
 certun.enable_x64()
 
@@ -80,39 +81,8 @@ FIGDIR = os.environ.get("CERTUN_TUTORIAL_FIGDIR")  # optional: save every figure
 
 
 def show(name):
-    """Display the current figure (and save it to FIGDIR when set).
-
-    Every legend is moved off the data: beside the plot for one panel, under each panel
-    when there are several side by side.
-    """
-    fig = plt.gcf()
-    boxes = {tuple(round(b, 3) for b in ax.get_position().bounds) for ax in fig.axes}
-    twin = len(fig.axes) > 1 and len(boxes) == 1
-    if twin:  # twin axes: one legend for all their lines, clear of the right-hand axis
-        handles, labels = [], []
-        for ax in fig.axes:
-            h, lab = ax.get_legend_handles_labels()
-            handles, labels = handles + h, labels + lab
-            if ax.get_legend() is not None:
-                ax.get_legend().remove()
-        fig.axes[0].legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
-                           bbox_to_anchor=(1.18, 1.0))
-    panels = [] if twin else [ax for ax in fig.axes if ax.get_legend() is not None]
-    side_by_side = len({round(ax.get_position().x0, 2) for ax in fig.axes}) > 1 and not any(
-        ax.get_shared_x_axes().joined(ax, other) for ax in fig.axes for other in fig.axes
-        if other is not ax)
-    for ax in panels:
-        handles, labels = ax.get_legend_handles_labels()
-        if side_by_side:
-            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper center",
-                      bbox_to_anchor=(0.5, -0.2), ncol=2)
-        else:
-            ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper left",
-                      bbox_to_anchor=(1.02, 1.0))
-    fig.tight_layout()
-    if FIGDIR:
-        plt.savefig(os.path.join(FIGDIR, f"01_{name}.png"), dpi=90, bbox_inches="tight")
-    plt.show() if "ipykernel" in sys.modules else plt.close()
+    """Display the current figure, legends off the data (saved to FIGDIR when set)."""
+    show_figure(f"01_{name}", FIGDIR)
 
 
 # %% [markdown]
