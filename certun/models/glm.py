@@ -268,9 +268,13 @@ def fit(loss: ScalarLoss | str, X: ArrayLike, Y: ArrayLike, lam: float, b: Array
 
 
 def predict(loss: ScalarLoss | str, W: ArrayLike, X: ArrayLike) -> Array:
-    """Predictions: ``+-1`` (binary logistic), class ids (OvR, ``K > 1``) or values (ridge)."""
+    """Predictions: ``+-1`` (binary logistic), class ids (OvR, ``K > 1``) or values (ridge).
+
+    ``W`` is ``(d, K)`` or, for one head, ``(d,)`` (the form unlearners publish).
+    """
     loss = get_loss(loss)
-    A = jnp.asarray(X) @ W
+    W = jnp.asarray(W)
+    A = jnp.asarray(X) @ (W[:, None] if W.ndim == 1 else W)
     if loss.name == "squared":
         return A[:, 0] if A.shape[1] == 1 else A
     if A.shape[1] == 1:

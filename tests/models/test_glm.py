@@ -138,3 +138,17 @@ def test_loss_constants_are_correct():
     assert abs(np.abs(d3).max() - glm.LOGISTIC.gamma) < 1e-9  # 1/(6 sqrt 3)
     assert glm.LOGISTIC.gamma <= glm.LOGISTIC.gamma_paper
     assert np.abs(np.asarray(glm.LOGISTIC.d1(jnp.asarray(a), 1.0))).max() <= glm.LOGISTIC.d1_bound
+
+
+def test_predict_accepts_the_published_one_head_form():
+    """``(d,)`` (what unlearners publish) and ``(d, 1)`` predict alike; K heads use argmax."""
+    rng = np.random.default_rng(0)
+    X, w = rng.normal(size=(30, 4)), rng.normal(size=4)
+    want = np.where(X @ w >= 0, 1.0, -1.0)
+    for W in (w, w[:, None]):
+        np.testing.assert_array_equal(np.asarray(glm.predict("logistic", W, X)), want)
+        np.testing.assert_allclose(np.asarray(glm.predict("squared", W, X)), X @ w, rtol=1e-12)
+    W3 = rng.normal(size=(4, 3))
+    np.testing.assert_array_equal(np.asarray(glm.predict("logistic", W3, X)),
+                                  np.argmax(X @ W3, axis=1))
+    assert glm.accuracy("logistic", w, X, want) == 1.0
