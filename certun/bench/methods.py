@@ -479,6 +479,20 @@ def _sisa_logits(params: Any, X: Any) -> np.ndarray:
     return A
 
 
+@functools.lru_cache(maxsize=4)
+def _sisa_fit_steps(loss: str) -> Callable[..., Any]:
+    """Newton iterations of one SISA slice fit (``certun.sisa``'s settings), jitted."""
+    from certun.models import glm
+
+    lossf = glm.get_loss(loss)
+
+    @jax.jit
+    def steps(X: Any, Y: Any, lam: Any, mask: Any, W0: Any) -> Any:
+        return glm.fit(lossf, X, Y, lam, None, mask, W0, method="newton", tol=1e-10).num_steps
+
+    return steps
+
+
 def _build_sisa(task: Task, m: int) -> Model:
     from certun.sisa import sisa
 
@@ -492,18 +506,15 @@ def _build_sisa(task: Task, m: int) -> Model:
     def grads(res: Any, n: int, m: int) -> float:
         # per-example gradients and Hessian rows of every Newton iteration of every slice
         # refit (the refits replayed after the timed request to read their iteration counts)
-        from certun.models import glm
-
-        st, lossf = res.state, glm.get_loss(task.loss)
+        st, fit_steps = res.state, _sisa_fit_steps(task.loss)
         total = 0.0
         for s, start in res.diagnostics["refits"]:
             ck = st.checkpoints[s]
             for r in range(start, hp["slices"]):
                 W0 = jnp.zeros_like(ck[0]) if r == 0 else ck[r - 1]
                 mk = st.mask[s] * (st.slice_id[s] <= r)
-                fit = glm.fit(lossf, st.X[s], st.Y[s], hp["lam"], None, mk, W0,
-                              method="newton", tol=1e-10)
-                total += 2.0 * float(jnp.sum(mk)) * (int(fit.num_steps) + 1)
+                steps = int(fit_steps(st.X[s], st.Y[s], jnp.asarray(hp["lam"]), mk, W0))
+                total += 2.0 * float(jnp.sum(mk)) * (steps + 1)
         return total
 
     return Model(u, logits, _kw(task), _identity_labels,
