@@ -514,7 +514,7 @@ def _build_sisa(task: Task, m: int) -> Model:
                 W0 = jnp.zeros_like(ck[0]) if r == 0 else ck[r - 1]
                 mk = st.mask[s] * (st.slice_id[s] <= r)
                 steps = int(fit_steps(st.X[s], st.Y[s], jnp.asarray(hp["lam"]), mk, W0))
-                total += 2.0 * float(jnp.sum(mk)) * (steps + 1)
+                total += 2.0 * float(jnp.sum(mk)) * steps
         return total
 
     return Model(u, logits, _kw(task), _identity_labels,

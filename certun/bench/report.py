@@ -62,6 +62,12 @@ def markdown(report: dict) -> str:
               "95 % range between random halves of retrain's 2N oracle models): "
               + ", ".join(f"{s} {fmt(_null(report, 'klom_' + s))}"
                           for s in ("forget", "retain", "val")) + "."]
+    notes = [f"{r['name']} ({r['metrics']['epsilon_lower'].get('reason') or ''}"
+             f"{r['metrics']['epsilon_lower'].get('audit') or ''}, "
+             f"{r['metrics']['epsilon_lower'].get('n') or 0} runs per world)"
+             for r in report["methods"] if r["status"] == "ok" and "epsilon_lower" in r["metrics"]]
+    if notes:
+        lines += ["", "emp. eps LB: " + "; ".join(notes) + "."]
     return "\n".join(lines)
 
 

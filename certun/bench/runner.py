@@ -289,7 +289,10 @@ def _audit(model: _methods.Model, method: str, task: Task, F: np.ndarray, cfg: B
                     "runs": np.asarray(a.runs_per_world),
                     "statistic": np.asarray(a.best_statistic)}
 
-        got = cache.get_or_build("audit", config, build)
+        try:
+            got = cache.get_or_build("audit", config, build)
+        except RuntimeError as exc:  # e.g. the mechanism refused the audit's request
+            return _no_audit(f"the audit worlds could not be built ({exc})")
         return {"value": float(got["epsilon_lower"]), "lower": None, "upper": None,
                 "n": int(got["runs"]), "audit": "adversarial (Gaussian worlds)"
                 if not model.audit_trains else "adversarial (training runs)"}

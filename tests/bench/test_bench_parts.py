@@ -153,3 +153,66 @@ def test_klom_null_covers_same_law_and_excludes_a_shift():
     assert lo <= fresh <= hi
     shifted = float(np.percentile(distance.klom(rng.normal(size=(20, 60)) + 3, pool[:20]), 95))
     assert shifted > hi
+
+
+def test_deterministic_epsilon_lower_bound_is_the_closed_form_clopper_pearson(tmp_path):
+    """A deterministic method that differs from retraining: TP = n, FP = 0 at n runs.
+
+    The two-sided Clopper-Pearson ends at alpha / 2 per rate are closed-form there:
+    TPR_lb = (alpha / 2)^(1/n), FPR_ub = 1 - (alpha / 2)^(1/n); the bound is
+    log((TPR_lb - delta) / FPR_ub). No bound when one seed's model equals retraining;
+    exact unlearning is 0; a regression task has no audit.
+    """
+    from certun.bench import BenchConfig, methods, runner
+
+    task = load_task("synthetic")
+    model = methods.get_method("newton_noiseless").build(task, 3)
+    assert model.deterministic and model.audit is None
+    cfg, F = BenchConfig(audit_runs=500), np.arange(3)
+    ens = {"param_distance": np.array([0.3, 0.1])}
+    got = runner._audit(model, "newton_noiseless", task, F, cfg, Cache(tmp_path), {}, ens)
+    q = 0.025 ** (1.0 / 500)
+    assert got["n"] == 500
+    assert got["value"] == pytest.approx(np.log((q - 1e-5) / (1.0 - q)), rel=1e-9)
+    none = runner._audit(model, "newton_noiseless", task, F, cfg, Cache(tmp_path), {},
+                         {"param_distance": np.array([0.3, 0.0])})
+    assert np.isnan(none["value"]) and none["reason"]
+    exact = runner._audit(methods.get_method("sisa").build(task, 3), "sisa", task, F, cfg,
+                          Cache(tmp_path), {}, ens)
+    assert exact["value"] == 0.0 and "exact" in exact["reason"]
+    reg = runner._audit(model, "newton_noiseless", load_task("diabetes"), F, cfg,
+                        Cache(tmp_path), {}, ens)
+    assert np.isnan(reg["value"]) and "binary" in reg["reason"]
+
+
+def test_sisa_gradient_count_replays_its_refits():
+    """SISA's count: 2 x rows x Newton iterations per refit slice (eager glm.fit replay).
+
+    The rows summed equal SISA's own ``rows_refit`` (counted in ``certun.sisa.delete``).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from certun.bench import methods
+    from certun.models import glm
+
+    task = load_task("synthetic")
+    F = np.array([0, 5, 17])
+    model = methods.get_method("sisa").build(task, F.size)
+    u = model.unlearner
+    st = u.init(task.X_train, task.y_train, jax.random.key(0), **model.init_kwargs)
+    res = u.unlearn(st, F)
+    got = model.grad_evals(res, task.n_train, F.size)
+    S = res.state
+    total, rows = 0.0, 0
+    for s, start in res.diagnostics["refits"]:
+        for r in range(start, model.hyperparameters["slices"]):
+            mk = S.mask[s] * (S.slice_id[s] <= r)
+            W0 = jnp.zeros_like(S.checkpoints[s, 0]) if r == 0 else S.checkpoints[s, r - 1]
+            with jax.disable_jit():
+                fit = glm.fit(task.loss, S.X[s], S.Y[s], task.lam, None, mk, W0)
+            np.testing.assert_allclose(fit.params, S.checkpoints[s, r], atol=1e-8)
+            total += 2.0 * float(mk.sum()) * int(fit.num_steps)
+            rows += int(mk.sum())
+    assert rows == res.diagnostics["rows_refit"] and total > 0
+    assert got == total
