@@ -481,14 +481,15 @@ def _sisa_logits(params: Any, X: Any) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _sisa_fit_steps(loss: str) -> Callable[..., Any]:
-    """Newton iterations of one SISA slice fit (``certun.sisa``'s settings), jitted."""
+    """``(params, Newton iterations)`` of one SISA slice fit (``certun.sisa``'s settings)."""
     from certun.models import glm
 
     lossf = glm.get_loss(loss)
 
     @jax.jit
     def steps(X: Any, Y: Any, lam: Any, mask: Any, W0: Any) -> Any:
-        return glm.fit(lossf, X, Y, lam, None, mask, W0, method="newton", tol=1e-10).num_steps
+        fit = glm.fit(lossf, X, Y, lam, None, mask, W0, method="newton", tol=1e-10)
+        return fit.params, fit.num_steps
 
     return steps
 
@@ -513,7 +514,7 @@ def _build_sisa(task: Task, m: int) -> Model:
             for r in range(start, hp["slices"]):
                 W0 = jnp.zeros_like(ck[0]) if r == 0 else ck[r - 1]
                 mk = st.mask[s] * (st.slice_id[s] <= r)
-                steps = int(fit_steps(st.X[s], st.Y[s], jnp.asarray(hp["lam"]), mk, W0))
+                steps = int(fit_steps(st.X[s], st.Y[s], jnp.asarray(hp["lam"]), mk, W0)[1])
                 total += 2.0 * float(jnp.sum(mk)) * steps
         return total
 
