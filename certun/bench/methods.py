@@ -90,7 +90,7 @@ class Model(NamedTuple):
     coupled: Callable[[Any, Any], tuple[Any, Any]] | None
     grad_evals: Callable[[Any, int, int], float] | None
     hyperparameters: dict
-    audit: Callable[[], Any] | None = None
+    audit: Callable[[np.ndarray], Any] | None = None
     audit_trains: bool = False
     oracle_key: dict | None = None
     deterministic: bool = False
@@ -730,8 +730,9 @@ def _build_zhang(task: Task, m: int) -> Model:
 
 #: Koloskova et al.'s gradient-clipping noisy fine-tuning in the bench (the ball of the
 #: training configuration, ``C_0 = C``; ``T = C_0 / (eta C_1)`` noisy steps).
-KOLOSKOVA = dict(variant="gradient_clipping", epsilon=1.0, delta=1e-5, init_clip=5.0, lr=0.5,
-                 grad_clip=1.0, batch_size=64, post_clip=5.0)
+KOLOSKOVA: dict[str, Any] = dict(variant="gradient_clipping", epsilon=1.0, delta=1e-5,
+                                 init_clip=5.0, lr=0.5, grad_clip=1.0, batch_size=64,
+                                 post_clip=5.0)
 
 
 class _KoloskovaState(NamedTuple):
