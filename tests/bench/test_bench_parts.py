@@ -216,3 +216,32 @@ def test_sisa_gradient_count_replays_its_refits():
             rows += int(mk.sum())
     assert rows == res.diagnostics["rows_refit"] and total > 0
     assert got == total
+
+
+def test_network_post_processing_reads_only_the_released_model_and_retained_rows():
+    """The noiseless fine-tuning after a certified network release is post-processing.
+
+    Changing the forgotten rows (features and labels) leaves its output bit-identical;
+    changing the mask does not; the output lies in the training ball ``||w|| <= C``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from certun import nn
+    from certun.bench import methods
+
+    task = load_task("synthetic")
+    net, cfg, labels = methods._net_parts(task)
+    ft = methods._finetune_fn(net, cfg, 3)
+    p = jax.tree.map(lambda a: 40.0 * a, net.init(jax.random.key(0), jnp.float64))  # "noisy"
+    X = jnp.asarray(task.X_train)
+    y = jnp.asarray(labels(task.y_train), jnp.int32)
+    keep = jnp.ones(X.shape[0]).at[:5].set(0.0)
+    a = ft(p, X, y, keep)
+    b = ft(p, X.at[:5].set(3.0), y.at[:5].set(1 - y[:5]), keep)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(u, v)
+    c = ft(p, X.at[:5].set(3.0), y.at[:5].set(1 - y[:5]), jnp.ones(X.shape[0]))
+    assert any(not np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(c),
+                                                        strict=True))
+    assert nn.check_params_in_ball(a, cfg.radius)[0]
