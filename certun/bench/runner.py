@@ -19,9 +19,11 @@ retained and forgotten rows; distance to retraining under the coupling of the me
 (:mod:`certun.bench.methods`), parameters and predictions; KLoM per split against the
 oracle; the two-version membership-inference AUC of Chen et al. (shadow seeds train the
 attack, target seeds test it; members are the forgotten rows, non-members as many held-out
-rows); U-LiRA against the oracle; the certified ``(epsilon, delta)`` of the request and the
-adversarial audit's empirical lower bound on epsilon for the mechanisms that have one
-(binary tasks); seconds and gradient evaluations of one request relative to exact
+rows); U-LiRA against the oracle; the certified ``(epsilon, delta)`` of the request and an
+empirical lower bound on epsilon (binary tasks): the adversarial audit of every certified
+mechanism with audit worlds, 0 for exact unlearning, the never-erring test's
+Clopper-Pearson bound for a deterministic method that differs from retraining (see
+:func:`_audit`); seconds and gradient evaluations of one request relative to exact
 retraining in the same run. Every ensemble number carries a ``1 - alpha`` interval.
 """
 
