@@ -32,8 +32,10 @@ when the unlearner has ``retrain``; without either, the distance is not reported
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -64,10 +66,21 @@ class Model(NamedTuple):
       grad_evals: ``(result, n, m) -> float`` per-example gradient (and Hessian-row)
         evaluations of one request, or ``None`` when unknown.
       hyperparameters: JSON-ready settings (recorded in the report and the cache key).
-      audit: ``() -> certun.audits.adversary.Worlds`` of the mechanism's epsilon audit
-        (binary tasks), or ``None`` when the mechanism has none.
-      audit_trains: each audit run is a whole training run (minutes for a few thousand
-        runs: Guo et al.'s worlds); the runner audits such mechanisms only when asked.
+      audit: ``F -> certun.audits.adversary.Worlds`` of the mechanism's epsilon audit
+        (binary tasks; ``F`` the run's forget rows, which the network worlds remove; the
+        convex mechanisms' worlds remove a worst-case canary), or ``None`` when the
+        mechanism has none.
+      audit_trains: each audit run is a whole training run (Guo et al.'s, Langevin's,
+        noisy fine-tuning's worlds); the runner gives such audits ``audit_training_runs``
+        runs per world (fewer than the Gaussian-output audits' ``audit_runs``).
+      oracle_key: methods with the same learning algorithm share one cached oracle ensemble
+        when they give the same key (default: the method's name and hyperparameters).
+      oracle: ``(X_r, y_r, key) -> params``, one draw of the certificate's reference on the
+        retained rows when it is not ``params(init(X_r, y_r, key))`` (e.g. a release
+        followed by post-processing); ``None`` for the default.
+      deterministic: the unlearned model is a function of the data (no randomness): when it
+        differs from retraining, the runner's epsilon lower bound is the Clopper-Pearson
+        bound of a test that never errs.
     """
 
     unlearner: Any
@@ -77,8 +90,11 @@ class Model(NamedTuple):
     coupled: Callable[[Any, Any], tuple[Any, Any]] | None
     grad_evals: Callable[[Any, int, int], float] | None
     hyperparameters: dict
-    audit: Callable[[], Any] | None = None
+    audit: Callable[[np.ndarray], Any] | None = None
     audit_trains: bool = False
+    oracle_key: dict | None = None
+    deterministic: bool = False
+    oracle: Callable[[np.ndarray, np.ndarray, jax.Array], Any] | None = None
 
 
 class Method(NamedTuple):
@@ -345,7 +361,7 @@ def _build_guo(task: Task, m: int) -> Model:
 
     return Model(u, linear_logits, _kw(task), _identity_labels, _default_coupled, grads,
                  {k: v for k, v in hp.items()},
-                 audit=(lambda: _audit_worlds("guo", task, hp)), audit_trains=True)
+                 audit=(lambda F: _audit_worlds("guo", task, hp)), audit_trains=True)
 
 
 def _build_sekhari(task: Task, m: int) -> Model:
@@ -358,7 +374,7 @@ def _build_sekhari(task: Task, m: int) -> Model:
     u = newton_unlearning(**hp)
     return Model(u, linear_logits, _kw(task), _identity_labels,
                  _noiseless_pair(lambda st: _head(st.W_bar)), lambda res, n, m: 2.0 * m, hp,
-                 audit=(lambda: _audit_worlds("sekhari", task, hp)))
+                 audit=(lambda F: _audit_worlds("sekhari", task, hp)))
 
 
 def _build_d2d(task: Task, m: int) -> Model:
@@ -372,7 +388,7 @@ def _build_d2d(task: Task, m: int) -> Model:
 
     return Model(u, linear_logits, _kw(task), _identity_labels,
                  _noiseless_pair(lambda st: _head(st.W)), grads, hp,
-                 audit=(lambda: _audit_worlds("d2d", task, hp)))
+                 audit=(lambda F: _audit_worlds("d2d", task, hp)))
 
 
 def _d2d_supports(task: Task) -> str | None:
@@ -405,7 +421,8 @@ def _build_langevin(task: Task, m: int) -> Model:
                       int(res.diagnostics["K"]))
         return res.params, _head(W)
 
-    return Model(u, linear_logits, _kw(task), _identity_labels, coupled, grads, hp)
+    return Model(u, linear_logits, _kw(task), _identity_labels, coupled, grads, hp,
+                 audit=(lambda F: _audit_worlds("langevin", task, hp)), audit_trains=True)
 
 
 def _build_release(task: Task, m: int) -> Model:
@@ -425,7 +442,7 @@ def _build_release(task: Task, m: int) -> Model:
     return Model(u, linear_logits, _kw(task), _identity_labels,
                  _noiseless_pair(lambda st: _head(st.noiseless)), grads,
                  {**hp, "inner": "exact_retraining"},
-                 audit=(lambda: _audit_worlds("release", task, hp)))
+                 audit=(lambda F: _audit_worlds("release", task, hp)))
 
 
 class _SisaUnlearner(NamedTuple):
@@ -441,9 +458,13 @@ class _SisaUnlearner(NamedTuple):
 
     def unlearn(self, state: Any, indices: Any, key: jax.Array | None = None) -> Any:
         d = self.sisa.delete(state, indices)
+        idx = np.asarray(indices, np.int64)
+        shard_of, pos_of = np.asarray(state.shard_of), np.asarray(state.pos_of)
+        sl = np.asarray(state.slice_id)
+        refits = [(s, int(sl[s, pos_of[idx][shard_of[idx] == s]].min())) for s in d.shards]
         return _PluginResult(self.params(d.state), d.state, None, "exact",
                              {"rows_refit": d.rows_refit, "slices_refit": d.slices_refit,
-                              "shards_touched": len(d.shards)})
+                              "shards_touched": len(d.shards), "refits": refits})
 
     def retrain(self, state: Any) -> Any:
         S = int(state.X.shape[0])
@@ -458,6 +479,21 @@ def _sisa_logits(params: Any, X: Any) -> np.ndarray:
     return A
 
 
+@functools.lru_cache(maxsize=4)
+def _sisa_fit_steps(loss: str) -> Callable[..., Any]:
+    """``(params, Newton iterations)`` of one SISA slice fit (``certun.sisa``'s settings)."""
+    from certun.models import glm
+
+    lossf = glm.get_loss(loss)
+
+    @jax.jit
+    def steps(X: Any, Y: Any, lam: Any, mask: Any, W0: Any) -> Any:
+        fit = glm.fit(lossf, X, Y, lam, None, mask, W0, method="newton", tol=1e-10)
+        return fit.params, fit.num_steps
+
+    return steps
+
+
 def _build_sisa(task: Task, m: int) -> Model:
     from certun.sisa import sisa
 
@@ -468,9 +504,23 @@ def _build_sisa(task: Task, m: int) -> Model:
         out = _sisa_logits(params, X)
         return out[:, 1] if task.kind == "regression" else out
 
+    def grads(res: Any, n: int, m: int) -> float:
+        # per-example gradients and Hessian rows of every Newton iteration of every slice
+        # refit (the refits replayed after the timed request to read their iteration counts)
+        st, fit_steps = res.state, _sisa_fit_steps(task.loss)
+        total = 0.0
+        for s, start in res.diagnostics["refits"]:
+            ck = st.checkpoints[s]
+            for r in range(start, hp["slices"]):
+                W0 = jnp.zeros_like(ck[0]) if r == 0 else ck[r - 1]
+                mk = st.mask[s] * (st.slice_id[s] <= r)
+                steps = int(fit_steps(st.X[s], st.Y[s], jnp.asarray(hp["lam"]), mk, W0)[1])
+                total += 2.0 * float(jnp.sum(mk)) * steps
+        return total
+
     return Model(u, logits, _kw(task), _identity_labels,
                  lambda un, res: (res.params, un.retrain(res.state)),
-                 None, hp)
+                 grads, hp)
 
 
 def _build_shortcut(kind: str) -> Callable[[Task, int], Model]:
@@ -487,7 +537,7 @@ def _build_shortcut(kind: str) -> Callable[[Task, int], Model]:
             return 5.0 * m
 
         return Model(u, linear_logits, _kw(task), _identity_labels, _default_coupled, grads,
-                     {"lam": task.lam, "loss": task.loss})
+                     {"lam": task.lam, "loss": task.loss}, deterministic=True)
     return build
 
 
@@ -522,55 +572,249 @@ def _build_identity(task: Task, m: int) -> Model:
         return res.params, _head(un.retrain(res.state._replace(mask=mask)).params)
 
     return Model(u, linear_logits, _kw(task), _identity_labels, coupled,
-                 lambda res, n, m: 0.0, {"lam": task.lam, "loss": task.loss})
+                 lambda res, n, m: 0.0, {"lam": task.lam, "loss": task.loss},
+                 deterministic=True)
 
 
-def _zhang_parts(task: Task) -> tuple[Any, Any, dict, Any, Callable[[np.ndarray], np.ndarray]]:
-    """The network, training config, hyperparameters and unlearner of ``zhang``."""
+#: Noiseless fine-tuning epochs (full batch, the training configuration) that follow the
+#: certified network releases in the bench: post-processing on the retained rows.
+POST_EPOCHS = 30
+
+
+def _net_parts(task: Task) -> tuple[Any, Any, Callable[[np.ndarray], np.ndarray]]:
+    """The network and training configuration of the network methods (one learning algorithm)."""
     from certun import nn
-    from certun.unlearners.zhang import zhang_unlearning
 
     K = task.num_classes or 2
     d = int(task.X_train.shape[1])
     net = nn.mlp(d, (16,), K, activation="tanh", input_scale=math.sqrt(d))
     cfg = nn.TrainConfig(epochs=30, batch_size=None, learning_rate=1e-2, weight_decay=1e-3,
                          radius=5.0, dtype="float64", log_every=30)
-    hp: dict[str, Any] = dict(lam=0.1, epsilon=1.0, delta=1e-5, lam_min="none")
-    u = zhang_unlearning(net, cfg, **hp)
 
     def labels(y: np.ndarray) -> np.ndarray:
         return ((np.asarray(y) > 0).astype(np.int64) if task.kind == "binary"
                 else np.asarray(y, np.int64))
 
-    return net, cfg, hp, u, labels
+    return net, cfg, labels
+
+
+def _net_hyper(net: Any, cfg: Any) -> dict:
+    return {"net": net.name, "epochs": cfg.epochs, "radius": cfg.radius,
+            "learning_rate": cfg.learning_rate, "weight_decay": cfg.weight_decay}
+
+
+@functools.lru_cache(maxsize=16)
+def _finetune_fn(net: Any, cfg: Any, epochs: int) -> Callable[..., Any]:
+    """``(params, X, y, mask) -> params``: noiseless full-batch fine-tuning on the masked rows.
+
+    The training configuration's own steps (Adam, coupled weight decay, projection onto
+    ``||w|| <= C`` after every step), started from ``P_C(params)``: a deterministic function
+    of the released model and the retained rows only, i.e. post-processing of the release.
+    """
+    import optax
+
+    from certun import nn
+
+    opt = optax.adam(cfg.learning_rate)
+    F = nn.objective(net, cfg.weight_decay)
+    grad = jax.grad(F)
+
+    @jax.jit
+    def run(params: Any, X: Any, y: Any, mask: Any) -> Any:
+        p = nn.project_ball(params, cfg.radius)
+
+        def step(c: tuple, _: Any) -> tuple[tuple, None]:
+            w, s = c
+            upd, s = opt.update(grad(w, X, y, mask), s, w)
+            return (nn.project_ball(optax.apply_updates(w, upd), cfg.radius), s), None
+
+        (p, _), _ = jax.lax.scan(step, (p, opt.init(p)), None, length=epochs)
+        return p
+
+    return run
+
+
+class _ZhangPost(NamedTuple):
+    """Zhang et al.'s release followed by noiseless fine-tuning on the retained rows.
+
+    The certificate is the release's: the fine-tuning reads only the released model and the
+    retained rows (which both sides of the adjacency share), so it is post-processing.
+    """
+
+    inner: Any
+    finetune: Callable[..., Any]
+
+    def init(self, X: Any, y: Any, key: jax.Array, **kw: Any) -> Any:
+        return self.inner.init(X, y, key)
+
+    def params(self, state: Any) -> Any:
+        return self.inner.params(state)
+
+    def retrain(self, state: Any, key: jax.Array | None = None) -> Any:
+        return self.inner.retrain(state, key)
+
+    def post(self, state: Any, released: Any) -> Any:
+        return self.finetune(released, state.X, state.y, 1.0 - state.removed)
+
+    def unlearn(self, state: Any, indices: Any, key: jax.Array | None = None) -> Any:
+        with warnings.catch_warnings():  # "the noise dominates": the point of the fine-tuning
+            warnings.simplefilter("ignore", UserWarning)
+            res = self.inner.unlearn(state, indices, key)
+        if res.params is None:
+            return res
+        out = self.post(res.state, res.params)
+        diag = {**res.diagnostics, "released_noisy": res.params, "post_epochs": POST_EPOCHS}
+        return res._replace(params=out, state=res.state._replace(published=out),
+                            diagnostics=diag)
+
+
+def _zhang_unlearner(task: Task) -> tuple[Any, Any, dict, Any, Callable]:
+    from certun.unlearners.zhang import zhang_unlearning
+
+    net, cfg, labels = _net_parts(task)
+    hp: dict[str, Any] = dict(lam=0.1, epsilon=1.0, delta=1e-5, lam_min="none")
+    return net, cfg, hp, zhang_unlearning(net, cfg, **hp), labels
 
 
 def _build_identity_net(task: Task, m: int) -> Model:
-    net, cfg, hp, inner, labels = _zhang_parts(task)
+    net, cfg, hp, inner, labels = _zhang_unlearner(task)
     u = _Identity(inner)
 
     def coupled(un: Any, res: Any) -> tuple[Any, Any]:
-        # the original network against the network retrained without the forget set
+        # the original network against the network retrained without the forget set from
+        # the same initialisation (same training key)
         st = res.state
         removed = st.removed.at[jnp.asarray(res.diagnostics["indices"])].set(1.0)
         return st.params_trained, un.retrain(st._replace(removed=removed)).params
 
     return Model(u, net.apply, {}, labels, coupled, lambda res, n, m: 0.0,
-                 {"net": net.name, "epochs": cfg.epochs, "radius": cfg.radius})
+                 _net_hyper(net, cfg), deterministic=True)
 
 
 def _build_zhang(task: Task, m: int) -> Model:
-    net, cfg, hp, u, labels = _zhang_parts(task)
+    net, cfg, hp, inner, labels = _zhang_unlearner(task)
+    u = _ZhangPost(inner, _finetune_fn(net, cfg, POST_EPOCHS))
 
     def coupled(un: Any, res: Any) -> tuple[Any, Any]:
-        return res.diagnostics["params_noiseless"], un.retrain(res.state).params
+        # the certificate's coupling: the retrained network A(D_k) (same training key) with
+        # the same release noise, then the same post-processing
+        noise = jax.tree.map(jnp.subtract, res.diagnostics["released_noisy"],
+                             res.diagnostics["params_noiseless"])
+        ref = jax.tree.map(jnp.add, un.retrain(res.state).params, noise)
+        return res.params, un.post(res.state, ref)
 
     def grads(res: Any, n: int, m: int) -> float:
-        return float(res.diagnostics.get("num_steps", 0)) * (n - m) + m
+        # CG Hessian-vector products on the retained rows, the forget rows' gradients,
+        # then the full-batch post-processing epochs
+        return (float(res.diagnostics.get("num_steps", 0)) + POST_EPOCHS) * (n - m) + m
+
+    def oracle(Xr: np.ndarray, yr: np.ndarray, key: jax.Array) -> Any:
+        # the certificate's reference: A(D minus F) plus the release's noise (sigma public:
+        # calibrated to 2C'), then the same post-processing on the same (retained) rows
+        from certun import nn
+        from certun.accounting.gaussian import analytic_sigma
+        from certun.primitives.noise import gaussian_like
+
+        st = inner.init(Xr, yr, key)
+        w = st.params_trained
+        sig = analytic_sigma(hp["epsilon"], hp["delta"], 2.0 * nn.radius_bound(
+            cfg.radius, nn.num_params(w), jnp.float64))
+        noisy = jax.tree.map(jnp.add, w, gaussian_like(jax.random.fold_in(key, 5), w, sig,
+                                                       release=1))
+        return u.post(st, noisy)
 
     return Model(u, net.apply, {}, labels, coupled, grads,
-                 {**hp, "net": net.name, "epochs": cfg.epochs, "radius": cfg.radius,
-                  "learning_rate": cfg.learning_rate, "weight_decay": cfg.weight_decay})
+                 {**hp, **_net_hyper(net, cfg), "post_epochs": POST_EPOCHS},
+                 audit=(lambda F: _zhang_audit_worlds(task, F, hp)), oracle=oracle)
+
+
+#: Koloskova et al.'s gradient-clipping noisy fine-tuning in the bench (the ball of the
+#: training configuration, ``C_0 = C``; ``T = C_0 / (eta C_1)`` noisy steps).
+KOLOSKOVA: dict[str, Any] = dict(variant="gradient_clipping", epsilon=1.0, delta=1e-5,
+                                 init_clip=5.0, lr=0.5, grad_clip=1.0, batch_size=64,
+                                 post_clip=5.0)
+
+
+class _KoloskovaState(NamedTuple):
+    inner: Any          # certun.unlearners.koloskova.NoisyFinetuneState
+    train_key: jax.Array
+
+
+class _Koloskova(NamedTuple):
+    """Train with the network configuration, then unlearn by noisy fine-tuning (Koloskova)."""
+
+    net: Any
+    cfg: Any
+    nft: Any            # the noisy_finetuning unlearner
+    finetune: Callable[..., Any]
+
+    def init(self, X: Any, y: Any, key: jax.Array, **kw: Any) -> _KoloskovaState:
+        from certun import nn
+
+        tk = jax.random.fold_in(key, 0)
+        tr = nn.train(self.net, X, y, tk, self.cfg)
+        return _KoloskovaState(self.nft.init(X, y, params=tr.params), tk)
+
+    def params(self, state: _KoloskovaState) -> Any:
+        return state.inner.params
+
+    def _release(self, inner: Any, indices: Any, key: jax.Array) -> Any:
+        with warnings.catch_warnings():  # "the noise dominates" (the post-processing's job)
+            warnings.simplefilter("ignore", UserWarning)
+            return self.nft.unlearn(inner, indices, key)
+
+    def unlearn(self, state: _KoloskovaState, indices: Any, key: jax.Array | None = None) -> Any:
+        k = jax.random.fold_in(state.train_key, 7) if key is None else key
+        res = self._release(state.inner, indices, k)
+        st = res.state
+        out = self.finetune(res.params, st.X, st.y, st.retained.astype(st.X.dtype))
+        return res._replace(params=out, state=_KoloskovaState(st._replace(params=out),
+                                                              state.train_key),
+                            diagnostics={**res.diagnostics, "key": k,
+                                         "indices": np.asarray(indices, np.int64)})
+
+    def reference(self, state: _KoloskovaState, res: Any) -> Any:
+        """The same release and post-processing from the network retrained without the rows."""
+        from certun import nn
+
+        st = state.inner
+        keep = np.flatnonzero(np.asarray(st.retained))
+        ret = nn.train(self.net, np.asarray(st.X)[keep], np.asarray(st.y)[keep],
+                       state.train_key, self.cfg).params
+        start = st._replace(params=ret, retained=jnp.ones_like(st.retained), removed=0,
+                            releases=0)
+        r = self._release(start, res.diagnostics["indices"], res.diagnostics["key"])
+        return self.finetune(r.params, st.X, st.y, st.retained.astype(st.X.dtype))
+
+
+def _build_koloskova(task: Task, m: int) -> Model:
+    from certun.unlearners.koloskova import noisy_finetuning
+
+    net, cfg, labels = _net_parts(task)
+    nft = noisy_finetuning(net.apply, **KOLOSKOVA)
+    u = _Koloskova(net, cfg, nft, _finetune_fn(net, cfg, POST_EPOCHS))
+
+    def coupled(un: Any, res: Any) -> tuple[Any, Any]:
+        # res.state.inner still knows the rows; rebuild the pre-request state for the reference
+        st = res.state
+        return res.params, un.reference(st, res)
+
+    def grads(res: Any, n: int, m: int) -> float:
+        return float(res.diagnostics["steps"]) * KOLOSKOVA["batch_size"] + POST_EPOCHS * (n - m)
+
+    def oracle(Xr: np.ndarray, yr: np.ndarray, key: jax.Array) -> Any:
+        # the certificate's reference: the same noisy fine-tuning (and post-processing) run
+        # from the network trained without the rows, on the same retained rows
+        st = u.init(Xr, yr, key).inner
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            r = nft.retrain(st, jax.random.fold_in(key, 7), start=st.params)
+        return u.finetune(r, st.X, st.y, st.retained.astype(st.X.dtype))
+
+    return Model(u, net.apply, {}, labels, coupled, grads,
+                 {**KOLOSKOVA, **_net_hyper(net, cfg), "post_epochs": POST_EPOCHS},
+                 audit=(lambda F: _koloskova_audit_worlds(task, F, u)), audit_trains=True,
+                 oracle=oracle)
 
 
 def _audit_worlds(which: str, task: Task, hp: dict) -> Any:
@@ -588,8 +832,76 @@ def _audit_worlds(which: str, task: Task, hp: dict) -> Any:
         return adversary.descent_to_delete_worlds(X, y, lam=hp["lam"], epsilon=hp["epsilon"],
                                                   delta=hp["delta"], steps=None,
                                                   sigma=hp["sigma"])
+    if which == "langevin":
+        return adversary.langevin_worlds(X, y, lam=hp["lam"], sigma=hp["sigma"],
+                                         epsilon=hp["epsilon"], delta=hp["delta"],
+                                         burn_in=hp["burn_in"])
     return adversary.private_release_worlds(X, y, lam=hp["lam"], epsilon=hp["epsilon"],
                                             delta=hp["delta"])
+
+
+def _zhang_audit_worlds(task: Task, F: np.ndarray, hp: dict) -> Any:
+    """Zhang's release (before the post-processing, which cannot raise epsilon) on ``F``.
+
+    :func:`certun.audits.adversary.zhang_worlds` on the bench's own forget set: the noiseless
+    unlearned network and the retrained one, each plus the certificate's Gaussian noise.
+    """
+    from certun.audits import adversary
+
+    net, cfg, labels = _net_parts(task)
+    kw = {k: v for k, v in hp.items() if k not in ("epsilon", "delta")}
+    return adversary.zhang_worlds(task.X_train, labels(task.y_train), net, cfg, F,
+                                  epsilon=hp["epsilon"], delta=hp["delta"],
+                                  key=jax.random.key(0), **kw)
+
+
+@functools.lru_cache(maxsize=8)
+def _nft_sampler(apply: Any, steps: int, batch: int) -> Callable[[jax.Array, dict], jax.Array]:
+    from jax.flatten_util import ravel_pytree
+
+    from certun.unlearners.koloskova import _run, softmax_cross_entropy
+
+    def sample(k: jax.Array, a: dict) -> jax.Array:
+        out = _run(a["start"], a["X"], a["y"], a["retained"], k, a["hp"], apply=apply,
+                   loss=softmax_cross_entropy, variant="gradient_clipping", steps=steps,
+                   batch_size=batch, clip_grad=True, post_steps=0, post_opt=None,
+                   post_clip=True)
+        return ravel_pytree(out)[0]
+
+    return sample
+
+
+def _koloskova_audit_worlds(task: Task, F: np.ndarray, u: Any) -> Any:
+    r"""Noisy fine-tuning's release from the trained network vs from the retrained one.
+
+    Both worlds run certun's own jitted noisy phase (:mod:`certun.unlearners.koloskova`,
+    the calibrated ``sigma`` and ``T``) on the retained rows, world "in" from the network
+    trained on ``D`` and world "out" from the network retrained on ``D \\ F`` (seed 0); the
+    noiseless fine-tuning that follows in the bench is post-processing and is not audited.
+    """
+    from certun import nn
+    from certun.audits.adversary import Worlds
+
+    X, y = task.X_train, _net_parts(task)[2](task.y_train)
+    st = u.init(X, y, jax.random.key(0))
+    res = u._release(st.inner, F, jax.random.key(1))
+    cert = res.certificate
+    pi = cert.public_inputs
+    keep = np.flatnonzero(np.asarray(res.state.retained))
+    ret = nn.train(u.net, X[keep], y[keep], st.train_key, u.cfg).params
+    hpv = {"post_clip": float(pi["post_clip"]), "init_clip": float(pi["init_clip"]),
+           "init_sigma": float(pi["init_sigma"]), "grad_clip": float(pi["grad_clip"]),
+           "model_clip": 1.0, "sigma": float(pi["sigma"]), "lr": float(pi["lr"]),
+           "weight_decay": float(pi["weight_decay"])}
+    common = {"X": res.state.X, "y": res.state.y, "retained": res.state.retained,
+              "hp": {k: jnp.asarray(v, jnp.float64) for k, v in hpv.items()}}
+    smp = _nft_sampler(u.net.apply, int(pi["steps"]), int(pi["batch_size"]))
+    return Worlds(cert.mechanism, cert.adjacency,
+                  {"n": int(X.shape[0]), "forget": int(np.size(F)), "steps": int(pi["steps"]),
+                   "starts": "trained on D / retrained on D minus F (seed 0)"},
+                  float(cert.epsilon), float(cert.delta), smp, smp,
+                  dict(common, start=st.inner.params), dict(common, start=ret),
+                  runs_are_training=True, details={"sigma": float(pi["sigma"])})
 
 
 def _binary_only(task: Task) -> str | None:
@@ -614,8 +926,13 @@ _register_builtin("langevin", "certified", _build_langevin,
                   "Langevin unlearning: noisy GD for learning and unlearning",
                   "Chien et al., NeurIPS 2024", _d2d_supports)
 _register_builtin("zhang", "certified", _build_zhang,
-                  "certified network unlearning (MLP 16 tanh): Newton step + noise at 2C",
-                  "Zhang et al., ICML 2024", _binary_only)
+                  "certified network unlearning (MLP 16 tanh): Newton step + noise at 2C, then "
+                  f"{POST_EPOCHS} noiseless epochs on the retained rows (post-processing: the "
+                  "certificate is unchanged)", "Zhang et al., ICML 2024", _binary_only)
+_register_builtin("koloskova", "certified", _build_koloskova,
+                  "noisy fine-tuning with gradient clipping (MLP 16 tanh) on the retained rows, "
+                  f"then {POST_EPOCHS} noiseless epochs (post-processing)",
+                  "Koloskova et al., ICML 2025", _binary_only)
 _register_builtin("release", "certified", _build_release,
                   "private release: fresh calibrated noise on every published model",
                   "differentially private release (certun proofs/private_release.md)")

@@ -62,7 +62,18 @@ def markdown(report: dict) -> str:
               "95 % range between random halves of retrain's 2N oracle models): "
               + ", ".join(f"{s} {fmt(_null(report, 'klom_' + s))}"
                           for s in ("forget", "retain", "val")) + "."]
+    notes = [f"{r['name']} ({_audit_note(r['metrics']['epsilon_lower'])})"
+             for r in report["methods"] if r["status"] == "ok" and "epsilon_lower" in r["metrics"]]
+    if notes:
+        lines += ["", "emp. eps LB: " + "; ".join(notes) + "."]
     return "\n".join(lines)
+
+
+def _audit_note(m: dict) -> str:
+    """How the epsilon lower bound was obtained, or why there is none."""
+    if m.get("reason"):
+        return str(m["reason"])
+    return f"{m.get('audit') or 'audit'}, {m.get('n') or 0} runs per world"
 
 
 def _null(report: dict, key: str) -> dict | None:

@@ -19,9 +19,11 @@ retained and forgotten rows; distance to retraining under the coupling of the me
 (:mod:`certun.bench.methods`), parameters and predictions; KLoM per split against the
 oracle; the two-version membership-inference AUC of Chen et al. (shadow seeds train the
 attack, target seeds test it; members are the forgotten rows, non-members as many held-out
-rows); U-LiRA against the oracle; the certified ``(epsilon, delta)`` of the request and the
-adversarial audit's empirical lower bound on epsilon for the mechanisms that have one
-(binary tasks); seconds and gradient evaluations of one request relative to exact
+rows); U-LiRA against the oracle; the certified ``(epsilon, delta)`` of the request and an
+empirical lower bound on epsilon (binary tasks): the adversarial audit of every certified
+mechanism with audit worlds, 0 for exact unlearning, the never-erring test's
+Clopper-Pearson bound for a deterministic method that differs from retraining (see
+:func:`_audit`); seconds and gradient evaluations of one request relative to exact
 retraining in the same run. Every ensemble number carries a ``1 - alpha`` interval.
 """
 
@@ -62,11 +64,14 @@ class BenchConfig(NamedTuple):
       seed: the base seed of every model (model ``i`` folds in ``i``).
       retain_eval: retained rows on which KLoM is evaluated (a seeded subsample).
       val_eval: held-out rows on which KLoM is evaluated (the first ones of the test set).
-      audit_runs: runs per world of the adversarial epsilon audit (0: no audit).
+      audit_runs: runs per world of the adversarial epsilon audits whose runs are draws of
+        Gaussian noise around public centres (0: no audit).
+      audit_training_runs: runs per world of the audits whose every run is a training or
+        fine-tuning run (Guo et al.'s, Langevin's, noisy fine-tuning's; 0: none of them).
       attack: the two-version attack's classifier: ``"rf"`` (random forest, Chen et al.'s
         default), ``"dt"`` or ``"lr"`` (:func:`certun.audits.mia.chen_attack`).
-      audit_training: also audit mechanisms whose every audit run is a training run
-        (Guo et al.'s; minutes).
+      audit_training: give the training audits ``audit_runs`` runs too (a tighter bound;
+        minutes).
       alpha: miss probability of every interval.
       lam: override the task's regularisation.
     """
@@ -79,6 +84,7 @@ class BenchConfig(NamedTuple):
     retain_eval: int = 200
     val_eval: int = 200
     audit_runs: int = 2000
+    audit_training_runs: int = 200
     audit_training: bool = False
     attack: str = "rf"
     alpha: float = 0.05
@@ -217,8 +223,9 @@ def _accuracy(task: Task, logits: Any, y: np.ndarray) -> float:
 def _oracle(task: Task, model: _methods.Model, method: str, ev: _Eval, keep: np.ndarray,
             cfg: BenchConfig, cache: Cache, base: dict) -> dict[str, np.ndarray]:
     """The ``2N`` oracle models' statistics on the evaluated rows (cached)."""
-    config = {**base, "what": "oracle", "method": method,
-              "hyperparameters": model.hyperparameters}
+    config = ({**base, "what": "oracle", **model.oracle_key} if model.oracle_key is not None
+              else {**base, "what": "oracle", "method": method,
+                    "hyperparameters": model.hyperparameters})
 
     def build() -> dict[str, np.ndarray]:
         u = model.unlearner
@@ -227,9 +234,9 @@ def _oracle(task: Task, model: _methods.Model, method: str, ev: _Eval, keep: np.
         with progress_bar(2 * cfg.ensemble, f"{method}: oracle") as bar:
             for i in range(2 * cfg.ensemble):
                 t0 = time.perf_counter()
-                st = u.init(Xr, yr, jax.random.fold_in(jax.random.key(cfg.seed + 1), i),
-                            **model.init_kwargs)
-                p = u.params(st)
+                k = jax.random.fold_in(jax.random.key(cfg.seed + 1), i)
+                p = (model.oracle(Xr, yr, k) if model.oracle is not None
+                     else u.params(u.init(Xr, yr, k, **model.init_kwargs)))
                 secs.append(time.perf_counter() - t0)
                 stats.append(_statistic(task, _outputs(task, model, p, ev.X), ev.y))
                 accs.append(_accuracy(task, _outputs(task, model, p, task.X_test), task.y_test))
@@ -240,30 +247,70 @@ def _oracle(task: Task, model: _methods.Model, method: str, ev: _Eval, keep: np.
     return cache.get_or_build("oracle", config, build)
 
 
-def _audit(model: _methods.Model, method: str, task: Task, cfg: BenchConfig, cache: Cache,
-           base: dict) -> dict:
-    if model.audit is None or task.kind != "binary" or cfg.audit_runs <= 0 or (
-            model.audit_trains and not cfg.audit_training):
-        return _nan()
-    config = {**base, "what": "audit", "method": method, "runs": cfg.audit_runs,
-              "hyperparameters": model.hyperparameters}
+def _no_audit(reason: str, value: float = float("nan")) -> dict:
+    return {"value": value, "lower": None, "upper": None, "n": 0, "reason": reason}
 
-    audit = model.audit
 
-    def build() -> dict[str, np.ndarray]:
-        from certun.audits.adversary import adversarial_audit
+def _audit(model: _methods.Model, method: str, task: Task, F: np.ndarray, cfg: BenchConfig,
+           cache: Cache, base: dict, ens: dict) -> dict:
+    """The empirical lower bound on epsilon of the method's request (or why there is none).
 
-        w = audit()
-        a = adversarial_audit(w, key=jax.random.key(cfg.seed + 7), num_runs=cfg.audit_runs,
-                              alpha=cfg.alpha, fit_runs=max(cfg.audit_runs // 4, 50),
-                              raise_on_violation=False)
-        return {"epsilon_lower": np.asarray(a.epsilon_lower),
-                "epsilon_claimed": np.asarray(a.epsilon_claimed),
-                "runs": np.asarray(a.runs_per_world)}
+    * a certified mechanism with audit worlds (:attr:`certun.bench.Model.audit`):
+      :func:`certun.audits.adversary.adversarial_audit`, ``audit_runs`` runs per world
+      (``audit_training_runs`` when every run is a training run);
+    * exact unlearning: 0 (the output has the oracle's distribution; nothing to bound);
+    * a deterministic method (``Model.deterministic``) whose unlearned model differs from
+      retraining (coupled parameter distance ``> 0`` for every seed): the two worlds' outputs
+      are two points, the test "output equals the unlearned model" has ``TP = n``, ``FP = 0``
+      and the bound is the Clopper-Pearson one at ``audit_runs`` runs per world (it grows with
+      the runs: the true epsilon is infinite).
+    """
+    from certun.audits.stats import epsilon_from_scores
 
-    got = cache.get_or_build("audit", config, build)
-    return {"value": float(got["epsilon_lower"]), "lower": None, "upper": None,
-            "n": int(got["runs"])}
+    if task.kind != "binary":
+        return _no_audit("the audits' worlds are binary classifiers")
+    family = _family(method)
+    if model.audit is not None:
+        runs = cfg.audit_runs if (not model.audit_trains or cfg.audit_training) \
+            else cfg.audit_training_runs
+        if runs <= 0:
+            return _no_audit("audit turned off (--audit-runs / --audit-training-runs 0)")
+        config = {**base, "what": "audit", "method": method, "runs": runs,
+                  "hyperparameters": model.hyperparameters}
+        audit = model.audit
+
+        def build() -> dict[str, np.ndarray]:
+            from certun.audits.adversary import adversarial_audit
+
+            w = audit(F)
+            a = adversarial_audit(w, key=jax.random.key(cfg.seed + 7), num_runs=runs,
+                                  alpha=cfg.alpha, fit_runs=max(runs // 4, 20),
+                                  batch_size=min(runs, 8192), raise_on_violation=False)
+            return {"epsilon_lower": np.asarray(a.epsilon_lower),
+                    "epsilon_claimed": np.asarray(a.epsilon_claimed),
+                    "runs": np.asarray(a.runs_per_world),
+                    "statistic": np.asarray(a.best_statistic)}
+
+        try:
+            got = cache.get_or_build("audit", config, build)
+        except RuntimeError as exc:  # e.g. the mechanism refused the audit's request
+            return _no_audit(f"the audit worlds could not be built ({exc})")
+        return {"value": float(got["epsilon_lower"]), "lower": None, "upper": None,
+                "n": int(got["runs"]), "audit": "adversarial (Gaussian worlds)"
+                if not model.audit_trains else "adversarial (training runs)"}
+    if family == "exact":
+        return _no_audit("exact unlearning: the output has retraining's distribution", 0.0)
+    if model.deterministic and cfg.audit_runs > 0:
+        d = ens["param_distance"]
+        if d.size and bool(np.all(d > 0)):
+            n = cfg.audit_runs
+            tb = epsilon_from_scores(np.ones(n), np.zeros(n), alpha=cfg.alpha, delta=1e-5,
+                                     threshold=0.5)
+            return {"value": float(tb.bound.epsilon), "lower": None, "upper": None, "n": n,
+                    "audit": "deterministic: the unlearned and retrained models differ"}
+    if family in ("uncertified", "baseline"):
+        return _no_audit("no audit: not deterministic and no audit worlds")
+    return _no_audit("no audit worlds for this method (give Model.audit)")
 
 
 def _certified(res: Any, family: str) -> tuple[float, float, str]:
@@ -441,7 +488,7 @@ def _run_method(name: str, task: Task, F: np.ndarray, keep: np.ndarray, ev: _Eva
         met["mia_auc"] = _nan()
     met["epsilon_certified"] = {"value": eps, "lower": None, "upper": None, "n": ok,
                                 "delta": dlt, "status": status}
-    met["epsilon_lower"] = _audit(model, name, task, cfg, cache, base)
+    met["epsilon_lower"] = _audit(model, name, task, F, cfg, cache, base, ens)
     met["seconds"] = _iv(utility.mean_ci(secs, a))
     met["grad_evals"] = _iv(utility.mean_ci(grads, a)) if grads.size and bool(
         np.all(np.isfinite(grads))) else _nan()
@@ -545,6 +592,7 @@ def _run(config: BenchConfig | None, *, cache: Cache | None,
     _validate.integer(retain_eval=config.retain_eval, minimum=1)
     _validate.integer(val_eval=config.val_eval, minimum=1)
     _validate.integer(audit_runs=config.audit_runs, minimum=0)
+    _validate.integer(audit_training_runs=config.audit_training_runs, minimum=0)
     _validate.in_range(0.0, 1.0, alpha=config.alpha)
     _validate.choice(("rf", "dt", "lr"), attack=config.attack)
     if not config.methods:
@@ -566,6 +614,7 @@ def _run(config: BenchConfig | None, *, cache: Cache | None,
         for spec in config.methods:
             key = config_hash({**base, "method": spec, "alpha": config.alpha,
                                "audit_runs": config.audit_runs, "attack": config.attack,
+                               "audit_training_runs": config.audit_training_runs,
                                "audit_training": config.audit_training})
             path = rdir / "methods" / f"{spec.replace(':', '__')}.json" if rdir else None
             rec = None

@@ -42,9 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=count(0), default=0, help="base seed (default 0)")
     p.add_argument("--lam", type=float, default=None, help="override the task's regularisation")
     p.add_argument("--audit-runs", type=count(0), default=2000,
-                   help="runs per world of the epsilon audit (0: none; default 2000)")
+                   help="runs per world of the epsilon audits of Gaussian releases (0: none; "
+                        "default 2000)")
+    p.add_argument("--audit-training-runs", type=count(0), default=200,
+                   help="runs per world of the audits whose runs are training runs (Guo, "
+                        "Langevin, noisy fine-tuning; 0: none; default 200)")
     p.add_argument("--audit-training", action="store_true",
-                   help="also audit mechanisms whose audit runs are training runs (Guo; slow)")
+                   help="give the training audits --audit-runs runs too (tighter; slow)")
     p.add_argument("--alpha", type=unit_interval, default=0.05,
                    help="miss probability of every interval (default 0.05)")
     p.add_argument("--results", default="bench-results",
@@ -82,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                           methods=tuple(args.method or methods.DEFAULT_METHODS),
                           forget=parse_forget(args.forget, seed=args.seed),
                           ensemble=args.ensemble, seed=args.seed, audit_runs=args.audit_runs,
+                          audit_training_runs=args.audit_training_runs,
                           audit_training=args.audit_training, alpha=args.alpha, lam=args.lam)
         cache = Cache(args.cache_dir, enabled=not args.no_cache)
         report = run_bench(cfg, cache=cache, results_dir=args.results, resume=args.resume)

@@ -153,3 +153,95 @@ def test_klom_null_covers_same_law_and_excludes_a_shift():
     assert lo <= fresh <= hi
     shifted = float(np.percentile(distance.klom(rng.normal(size=(20, 60)) + 3, pool[:20]), 95))
     assert shifted > hi
+
+
+def test_deterministic_epsilon_lower_bound_is_the_closed_form_clopper_pearson(tmp_path):
+    """A deterministic method that differs from retraining: TP = n, FP = 0 at n runs.
+
+    The two-sided Clopper-Pearson ends at alpha / 2 per rate are closed-form there:
+    TPR_lb = (alpha / 2)^(1/n), FPR_ub = 1 - (alpha / 2)^(1/n); the bound is
+    log((TPR_lb - delta) / FPR_ub). No bound when one seed's model equals retraining;
+    exact unlearning is 0; a regression task has no audit.
+    """
+    from certun.bench import BenchConfig, methods, runner
+
+    task = load_task("synthetic")
+    model = methods.get_method("newton_noiseless").build(task, 3)
+    assert model.deterministic and model.audit is None
+    cfg, F = BenchConfig(audit_runs=500), np.arange(3)
+    ens = {"param_distance": np.array([0.3, 0.1])}
+    got = runner._audit(model, "newton_noiseless", task, F, cfg, Cache(tmp_path), {}, ens)
+    q = 0.025 ** (1.0 / 500)
+    assert got["n"] == 500
+    assert got["value"] == pytest.approx(np.log((q - 1e-5) / (1.0 - q)), rel=1e-9)
+    none = runner._audit(model, "newton_noiseless", task, F, cfg, Cache(tmp_path), {},
+                         {"param_distance": np.array([0.3, 0.0])})
+    assert np.isnan(none["value"]) and none["reason"]
+    exact = runner._audit(methods.get_method("sisa").build(task, 3), "sisa", task, F, cfg,
+                          Cache(tmp_path), {}, ens)
+    assert exact["value"] == 0.0 and "exact" in exact["reason"]
+    reg = runner._audit(model, "newton_noiseless", load_task("diabetes"), F, cfg,
+                        Cache(tmp_path), {}, ens)
+    assert np.isnan(reg["value"]) and "binary" in reg["reason"]
+
+
+def test_sisa_gradient_count_replays_its_refits():
+    """SISA's count: 2 x rows x Newton iterations per refit slice (as exact retraining's).
+
+    The replayed fits reproduce SISA's new checkpoints (so the iterations counted are those of
+    the refit) and the rows summed equal SISA's own ``rows_refit`` (``certun.sisa.delete``).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from certun.bench import methods
+
+    task = load_task("synthetic")
+    F = np.array([5, 6])
+    model = methods.get_method("sisa").build(task, F.size)
+    u = model.unlearner
+    st = u.init(task.X_train, task.y_train, jax.random.key(0), **model.init_kwargs)
+    res = u.unlearn(st, F)
+    got = model.grad_evals(res, task.n_train, F.size)
+    S = res.state
+    total, rows = 0.0, 0
+    for s, start in res.diagnostics["refits"]:
+        for r in range(start, model.hyperparameters["slices"]):
+            mk = S.mask[s] * (S.slice_id[s] <= r)
+            W0 = jnp.zeros_like(S.checkpoints[s, 0]) if r == 0 else S.checkpoints[s, r - 1]
+            params, steps = methods._sisa_fit_steps(task.loss)(S.X[s], S.Y[s],
+                                                               jnp.asarray(task.lam), mk, W0)
+            np.testing.assert_allclose(params, S.checkpoints[s, r], atol=1e-10)
+            total += 2.0 * float(mk.sum()) * int(steps)
+            rows += int(mk.sum())
+    assert rows == res.diagnostics["rows_refit"] and total > 0
+    assert got == total
+
+
+def test_network_post_processing_reads_only_the_released_model_and_retained_rows():
+    """The noiseless fine-tuning after a certified network release is post-processing.
+
+    Changing the forgotten rows (features and labels) leaves its output bit-identical;
+    changing the mask does not; the output lies in the training ball ``||w|| <= C``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from certun import nn
+    from certun.bench import methods
+
+    task = load_task("synthetic")
+    net, cfg, labels = methods._net_parts(task)
+    ft = methods._finetune_fn(net, cfg, 3)
+    p = jax.tree.map(lambda a: 40.0 * a, net.init(jax.random.key(0), jnp.float64))  # "noisy"
+    X = jnp.asarray(task.X_train)
+    y = jnp.asarray(labels(task.y_train), jnp.int32)
+    keep = jnp.ones(X.shape[0]).at[:5].set(0.0)
+    a = ft(p, X, y, keep)
+    b = ft(p, X.at[:5].set(3.0), y.at[:5].set(1 - y[:5]), keep)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(u, v)
+    c = ft(p, X.at[:5].set(3.0), y.at[:5].set(1 - y[:5]), jnp.ones(X.shape[0]))
+    assert any(not np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(c),
+                                                        strict=True))
+    assert nn.check_params_in_ball(a, cfg.radius)[0]
