@@ -48,14 +48,16 @@ def _select(accept, new, old, idx) -> dict:
         if a is b or a is None:
             continue
         if name == "mask":
-            out[name] = b.at[idx].set(jnp.where(accept, a[idx], b[idx]))
+            # every path zeroes the request's rows: one scatter of m entries into the old
+            # mask (in place when the caller donates it), never a second n-row temporary
+            out[name] = b.at[idx].set(jnp.where(accept, jnp.zeros_like(b[idx]), b[idx]))
         else:
             out[name] = jnp.where(accept, a, b)
     return out
 
 
-def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, R_final, total,
-            remeasured):
+def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, total, remeasured,
+            rho: float):
     """The refresh verdict on the device (:func:`certun.bounds.guo_accountant.refresh_after`)."""
     f = dict(zip(ga.CHARGE_FIELDS, list(B), strict=False))
     s_t, D_t = f["step_staleness_bound"], f["step_drift_norm"]
@@ -66,8 +68,10 @@ def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, R_f
             pol = (s_t > 0) & ((since + 1) * s_hat - S_new >= acc.refresh_cost_ratio * acc.budget)
             after = jnp.where(pol, jnp.int32(2), after)
     elif acc.cached:
-        room = remeasured & (s_t > 0) & (acc.budget - R_final < ga.REMEASURE_ROOM * total)
-        after = jnp.where(room, jnp.int32(3), after)
+        # the measurements a refresh saves over the room it opens, s_t / (c_t - s_t), against
+        # its cost in measurements (static: the shapes)
+        worth = remeasured & (s_t > 0) & (s_t >= rho * (total - s_t))
+        after = jnp.where(worth, jnp.int32(3), after)
     if c.refactor_every:
         after = jnp.where(since + 1 >= c.refactor_every, jnp.int32(1), after)
     return after, s_hat
@@ -118,14 +122,16 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     remeasured = jnp.asarray(False)
     if acc.remeasure and x64:
         remeasured = solver_ok & (R_new > acc.budget)
+        # the n-row mask of the remaining rows is formed inside the branch (O(n d) there anyway)
         R_meas = lax.cond(remeasured, lambda: _measure(c, new.W, state.X, state.Y, state.b,
-                                                       new.mask),
+                                                       state.mask.at[idx].set(0.0)),
                           lambda: jnp.asarray(jnp.inf, jnp.float64))
     R_final = jnp.where(remeasured & (R_meas < R_new), R_meas, R_new)
     new = new._replace(residual_bound=R_final)
     present = small["present"]
     accept = present & solver_ok & x64 & (R_final <= acc.budget)
-    after, s_hat = _policy(c, acc, B, since, S_new, D_new, R_final, total, remeasured)
+    after, s_hat = _policy(c, acc, B, since, S_new, D_new, total, remeasured,
+                           ga.refresh_cost(n_total, d, c.method))
     rec = jnp.stack([jnp.asarray(v, jnp.float64) for v in
                      (present, accept, code, small["steps"], remeasured, R_meas, R_final, after,
                       s_hat, S_new, D_new)])
