@@ -267,17 +267,8 @@ def path_of(ctx: Ctx, h: dict, m: int) -> tuple[str, int | None]:
     return ("eigh_woodbury" if int(h["since"]) == 0 else "pcg"), None
 
 
-def _run(ctx: Ctx, state, idx_np: np.ndarray, path: str, kb: int | None, donate: bool = False):
+def _run(ctx: Ctx, state, idx_np: np.ndarray, path: str, kb: int | None):
     idx = idx_np.astype(np.int32)  # host array: the jitted call transfers it
-    if donate and path == "cached_factor":
-        carry = {k: getattr(state, k) for k in _request.CARRY if getattr(state, k) is not None}
-        ro = state._replace(**{k: None for k in carry})
-        held = {id(v) for v in ro if v is not None}
-        # a field that is also read-only (mask = factor_mask, W = W_factor after a refresh or
-        # fold) is copied first: once per factorisation, not per request
-        carry = {k: (jnp.array(v, copy=True) if id(v) in held else v) for k, v in carry.items()}
-        out, vec = ctx.steps.request_donated(ro, carry, idx, kb)
-        return state._replace(**out), vec
     fn = ctx.steps.request[path]
     changes, vec = fn(state, idx, kb) if path == "cached_factor" else fn(state, idx)
     return state._replace(**changes), vec  # X, Y and every unchanged field: the same objects
@@ -329,13 +320,8 @@ def _diagnostics(ctx: Ctx, rec: dict, path: str, h: dict, m: int, n_prev: int, d
 
 
 def serve(ctx: Ctx, state, idx_np: np.ndarray, t0: float, allow_refresh: bool = True,
-          refreshed: str | None = None, t_maint: float = 0.0, donate: bool = False
-          ) -> UnlearnResult:
-    """Serve one validated request: host scalars, maintenance, one dispatch, certificate.
-
-    ``donate``: the caller hands ``state`` over; its changing fields are updated in place and
-    every state returned (the result's, refused or not) holds the live buffers.
-    """
+          refreshed: str | None = None, t_maint: float = 0.0) -> UnlearnResult:
+    """Serve one validated request: host scalars, maintenance, one dispatch, certificate."""
     n_total = int(state.X.shape[0])
     m = int(idx_np.size)
     h = host_scalars(ctx, state)
@@ -346,14 +332,10 @@ def serve(ctx: Ctx, state, idx_np: np.ndarray, t0: float, allow_refresh: bool = 
     state, h, why, oversized, dt = _maintain(ctx, state, h, m)
     refreshed, t_maint = why or refreshed, t_maint + dt
     path, kb = path_of(ctx, h, m)
-    nxt, vec = _run(ctx, state, idx_np, path, kb, donate)
-    if donate:
-        state = nxt  # the donated buffers are gone; unserved, nxt holds the same values
+    nxt, vec = _run(ctx, state, idx_np, path, kb)
     rec = _request.unpack_record(ctx.acc, jax.device_get(vec), state.W.shape[1])
     if not rec["present"]:
-        err = _not_present(state, idx_np)
-        err.state = state  # type: ignore[attr-defined]  # the live state after a donation
-        raise err
+        raise _not_present(state, idx_np)
     t_step = time.perf_counter() - t0
     d = state.W.shape[0]
     x64 = state.X.dtype == jnp.float64
@@ -376,7 +358,7 @@ def serve(ctx: Ctx, state, idx_np: np.ndarray, t0: float, allow_refresh: bool = 
             fresh = jax.block_until_ready(refresh(ctx, state))
             res = serve(ctx, fresh, idx_np, t0, allow_refresh=False,
                         refreshed="budget" if solver_ok else "solver",
-                        t_maint=t_maint + time.perf_counter() - t_m)  # fresh: not donated
+                        t_maint=t_maint + time.perf_counter() - t_m)
             return res if res.outcome != "retrain_required" else res._replace(state=state)
         if solver_ok and x64 and ctx.auto_retrain:
             return _retrain(ctx, state, idx_np, rec, diagnostics)

@@ -304,7 +304,6 @@ class Steps(NamedTuple):
     true_residual: Any
     factorise: Any
     request: dict  # path -> jitted request (cached: static buffer width)
-    request_donated: Any  # the cached request, donating the fields it changes
     fold: Any
     scalars: Any
     downdate_gram: Any
@@ -336,16 +335,6 @@ def retrain_inputs(state, idx, cached: bool):
     return mask_new, state.gram - xu.T @ xu
 
 
-def _donating(request: Any, c: StepConfig, acc: Any, ro, carry: dict, idx, kb: int):
-    """The cached request on ``ro`` with the fields ``carry`` (donated): every one returned.
-
-    The caller hands ``carry`` over (``unlearn(..., donate=True)``): XLA updates the buffers in
-    place (the mask by its ``m`` rows), so a request does no ``O(n)`` work.
-    """
-    changes, vec = request(c, acc, "cached_factor", ro._replace(**carry), idx, kb)
-    return {k: changes.get(k, v) for k, v in carry.items()}, vec
-
-
 def make_steps(c: StepConfig, acc: Any, request: Any, sequence: Any) -> Steps:
     """Jit every step for configuration ``c`` (``what_if`` fills lazily per buffer width).
 
@@ -360,8 +349,6 @@ def make_steps(c: StepConfig, acc: Any, request: Any, sequence: Any) -> Steps:
         train=jax.jit(p(train, c)), grad_sum=jax.jit(p(grad_sum, c)),
         true_residual=jax.jit(p(true_residual, c)), factorise=jax.jit(p(factorise, c)),
         request=req, fold=jax.jit(p(fold, c)),
-        request_donated=jax.jit(p(_donating, request, c, acc), static_argnums=(3,),
-                                donate_argnums=(1,)),
         scalars=jax.jit(scalars), downdate_gram=jax.jit(downdate_gram),
         retrain_inputs=jax.jit(retrain_inputs, static_argnums=2),
         sequence=jax.jit(p(sequence, c, acc), static_argnums=(3,)),

@@ -544,8 +544,8 @@ class _Unlearn:
     def __init__(self, ctx: host.Ctx) -> None:
         self.ctx = ctx
 
-    def __call__(self, state: GuoState, indices: Any, key: jax.Array | None = None, *,
-                 donate: bool = False) -> UnlearnResult:
+    def __call__(self, state: GuoState, indices: Any, key: jax.Array | None = None
+                 ) -> UnlearnResult:
         """Remove the training rows ``indices`` (positions in the original training set).
 
         Returns an :class:`~certun.unlearners.base.UnlearnResult`; when the request
@@ -556,20 +556,12 @@ class _Unlearn:
         is ``O(m)`` (the indices' range and repeats; whether each row is still present is
         checked by the jitted request, which refuses a removed row before anything changes).
 
-        ``donate=True`` hands ``state`` over (``jax.jit``'s buffer donation): on the cached
-        path the fields a request changes are updated in place, so the step does no ``O(n)``
-        work (no copy of the n-row mask); ``state`` must not be used afterwards (its donated
-        arrays are deleted) -- use the result's state, which holds the same values when the
-        request is refused, and after a ``ValidationError`` raised by the device's check
-        that a row is still present, ``error.state``. The default keeps ``state`` valid.
         """
         del key
         t0 = time.perf_counter()
         host.check_kind(self.ctx, state)
-        if not isinstance(donate, bool):
-            raise _validate.ValidationError(f"donate must be True or False, got {donate!r}")
         idx_np = _validate.forget_indices(indices, int(state.X.shape[0]))
-        return host.serve(self.ctx, state, idx_np, t0, donate=donate)
+        return host.serve(self.ctx, state, idx_np, t0)
 
     def what_if(self, state: GuoState, candidates: Any) -> WhatIf:
         """See :meth:`GuoUnlearner.what_if`."""
