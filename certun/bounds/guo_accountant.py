@@ -207,10 +207,11 @@ def refresh_after(acc: GuoAccountant, bounds: dict, since: int, S_new: float | N
     Returns ``(reason, s_hat)``: ``"refactor_every"``; ``"policy"`` (``proofs/cached_factors.md``
     §4: after request ``t`` when ``t s_hat - S_t >= kappa B``, ``s_hat = S_t D_t / sum_j D_j``
     the next request's expected staleness); or ``"remeasure"`` (remeasuring in place of the
-    policy, ``proofs/cached_factors.md`` §4a: after a measurement, when the measurements a
-    refresh saves over the room it opens are worth more than the refresh, ``s_t >= rho (c_t -
-    s_t)`` with ``c_t`` the request's charge, ``s_t`` its staleness part and ``rho`` the cost
-    of a refresh in measurements, :func:`refresh_cost`). ``s_hat`` for the diagnostics.
+    policy, ``proofs/cached_factors.md`` §4, "With remeasuring": after a measurement, when
+    the measurements a refresh saves over the room it opens are worth more than the refresh,
+    ``s_t >= rho (c_t - s_t)`` with ``c_t`` the request's charge, ``s_t`` its staleness part
+    and ``rho`` the cost of a refresh in measurements, :func:`refresh_cost`; ``R_new`` is
+    unused by this rule: the room cancels). ``s_hat`` for the diagnostics.
     """
     if refactor_every and since + 1 >= refactor_every:
         return "refactor_every", None

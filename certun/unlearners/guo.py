@@ -340,7 +340,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         overestimate the residual many times over, so this serves far more requests per
         ``b`` (fewer retrains). With ``update="cached"`` it also replaces the refresh policy:
         budget the staleness bound spends is won back by the next measurement, so the
-        factorisation is refreshed only before a request that a stale step cannot serve.
+        factorisation is refreshed only before a request that a stale step cannot serve, and
+        after a measurement when the measurements the refresh saves outweigh its cost
+        (:func:`certun.bounds.guo_accountant.refresh_after`, ``proofs/cached_factors.md`` §4).
         ``None`` (default): on exactly when ``update="auto"`` picks the cached factor for
         the logistic loss (the fastest path that certifies at least as many requests per
         budget as PCG), off otherwise.
