@@ -201,7 +201,7 @@ def refresh_worth(acc: GuoAccountant, R_before: float, auto_retrain: bool, solve
 
 def refresh_after(acc: GuoAccountant, bounds: dict, since: int, S_new: float | None,
                   D_new: float | None, R_new: float, total: float, refactor_every: int,
-                  rho: float = 0.0) -> tuple[str | None, float | None]:
+                  rho: float) -> tuple[str | None, float | None]:
     """Why to re-factorise after a served request (``None``: keep the factor).
 
     Returns ``(reason, s_hat)``: ``"refactor_every"``; ``"policy"`` (``proofs/cached_factors.md``
