@@ -105,6 +105,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import functools
 import hashlib
 import io
 import json
@@ -232,6 +233,12 @@ def _make_fill(fill: str, dtype: str, shape: list[int]) -> np.ndarray:
 def _zero_removed(A: jax.Array, mask: jax.Array) -> jax.Array:
     """``A`` with the rows of removed rows (``mask == 0``) set to exact zeros."""
     return jnp.where(mask.reshape((-1,) + (1,) * (A.ndim - 1)) > 0, A, jnp.zeros_like(A))
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _zero_rows_donated(A: jax.Array, rows: jax.Array) -> jax.Array:
+    """``A`` with ``rows`` set to exact zeros, in place: ``A`` is donated (``O(m d)``, no copy)."""
+    return A.at[rows].set(jnp.zeros((), A.dtype))
 
 
 def _public_certificate(cert: Certificate) -> dict:
@@ -567,17 +574,34 @@ class Ledger:
     def _commit(self, state: GuoState, record: dict) -> None:
         """Write generation ``g + 1`` (``state`` and ``record``) and adopt it."""
         t0 = time.perf_counter()
-        self._write(self._prepare(state, record))
+        try:
+            prep = self._prepare(state, record)
+        except BaseException:
+            if (self.path / "CURRENT").exists():
+                self._reload()  # donated X/Y may be gone: agree with the disk (before it)
+            raise
+        self._write(prep)
         self.last_save_seconds = time.perf_counter() - t0
 
-    def _sanitise(self, state: GuoState) -> GuoState:
-        """The state to store: buffers folded, aggregates downdated, removed rows zeroed."""
+    def _sanitise(self, state: GuoState, rows: np.ndarray | None = None) -> GuoState:
+        """The state to store: buffers folded, aggregates downdated, removed rows zeroed.
+
+        ``rows``: the request's rows. The state is then the ledger's own (its ``X`` and ``Y``
+        are those of the committed state, whose removed rows are already zero), so those rows
+        are zeroed in place: ``X`` and ``Y`` are donated (``O(m d)``, no copy of ``X``), and a
+        state handed out before this request (``ledger.state``, a result's state) holds deleted
+        ``X``/``Y`` afterwards: use ``ledger.state`` or the returned result's state.
+        """
         if state.rows_buf is not None:
             if state.buf_count is not None and int(state.buf_count) > 0:
                 state = self.unlearner.fold(state)
         elif not np.array_equal(np.asarray(state.factor_mask), np.asarray(state.mask)):
             # update="pcg": the curvature is downdated by re-factorising on the present rows
             state = self.unlearner.refresh(state)
+        if rows is not None and state.X is self.state.X and state.Y is self.state.Y:
+            r = jnp.asarray(np.asarray(rows, np.int32))
+            return state._replace(X=_zero_rows_donated(state.X, r),
+                                  Y=_zero_rows_donated(state.Y, r))
         return state._replace(X=_zero_removed(state.X, state.mask),
                               Y=_zero_removed(state.Y, state.mask))
 
@@ -585,7 +609,8 @@ class Ledger:
         """Everything :meth:`_write` needs, as host data (the only step that touches JAX)."""
         g = self.generation + 1
         raw_X, raw_Y = state.X, state.Y
-        state = self._sanitise(state)
+        owned = raw_X is self.state.X and raw_Y is self.state.Y
+        state = self._sanitise(state, record["private"].get("indices"))
         fields, special = _state_fields(state)
         prev = None if self._manifest is None else self._manifest["arrays"]
         n = int(state.X.shape[0])
@@ -611,7 +636,7 @@ class Ledger:
                     changed = {c for c in range(n_chunks)
                                if not np.array_equal(arr[c * C:(c + 1) * C],
                                                      old[c * C:(c + 1) * C])}
-                elif (raw_X, raw_Y)[name == "Y"] is getattr(self.state, name):
+                elif owned:
                     assert moved is not None  # prev is not None here
                     changed = set((moved // C).tolist())
                 else:

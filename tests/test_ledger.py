@@ -95,12 +95,13 @@ def _stored(unl, state):
 def test_reopen_reproduces_state_records_and_certificates_exactly(base, tmp_path):
     led = _copy(base, tmp_path)
     base_state = led.state
+    # the in-memory path first: forget donates the X and Y of the ledger's state (base_state)
+    mem = _stored(led.unlearner, led.unlearner.unlearn(base_state, [10, 11, 12]).state)
     rec, res = led.forget([10, 11, 12])
     back = Ledger.open(led.path)
     _assert_same_state(back.state, led.state)
     _assert_same_state(back.state, res.state)
-    _assert_same_state(back.state, _stored(led.unlearner, led.unlearner.unlearn(
-        base_state, [10, 11, 12]).state))
+    _assert_same_state(back.state, mem)
     assert back.records == led.records and back.generation == led.generation == 3
     assert back.certificate().to_dict() == res.certificate.to_dict()
     stored = Certificate.from_dict(rec["private"]["certificate"])
@@ -145,6 +146,23 @@ def test_ledger_path_equals_in_memory_path(data, tmp_path, extra):
         assert dW <= (1e-5 if "factor" in extra else 1e-9) * np.linalg.norm(np.asarray(plain.W))
     assert (remeasured >= 1) if extra.get("remeasure") else (remeasured == 0)
     _assert_same_state(Ledger.open(led.path).state, st)
+
+
+def test_forget_donates_the_rows_it_zeroes_and_equals_the_copying_path(base, tmp_path):
+    led = _copy(base, tmp_path)
+    before = led.state
+    X0, Y0 = np.asarray(before.X).copy(), np.asarray(before.Y).copy()
+    mask0 = np.asarray(before.mask).copy()
+    _, res = led.forget([40, 41])
+    # the ledger's own X and Y were updated in place (donated), not copied
+    assert before.X.is_deleted() and before.Y.is_deleted()
+    assert res.state is led.state and not led.state.X.is_deleted()
+    # ... to exactly what zeroing every removed row of a copy gives (the non-donating path)
+    keep = (mask0 > 0) & ~np.isin(np.arange(mask0.size), [40, 41])
+    np.testing.assert_array_equal(np.asarray(led.state.X), np.where(keep[:, None], X0, 0.0))
+    np.testing.assert_array_equal(np.asarray(led.state.Y), np.where(keep[:, None], Y0, 0.0))
+    np.testing.assert_array_equal(np.asarray(led.state.mask), keep.astype(mask0.dtype))
+    _assert_same_state(Ledger.open(led.path).state, led.state)
 
 
 def test_bad_requests_raise_and_write_nothing(base, tmp_path):

@@ -27,12 +27,26 @@ from certun.bounds import guo as guo_bounds
 from certun.primitives.spectral import UNIT_ROUNDOFF
 
 __all__ = ["GuoAccountant", "charge", "grad_allowance", "measured_residual", "refresh_after",
-           "refresh_worth", "REMEASURE_ROOM"]
+           "refresh_worth", "refresh_cost", "GEMM_SPEEDUP"]
 
-#: With remeasuring on a cached factor: refresh after a measurement that leaves room for
-#: fewer than this many requests at the current charge (a measurement costs one gradient, a
-#: refresh ~50 of them at n = 12,000, d = 784: refreshing pays once they come this often).
-REMEASURE_ROOM = 8
+#: How many times faster, per flop, the refresh's matrix-matrix products run than the
+#: measurement's matrix-vector passes over ``X`` (memory-bound). Measured on 2 shared cores
+#: (XLA:CPU, float64, d = 784): 4-6 at n = 12,000 (gradient ~3 ms, refresh ~250 ms, quiet) and
+#: 3-6 at n = 1,500 under load 8-10; the policy only needs the order of magnitude.
+GEMM_SPEEDUP = 5.0
+
+
+def refresh_cost(n: int, d: int, method: str = "cholesky") -> float:
+    """The cost of a refresh in measurements (gradients over the ``n`` rows): deterministic.
+
+    A measurement is two passes over ``X`` (``4 n d`` flops per head, memory-bound); a refresh
+    forms ``X^T diag(l'') X`` (``2 n d^2``, a matrix-matrix product) and factorises it
+    (``~2 d^3`` for the Cholesky inverse, ``~10 d^3`` for ``eigh``), :data:`GEMM_SPEEDUP`
+    times faster per flop: ``rho = (d / 2 + f d^2 / (4 n)) / GEMM_SPEEDUP``. A function of
+    the shapes only (no timings), so a ledger replays to the same decisions.
+    """
+    f = 2.0 if method == "cholesky" else 10.0
+    return (d / 2.0 + f * d * d / (4.0 * max(n, 1))) / GEMM_SPEEDUP
 
 
 @dataclass(frozen=True)
@@ -186,15 +200,18 @@ def refresh_worth(acc: GuoAccountant, R_before: float, auto_retrain: bool, solve
 
 
 def refresh_after(acc: GuoAccountant, bounds: dict, since: int, S_new: float | None,
-                  D_new: float | None, R_new: float, total: float, refactor_every: int
-                  ) -> tuple[str | None, float | None]:
+                  D_new: float | None, R_new: float, total: float, refactor_every: int,
+                  rho: float) -> tuple[str | None, float | None]:
     """Why to re-factorise after a served request (``None``: keep the factor).
 
     Returns ``(reason, s_hat)``: ``"refactor_every"``; ``"policy"`` (``proofs/cached_factors.md``
     §4: after request ``t`` when ``t s_hat - S_t >= kappa B``, ``s_hat = S_t D_t / sum_j D_j``
     the next request's expected staleness); or ``"remeasure"`` (remeasuring in place of the
-    policy: the room a measurement opened lasts fewer than :data:`REMEASURE_ROOM` requests
-    at this charge, ``guo2020_residual_bounds.md`` §5a). ``s_hat`` for the diagnostics.
+    policy, ``proofs/cached_factors.md`` §4, "With remeasuring": after a measurement, when
+    the measurements a refresh saves over the room it opens are worth more than the refresh,
+    ``s_t >= rho (c_t - s_t)`` with ``c_t`` the request's charge, ``s_t`` its staleness part
+    and ``rho`` the cost of a refresh in measurements, :func:`refresh_cost`; ``R_new`` is
+    unused by this rule: the room cancels). ``s_hat`` for the diagnostics.
     """
     if refactor_every and since + 1 >= refactor_every:
         return "refactor_every", None
@@ -206,9 +223,10 @@ def refresh_after(acc: GuoAccountant, bounds: dict, since: int, S_new: float | N
         if kappa is not None and s_t > 0 and t * s_hat - S_new >= kappa * acc.budget:
             return "policy", s_hat
         return None, s_hat
-    if (acc.cached and "residual_remeasured" in bounds and bounds["step_staleness_bound"] > 0
-            and acc.budget - R_new < REMEASURE_ROOM * total):
-        return "remeasure", None
+    if acc.cached and "residual_remeasured" in bounds:
+        s_t = bounds["step_staleness_bound"]
+        if s_t > 0 and s_t >= rho * (total - s_t):
+            return "remeasure", None
     return None, None
 
 

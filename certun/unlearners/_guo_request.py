@@ -36,26 +36,30 @@ def _measure(c: gs.StepConfig, W, X, Y, b, mask):
     return gn + (n + d + 2) * UNIT_ROUNDOFF * mag + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin
 
 
+def _without(mask, idx):
+    """``mask`` with the rows ``idx`` zeroed, elementwise (fused into the gradient; no scatter)."""
+    rows = jnp.arange(mask.shape[0], dtype=idx.dtype)
+    return jnp.where(jnp.any(rows[:, None] == idx[None, :], axis=1), 0.0, mask).astype(mask.dtype)
+
+
 def _select(accept, new, old, idx) -> dict:
     """The fields a request changed: ``new`` where ``accept`` else ``old``.
 
     Only changed fields are returned (a jitted function returning ``X`` would copy it: the
-    caller merges them into its state); the mask is selected only at the request's rows.
+    caller merges them into its state); the mask is updated by :func:`request` at the
+    request's rows only.
     """
     out = {}
     for name, a in new._asdict().items():
         b = getattr(old, name)
-        if a is b or a is None:
+        if a is b or a is None or name == "mask":
             continue
-        if name == "mask":
-            out[name] = b.at[idx].set(jnp.where(accept, a[idx], b[idx]))
-        else:
-            out[name] = jnp.where(accept, a, b)
+        out[name] = jnp.where(accept, a, b)
     return out
 
 
-def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, R_final, total,
-            remeasured):
+def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, total, remeasured,
+            rho: float):
     """The refresh verdict on the device (:func:`certun.bounds.guo_accountant.refresh_after`)."""
     f = dict(zip(ga.CHARGE_FIELDS, list(B), strict=False))
     s_t, D_t = f["step_staleness_bound"], f["step_drift_norm"]
@@ -66,8 +70,10 @@ def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, R_f
             pol = (s_t > 0) & ((since + 1) * s_hat - S_new >= acc.refresh_cost_ratio * acc.budget)
             after = jnp.where(pol, jnp.int32(2), after)
     elif acc.cached:
-        room = remeasured & (s_t > 0) & (acc.budget - R_final < ga.REMEASURE_ROOM * total)
-        after = jnp.where(room, jnp.int32(3), after)
+        # the measurements a refresh saves over the room it opens, s_t / (c_t - s_t), against
+        # its cost in measurements (static: the shapes)
+        worth = remeasured & (s_t > 0) & (s_t >= rho * (total - s_t))
+        after = jnp.where(worth, jnp.int32(3), after)
     if c.refactor_every:
         after = jnp.where(since + 1 >= c.refactor_every, jnp.int32(1), after)
     return after, s_hat
@@ -118,19 +124,26 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     remeasured = jnp.asarray(False)
     if acc.remeasure and x64:
         remeasured = solver_ok & (R_new > acc.budget)
+        # the remaining rows' mask is formed inside the branch (O(n d) there anyway), elementwise
         R_meas = lax.cond(remeasured, lambda: _measure(c, new.W, state.X, state.Y, state.b,
-                                                       new.mask),
+                                                       _without(state.mask, idx)),
                           lambda: jnp.asarray(jnp.inf, jnp.float64))
     R_final = jnp.where(remeasured & (R_meas < R_new), R_meas, R_new)
     new = new._replace(residual_bound=R_final)
-    present = small["present"]
+    # the request's rows of the mask, read once: every later use reads these m values, so the
+    # only write to the n-row mask is the m-row scatter below (one copy of the caller's mask,
+    # which the caller keeps; XLA:CPU copies a donated mask twice here, so none is donated)
+    rows = lax.optimization_barrier(state.mask[idx])
+    present = jnp.all(rows > 0)
     accept = present & solver_ok & x64 & (R_final <= acc.budget)
-    after, s_hat = _policy(c, acc, B, since, S_new, D_new, R_final, total, remeasured)
+    after, s_hat = _policy(c, acc, B, since, S_new, D_new, total, remeasured,
+                           ga.refresh_cost(n_total, d, c.method))
     rec = jnp.stack([jnp.asarray(v, jnp.float64) for v in
                      (present, accept, code, small["steps"], remeasured, R_meas, R_final, after,
                       s_hat, S_new, D_new)])
-    return (_select(accept & gate, new, state, idx),
-            jnp.concatenate([B, rec, small["delta_norms"]]))
+    changes = _select(accept & gate, new, state, idx)
+    changes["mask"] = state.mask.at[idx].set(jnp.where(accept & gate, jnp.zeros_like(rows), rows))
+    return changes, jnp.concatenate([B, rec, small["delta_norms"]])
 
 
 def unpack_record(acc: ga.GuoAccountant, vec: Any, K: int) -> dict:

@@ -108,7 +108,6 @@ MECHANISM = _MECHANISM
 # kept for callers of the names before the split (the values live with their layers)
 _bucket = cc.bucket
 _REINVERT_RATIO = cc.REINVERT_RATIO
-_REMEASURE_ROOM = ga.REMEASURE_ROOM
 
 
 class GuoState(NamedTuple):
@@ -341,7 +340,9 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         overestimate the residual many times over, so this serves far more requests per
         ``b`` (fewer retrains). With ``update="cached"`` it also replaces the refresh policy:
         budget the staleness bound spends is won back by the next measurement, so the
-        factorisation is refreshed only before a request that a stale step cannot serve.
+        factorisation is refreshed only before a request that a stale step cannot serve, and
+        after a measurement when the measurements the refresh saves outweigh its cost
+        (:func:`certun.bounds.guo_accountant.refresh_after`, ``proofs/cached_factors.md`` §4).
         ``None`` (default): on exactly when ``update="auto"`` picks the cached factor for
         the logistic loss (the fastest path that certifies at least as many requests per
         budget as PCG), off otherwise.
@@ -559,6 +560,7 @@ class _Unlearn:
         ``key`` is unused (the mechanism's noise is ``b``, drawn at training). Host work
         is ``O(m)`` (the indices' range and repeats; whether each row is still present is
         checked by the jitted request, which refuses a removed row before anything changes).
+
         """
         del key
         t0 = time.perf_counter()

@@ -111,32 +111,46 @@ def test_remeasure_must_be_a_bool():
                           update="pcg")
 
 
-def test_remeasure_refreshes_when_the_room_it_opens_is_short(digits38):
-    """After a measurement that leaves room for < 8 requests at the charge, refresh."""
-    from certun.unlearners.guo import _REMEASURE_ROOM
+def test_remeasure_refreshes_when_the_measurements_it_saves_outweigh_it(digits38):
+    """After a measurement, refresh iff ``s_t >= rho (c_t - s_t)`` (cost in measurements)."""
+    from certun.bounds import guo_accountant as ga
 
     unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update="cached",
-                            remeasure=True)
+                            remeasure=True, diagnose=True)
     st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    n, d = st.X.shape
+    rho = ga.refresh_cost(n, d, "eigh")
+    # the cost model: a refresh is (d/2 + 10 d^2/(4n)) / GEMM_SPEEDUP gradients (eigh)
+    assert rho == pytest.approx((d / 2 + 10 * d * d / (4 * n)) / ga.GEMM_SPEEDUP, rel=1e-15)
+    assert ga.refresh_cost(10 * n, d, "cholesky") < rho
     fired = kept = 0
     for i in range(60):
         res = unl.unlearn(st, [i])
         assert res.outcome == "unlearned" and res.certificate.valid
         dg = res.diagnostics
+        # the certificate holds against the exact residual, recomputed in NumPy
+        g, mag, margin, n_rem = _residual_np(res.state, LAM)
+        assert g <= dg["true_residual"] * (1 + 1e-9) + 1e-12
+        assert g <= res.certificate.budget.used <= res.certificate.budget.total
         if "residual_remeasured" in dg:
             charge = (dg["step_remainder_bound"] + dg["step_solver_residual"]
                       + dg["step_rounding_allowance"])
-            room = res.certificate.budget.total - res.certificate.budget.used
-            short = room < _REMEASURE_ROOM * charge and dg["step_staleness_bound"] > 0
-            assert (dg["refreshed_after"] == "remeasure") == short
-            if short:
+            s_t = dg["step_staleness_bound"]
+            worth = s_t > 0 and s_t >= rho * (charge - s_t)
+            assert (dg["refreshed_after"] == "remeasure") == worth
+            # the host rule says the same as the device's verdict
+            why, _ = ga.refresh_after(unl.unlearn.ctx.acc, dg, 0, None, None,
+                                      res.certificate.budget.used, charge, 0, rho)
+            assert (why == "remeasure") == worth
+            if worth:
                 fired += 1
                 assert int(res.state.steps_since_factor) == 0
                 np.testing.assert_array_equal(np.asarray(res.state.W_factor),
                                               np.asarray(res.state.W))
             else:
                 kept += 1
+                assert int(res.state.steps_since_factor) > 0
         else:
             assert dg["refreshed_after"] is None
         st = res.state
-    assert fired >= 1
+    assert fired >= 1 and kept >= 1
