@@ -22,6 +22,16 @@ so the target margin ``s_{y_t}(x_t) - s_c(x_t)`` against a competitor class ``c`
 the sum of per-row scores; :func:`craft_deletions` takes the ``budget`` most negative rows
 for the competitor that yields the lowest predicted margin.
 
+**Networks.** Qian et al. attack deep networks unlearned by *approximate* first- and
+second-order updates; :func:`gradient_ascent_unlearner` is such an unlearner (uncertified),
+:func:`greedy_deletions` chooses the requests greedily through it (first-order scores
+:func:`network_margin_scores` recomputed at the unlearned parameters as the set grows,
+optionally trying the best candidates through the unlearner itself), and
+:func:`batch_request_influence` / :func:`network_request_influence` are the
+gradient-influence defence scores for a whole request and per requested row. Against an
+approximate unlearner the attack exploits the *approximation*: the same requests honoured by
+retraining rarely flip the target (``experiments/qian2023``).
+
 **Defence** (the gradient-influence screening described for the paper).
 :func:`request_influence` scores each requested row by the largest predicted change its
 deletion alone causes to the margin of any point of a public reference set (the defender's
@@ -207,7 +217,7 @@ def screen(model: InfluenceModel, requests: Any, X_ref: Any, threshold: float
 # --------------------------------------------------------------------------- networks
 #
 # The attack and the defence against a *network* unlearned by gradient ascent (an uncertified
-# first-order unlearner: Thudi et al. 2022's and Jia et al. 2023's "GA" baseline). The network
+# first-order unlearner: the "GA" baseline of Jia et al. 2023). The network
 # is given as ``logits(theta, X) -> (m, K)`` on a flat parameter vector ``theta`` (use
 # ``jax.flatten_util.ravel_pytree`` on a :class:`certun.nn.Network`'s params).
 
@@ -259,7 +269,7 @@ def gradient_ascent_unlearner(logits: Callable[[jax.Array, jax.Array], jax.Array
 
     ``theta <- theta + lr * grad (1/|S|) sum_{z in S} l(z; theta)`` (softmax cross-entropy,
     mean over the request), ``steps`` times: the uncertified "GA" baseline of the unlearning
-    literature (Thudi et al. 2022; Jia et al. 2023). It gives no guarantee of any kind.
+    literature (as evaluated by Jia et al. 2023). It gives no guarantee of any kind.
 
     Args:
       logits: ``logits(theta, X) -> (m, K)`` on flat parameters.

@@ -132,9 +132,10 @@ def calibrate_tolerance(honest_errors: Any, *, factor: float = 1.0) -> float:
     """The verifier's tolerance ``tau``: ``factor`` times the largest honest re-execution error.
 
     Re-execution is not bitwise reproducible across hardware, so a reproduction verifier must
-    accept the errors of honest transcripts (Zhang et al. 2024, §4; Jia et al. 2021 set
-    their threshold the same way): it re-executes honest training runs, records the
-    per-step errors, and sets ``tau`` so that all of them pass.
+    accept the errors of honest transcripts (the fragile-verification paper's argument; the
+    proof-of-learning verifier of Jia et al. (IEEE S&P 2021) sets its threshold from honest
+    reproduction errors too): it re-executes honest training runs, records the per-step
+    errors, and sets ``tau`` so that all of them pass.
 
     Args:
       honest_errors: per-step errors of one or more honest transcripts (any shape).

@@ -210,7 +210,8 @@ def _net_fns(train_steps: int):
 
 
 def run_seed_network(seed: int, num_targets: int, retrain_targets: int,
-                     train_steps: int) -> dict:
+                     train_steps: int, honest_batches: tuple[int, int] = (
+                         cfg.HONEST_BATCH_CALIBRATION, cfg.HONEST_BATCH_EVALUATION)) -> dict:
     """One seed against the MLP unlearned by gradient ascent (the headline)."""
     import jax.numpy as jnp
 
@@ -252,10 +253,10 @@ def run_seed_network(seed: int, num_targets: int, retrain_targets: int,
     thr = targeted.influence_threshold(
         [targeted.batch_request_influence(logits, theta, X, y,
                                           rng.choice(n, size=budget, replace=False), X_ref)
-         for _ in range(cfg.HONEST_BATCH_CALIBRATION)], false_positive_rate=cfg.DEFENCE_FPR)
+         for _ in range(honest_batches[0])], false_positive_rate=cfg.DEFENCE_FPR)
     fpr = float(np.mean([targeted.batch_request_influence(
         logits, theta, X, y, rng.choice(n, size=budget, replace=False), X_ref) > thr
-        for _ in range(cfg.HONEST_BATCH_EVALUATION)]))
+        for _ in range(honest_batches[1])]))
     row_thr = targeted.influence_threshold(
         targeted.network_request_influence(logits, theta, X, y, cal, X_ref),
         false_positive_rate=cfg.DEFENCE_FPR)
@@ -403,7 +404,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
     _log(f"qian2023: digits, network, seeds {list(seeds)}, {T} targets per seed")
     per_seed = []
     for s in seeds:
-        r = run_seed_network(s, T, RT, steps)
+        r = run_seed_network(s, T, RT, steps, cfg.SMOKE_HONEST_BATCHES if args.smoke else (
+            cfg.HONEST_BATCH_CALIBRATION, cfg.HONEST_BATCH_EVALUATION))
         per_seed.append(r)
         _log(f"  seed {s}: success {r['success']:.2f} defended {r['success_defended']:.2f} "
              f"random {r['success_random_deletions']:.2f} retrain {r['success_retraining']} "
