@@ -247,20 +247,65 @@ def pairs(kind, scenario, X, y, pos_pool, neg_pool, seed, C, temperature=1.0,
                           np.concatenate(sid), acc, accu)
 
 
-def attack(kind, scenario, X, y, split, C, mitigation=None, temperature=1.0, dp_train=None):
+def attack(kind, scenario, X, y, split, C, mitigation=None, temperature=1.0, dp_train=None,
+           seed=0):
     """Shadow and target pairs, then the attack; ``{feature: AUC dict}`` and accuracy."""
     from certun.audits import mia
 
-    sh = pairs(kind, scenario, X, y, split["shadow_pos"], split["shadow_neg"], 1, C, temperature,
-               dp_train)
-    tg = pairs(kind, scenario, X, y, split["target_pos"], split["target_neg"], 2, C, temperature,
-               dp_train)
+    sh = pairs(kind, scenario, X, y, split["shadow_pos"], split["shadow_neg"], 1 + 10 * seed, C,
+               temperature, dp_train)
+    tg = pairs(kind, scenario, X, y, split["target_pos"], split["target_neg"], 2 + 10 * seed, C,
+               temperature, dp_train)
     kw = {} if mitigation is None else {"mitigation": mitigation}
     r = mia.chen_attack(sh, tg, features=("sorted_diff",), **kw)
     return {"two_version_auc": r.auc["sorted_diff"]._asdict(),
             "classical_auc": r.auc["basic_mia"]._asdict(),
             "degradation_count": r.degradation_count,
             "accuracy": float(np.mean(tg.accuracy))}
+
+
+def _split(n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    h = n // 2
+    sh, tg = perm[:h], perm[h:]
+    return {"shadow_pos": sh[: int(0.8 * h)], "shadow_neg": sh[int(0.8 * h):],
+            "target_pos": tg[: int(0.8 * len(tg))], "target_neg": tg[int(0.8 * len(tg)):]}
+
+
+def seeded_findings(num_seeds: int) -> dict:
+    """The paper's qualitative findings as paired differences over seeds (digits, JAX LR).
+
+    Per seed (a fresh shadow/target split and fresh sets and deletions): the two-version
+    attack and the classical MIA on the same rows, then the same pipeline under label-only
+    release and under DP training. Returns mean differences with 95% t-intervals.
+    """
+    from certun.audits.mia import label_only, posteriors
+    from certun.audits.stats import mean_ci
+
+    X, y = load("digits")
+    C = int(y.max()) + 1
+    rows = []
+    for seed in range(num_seeds):
+        split = _split(len(y), 100 + seed)
+        base = attack("lr", "single", X, y, split, C, dp_train=jax_trainer(), seed=seed)
+        lab = attack("lr", "single", X, y, split, C, lambda L: label_only(posteriors(L)),
+                     dp_train=jax_trainer(), seed=seed)
+        dpr = attack("lr", "single", X, y, split, C, dp_train=jax_trainer(dp=True), seed=seed)
+        rows.append({"seed": seed, "two_version": base["two_version_auc"]["auc"],
+                     "classical": base["classical_auc"]["auc"],
+                     "label_only": lab["two_version_auc"]["auc"],
+                     "dp": dpr["two_version_auc"]["auc"], "accuracy": base["accuracy"],
+                     "accuracy_dp": dpr["accuracy"]})
+        _log(f"  seeded {seed}: {rows[-1]}")
+    col = {k: [r[k] for r in rows] for k in rows[0] if k != "seed"}
+    return {"setting": "digits, JAX logistic target, single deletion", "per_seed": rows,
+            **{k: mean_ci(v) for k, v in col.items()},
+            "two_version_minus_classical": mean_ci(np.subtract(col["two_version"],
+                                                               col["classical"])),
+            "two_version_minus_label_only": mean_ci(np.subtract(col["two_version"],
+                                                                col["label_only"])),
+            "two_version_minus_dp": mean_ci(np.subtract(col["two_version"], col["dp"]))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default=None, help="output directory "
                     "(default experiments/chen2021/results/targets[-smoke])")
     ap.add_argument("--smoke", action="store_true", help="digits, lr, 2 scenarios, DP row (CI)")
+    ap.add_argument("--seeds", type=int, default=0,
+                    help="also repeat the headline comparisons (digits, JAX logistic target, "
+                         "single deletion) over this many seeds (20 for the issue's statistics)")
     ap.add_argument("--json", action="store_true",
                     help="log to stderr; print results.json as one JSON object on stdout")
     return ap
@@ -325,7 +373,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                         continue
                     mitig[f"{ds}/{kind}/{name}"] = attack(kind, "single", X, y, split, C,
                                                           dp_train=seam)
+    seeded = seeded_findings(args.seeds) if args.seeds else None
     results = {
+        "seeded_findings": seeded,
         "experiment": "chen2021_targets", "versions": package_versions(), "git": git_info(REPO),
         "timestamps": {"started": started, "finished": None},
         "command": [sys.executable, str(Path(__file__).resolve()),
