@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 RUN_PY = REPO / "experiments" / "chen2021" / "targets.py"
 
@@ -34,3 +36,28 @@ def test_smoke(tmp_path):
     z, steps = res["config"]["dp"]["noise_multiplier"], res["config"]["dp"]["steps"]
     assert abs(analytic_epsilon(z / steps ** 0.5, res["config"]["dp"]["delta"]) - 4.0) < 1e-6
     assert (tmp_path / "chen2021_targets.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_seeded_findings_runs_small():
+    """--seeds: paired per-seed differences (2 seeds, tiny pipeline; the 20-seed run is slow)."""
+    spec = importlib.util.spec_from_file_location("certun_experiments_chen2021_targets2", RUN_PY)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.NUM_SETS, mod.DELETIONS = 1, 2
+    r = mod.seeded_findings(2)
+    assert len(r["per_seed"]) == 2 and r["label_only"]["mean"] == 0.5
+    d = [p["two_version"] - p["classical"] for p in r["per_seed"]]
+    assert r["two_version_minus_classical"]["mean"] == pytest.approx(sum(d) / 2, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_seeded_findings_20_seeds():
+    """The measured findings (README): two-version > classical, label-only and DP lower it."""
+    spec = importlib.util.spec_from_file_location("certun_experiments_chen2021_targets3", RUN_PY)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.seeded_findings(20)
+    for k in ("two_version_minus_classical", "two_version_minus_label_only",
+              "two_version_minus_dp"):
+        assert r[k]["ci"][0] > 0, (k, r[k])
