@@ -22,6 +22,16 @@ so the target margin ``s_{y_t}(x_t) - s_c(x_t)`` against a competitor class ``c`
 the sum of per-row scores; :func:`craft_deletions` takes the ``budget`` most negative rows
 for the competitor that yields the lowest predicted margin.
 
+**Networks.** Qian et al. attack deep networks unlearned by *approximate* first- and
+second-order updates; :func:`gradient_ascent_unlearner` is such an unlearner (uncertified),
+:func:`greedy_deletions` chooses the requests greedily through it (first-order scores
+:func:`network_margin_scores` recomputed at the unlearned parameters as the set grows,
+optionally trying the best candidates through the unlearner itself), and
+:func:`batch_request_influence` / :func:`network_request_influence` are the
+gradient-influence defence scores for a whole request and per requested row. Against an
+approximate unlearner the attack exploits the *approximation*: the same requests honoured by
+retraining rarely flip the target (``experiments/qian2023``).
+
 **Defence** (the gradient-influence screening described for the paper).
 :func:`request_influence` scores each requested row by the largest predicted change its
 deletion alone causes to the margin of any point of a public reference set (the defender's
@@ -38,14 +48,21 @@ References:
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from certun import _validate
 
 __all__ = ["InfluenceModel", "influence_model", "margin_influence", "craft_deletions",
-           "request_influence", "influence_threshold", "screen"]
+           "request_influence", "influence_threshold", "screen", "gradient_ascent_unlearner",
+           "network_margin_scores", "greedy_deletions", "network_request_influence",
+           "batch_request_influence"]
 
 
 class InfluenceModel(NamedTuple):
@@ -195,3 +212,239 @@ def screen(model: InfluenceModel, requests: Any, X_ref: Any, threshold: float
     idx = np.asarray(requests, np.int64)
     flag = request_influence(model, idx, X_ref) > threshold
     return idx[~flag], idx[flag]
+
+
+# --------------------------------------------------------------------------- networks
+#
+# The attack and the defence against a *network* unlearned by gradient ascent (an uncertified
+# first-order unlearner: the "GA" baseline of Jia et al. 2023). The network
+# is given as ``logits(theta, X) -> (m, K)`` on a flat parameter vector ``theta`` (use
+# ``jax.flatten_util.ravel_pytree`` on a :class:`certun.nn.Network`'s params).
+
+
+def _margin(logits: Callable, theta: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+    z = logits(theta, x[None])[0]
+    return z[t] - jnp.max(jnp.where(jnp.arange(z.shape[0]) == t, -jnp.inf, z))
+
+
+def _row_loss(logits: Callable, theta: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits(theta, x[None])[0], t)
+
+
+@functools.lru_cache(maxsize=16)
+def _score_fns(logits: Callable) -> tuple[Callable, Callable, Callable]:
+    """Jitted margin-score and defence-score kernels for one ``logits`` function (cached)."""
+
+    def margin_scores(th, X, y, x, t):
+        # grad l(z) . g for every row at once: one Jacobian-vector product of the row losses
+        g = jax.grad(_margin, argnums=1)(logits, th, x, t)
+
+        def losses(p):
+            return optax.softmax_cross_entropy_with_integer_labels(logits(p, X), y)
+
+        return jax.jvp(losses, (th,), (g,))[1]
+
+    def batch_influence(th, Xz, yz, Xr):
+        pred = jnp.argmax(logits(th, Xr), axis=1)
+        Gm = jax.vmap(jax.grad(_margin, argnums=1), (None, None, 0, 0))(logits, th, Xr, pred)
+        g = jax.grad(lambda p: jnp.mean(jax.vmap(lambda x, t: _row_loss(logits, p, x, t))(
+            Xz, yz)))(th)
+        return jnp.max(jnp.maximum(-(Gm @ g), 0.0))
+
+    def influence(th, Xz, yz, Xr):
+        pred = jnp.argmax(logits(th, Xr), axis=1)
+        M = jax.vmap(lambda x, t: _margin(logits, th, x, t))(Xr, pred)
+        Gm = jax.vmap(jax.grad(_margin, argnums=1), (None, None, 0, 0))(logits, th, Xr, pred)
+        Gz = jax.vmap(jax.grad(_row_loss, argnums=1), (None, None, 0, 0))(logits, th, Xz, yz)
+        dm = Gz @ Gm.T
+        return jnp.max(jnp.maximum(-dm, 0.0) / jnp.maximum(M, 1e-12)[None], axis=1)
+
+    return jax.jit(margin_scores), jax.jit(influence), jax.jit(batch_influence)
+
+
+def gradient_ascent_unlearner(logits: Callable[[jax.Array, jax.Array], jax.Array], X: Any,
+                              y: Any, *, lr: float, steps: int
+                              ) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Gradient-ascent unlearning of a network: ``steps`` ascent steps on the requested rows.
+
+    ``theta <- theta + lr * grad (1/|S|) sum_{z in S} l(z; theta)`` (softmax cross-entropy,
+    mean over the request), ``steps`` times: the uncertified "GA" baseline of the unlearning
+    literature (as evaluated by Jia et al. 2023). It gives no guarantee of any kind.
+
+    Args:
+      logits: ``logits(theta, X) -> (m, K)`` on flat parameters.
+      X: ``(n, d)`` training rows.
+      y: ``(n,)`` integer labels.
+      lr: ascent step size (> 0).
+      steps: number of ascent steps (>= 1).
+
+    Returns:
+      A jitted ``unlearn(theta, weights) -> theta'``; ``weights`` is ``(n,)`` with 1 on the
+      requested rows and 0 elsewhere.
+    """
+    Xj = jnp.asarray(_validate.finite_array(X=X, ndim=2))
+    yj = jnp.asarray(np.asarray(y, np.int64))
+    _validate.matching_rows(X=Xj, y=yj)
+    lr = _validate.positive(lr=lr)
+    steps = _validate.integer(steps=steps, minimum=1)
+
+    def forget_loss(theta: jax.Array, w: jax.Array) -> jax.Array:
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits(theta, Xj), yj)
+        return jnp.sum(w * losses) / jnp.maximum(jnp.sum(w), 1.0)
+
+    @jax.jit
+    def unlearn(theta: jax.Array, weights: jax.Array) -> jax.Array:
+        def body(t: jax.Array, _: None) -> tuple[jax.Array, None]:
+            return t + lr * jax.grad(forget_loss)(t, weights), None
+
+        return jax.lax.scan(body, theta, None, length=steps)[0]
+
+    return unlearn
+
+
+def network_margin_scores(logits: Callable[[jax.Array, jax.Array], jax.Array], theta: Any,
+                          X: Any, y: Any, x_target: Any, y_target: int) -> np.ndarray:
+    r"""First-order effect of ascending each training row's loss on the target's margin.
+
+    ``grad_theta m(x_t; theta) . grad_theta l(z; theta)`` for every training row ``z``, with
+    ``m = s_{y_t} - max_{c != y_t} s_c``: one ascent step of size ``eta`` on ``z`` alone moves
+    the margin by ``eta`` times this to first order. Returns ``(n,)``.
+    """
+    return np.asarray(_score_fns(logits)[0](
+        jnp.asarray(theta), jnp.asarray(X), jnp.asarray(np.asarray(y, np.int64)),
+        jnp.asarray(x_target), jnp.asarray(y_target)))
+
+
+def greedy_deletions(logits: Callable[[jax.Array, jax.Array], jax.Array],
+                     unlearn: Callable[[jax.Array, jax.Array], jax.Array], theta: Any, X: Any,
+                     y: Any, x_target: Any, y_target: int, *, budget: int,
+                     allowed: Any | None = None, lookahead: int = 1) -> np.ndarray:
+    """The attacker's ``budget`` deletion requests, chosen greedily through the unlearner used.
+
+    Start from ``S = {}``; at each step unlearn ``S`` with the deployed ``unlearn`` (e.g.
+    :func:`gradient_ascent_unlearner`), score every remaining row by
+    :func:`network_margin_scores` at the *unlearned* parameters and add the row that lowers
+    the target's margin most; the scores are recomputed as the set grows, so the choice
+    accounts for the unlearner's non-linearity. With ``lookahead > 1`` the ``lookahead``
+    best-scored rows are each tried through the unlearner and the one leaving the lowest
+    *actual* margin is added. A white-box attacker (it knows the parameters, the training
+    rows it may name, and the unlearner).
+
+    Args:
+      logits: ``logits(theta, X) -> (m, K)`` on flat parameters.
+      unlearn: ``unlearn(theta, weights) -> theta'`` (weights ``(n,)``: 1 on requested rows).
+      theta: flat trained parameters.
+      X: ``(n, d)`` training rows.
+      y: ``(n,)`` labels.
+      x_target: ``(d,)`` target point.
+      y_target: its true class.
+      budget: number of requests (>= 1).
+      allowed: optional ``(n,)`` boolean mask of rows the attacker may name.
+      lookahead: candidates tried through the unlearner per step (1: first-order greedy).
+
+    Returns:
+      ``(budget,)`` row indices, in the order chosen.
+    """
+    budget = _validate.integer(budget=budget, minimum=1)
+    Xn = _validate.finite_array(X=X, ndim=2)
+    n = Xn.shape[0]
+    ok = np.ones(n, bool) if allowed is None else np.asarray(allowed, bool).copy()
+    if ok.shape != (n,) or ok.sum() < budget:
+        raise _validate.ValidationError(
+            f"allowed must be a boolean (n,) mask with at least budget={budget} True entries")
+    lookahead = _validate.integer(lookahead=lookahead, minimum=1)
+    th0 = jnp.asarray(theta)
+    xt, yt = jnp.asarray(x_target), jnp.asarray(int(y_target))
+    try_all = _lookahead_fn(logits, unlearn)
+    w = np.zeros(n)
+    chosen: list[int] = []
+    for _ in range(budget):
+        th = th0 if not chosen else unlearn(th0, jnp.asarray(w))
+        sc = network_margin_scores(logits, th, Xn, y, x_target, y_target)
+        sc = np.where(ok, sc, np.inf)
+        cand = np.argsort(sc, kind="stable")[:min(lookahead, int(ok.sum()))]
+        if len(cand) > 1:
+            W = np.repeat(w[None], len(cand), axis=0)
+            W[np.arange(len(cand)), cand] = 1.0
+            j = int(cand[int(np.argmin(np.asarray(try_all(th0, jnp.asarray(W), xt, yt))))])
+        else:
+            j = int(cand[0])
+        chosen.append(j)
+        ok[j] = False
+        w[j] = 1.0
+    return np.asarray(chosen, np.int64)
+
+
+@functools.lru_cache(maxsize=16)
+def _lookahead_fn(logits: Callable, unlearn: Callable) -> Callable:
+    """Jitted: the target's margin after unlearning each candidate weight vector."""
+
+    def margins(th0, W, x, t):
+        return jax.vmap(lambda w: _margin(logits, unlearn(th0, w), x, t))(W)
+
+    return jax.jit(margins)
+
+
+def network_request_influence(logits: Callable[[jax.Array, jax.Array], jax.Array],
+                              theta: Any, X: Any, y: Any, requests: Any, X_ref: Any
+                              ) -> np.ndarray:
+    r"""Gradient-influence defence score of each requested row of a network.
+
+    For each reference point ``r`` (predicted class ``p_r``, margin
+    ``m_r = s_{p_r} - max_{c != p_r} s_c > 0``) the first-order change of ``m_r`` per unit
+    ascent step on the requested row ``z`` alone is ``grad m_r . grad l(z)``; the score is
+    ``max_r max(0, -grad m_r . grad l(z)) / m_r``: the largest relative margin drop the
+    request causes on the defender's reference data (scale-free: a threshold calibrated on
+    honest requests absorbs the step size).
+
+    Args:
+      logits: ``logits(theta, X) -> (m, K)`` on flat parameters.
+      theta: flat deployed parameters.
+      X: ``(n, d)`` training rows.
+      y: ``(n,)`` labels.
+      requests: ``(m,)`` requested row indices.
+      X_ref: ``(R, d)`` reference points.
+
+    Returns:
+      ``(m,)`` scores (>= 0).
+    """
+    idx = np.asarray(requests, np.int64)
+    Xr = _validate.finite_array(X_ref=X_ref, ndim=2)
+    Xn = _validate.finite_array(X=X, ndim=2)
+    yn = np.asarray(y, np.int64)
+    return np.asarray(_score_fns(logits)[1](jnp.asarray(theta), jnp.asarray(Xn[idx]),
+                                            jnp.asarray(yn[idx]), jnp.asarray(Xr)))
+
+
+def batch_request_influence(logits: Callable[[jax.Array, jax.Array], jax.Array], theta: Any,
+                            X: Any, y: Any, requests: Any, X_ref: Any) -> float:
+    r"""Gradient-influence defence score of a whole deletion request (a set of rows).
+
+    Gradient ascent on the request moves the parameters along the mean loss gradient
+    ``g_S = (1/|S|) sum_{z in S} grad l(z)``; the first-order drop of the margin of
+    reference point ``r`` (its predicted class against the runner-up) per unit step is
+    ``-grad m_r . g_S``. The score is the largest such drop over the reference set. Honest
+    requests (rows the model fits, pulling in unrelated directions) score low; a request
+    crafted to move one decision region moves nearby reference margins too. Calibrate a
+    threshold on honest requests of the same size (:func:`influence_threshold`) and hold
+    requests above it for review.
+
+    Args:
+      logits: ``logits(theta, X) -> (m, K)`` on flat parameters.
+      theta: flat deployed parameters.
+      X: ``(n, d)`` training rows.
+      y: ``(n,)`` labels.
+      requests: ``(m,)`` requested row indices (m >= 1).
+      X_ref: ``(R, d)`` reference points.
+
+    Returns:
+      The score (>= 0).
+    """
+    idx = np.asarray(requests, np.int64)
+    if idx.ndim != 1 or idx.size == 0:
+        raise _validate.ValidationError("requests must be a non-empty 1-d array of row indices")
+    Xn = _validate.finite_array(X=X, ndim=2)
+    Xr = _validate.finite_array(X_ref=X_ref, ndim=2)
+    yn = np.asarray(y, np.int64)
+    return float(_score_fns(logits)[2](jnp.asarray(theta), jnp.asarray(Xn[idx]),
+                                       jnp.asarray(yn[idx]), jnp.asarray(Xr)))

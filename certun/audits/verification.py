@@ -44,7 +44,8 @@ import numpy as np
 from certun import _validate
 
 __all__ = ["batch_schedule", "sgd_transcript", "reproduction_errors", "reproduction_verify",
-           "nearest_same_class", "substitute", "forge_transcript", "backdoor_asr"]
+           "nearest_same_class", "substitute", "forge_transcript", "backdoor_asr",
+           "calibrate_tolerance"]
 
 
 def batch_schedule(n: int, *, batch_size: int, epochs: int, seed: int) -> np.ndarray:
@@ -61,13 +62,20 @@ def _step(w, Xb, yb, lr, lam):
     return w - lr * g
 
 
+def _noise(w, X, y, r, noise_lr, lam):
+    """The paper's simulated numerical noise: one SGD step of size ``noise_lr`` on row ``r``."""
+    return _step(w, X[r][None], y[r][None], noise_lr, lam)
+
+
 @jax.jit
-def _run(w0, X, y, batches, lr, lam):
-    def body(w, b):
+def _run(w0, X, y, batches, lr, lam, noise_rows, noise_lr):
+    def body(w, bn):
+        b, r = bn
         w2 = _step(w, X[b], y[b], lr, lam)
+        w2 = jnp.where(noise_lr > 0, _noise(w2, X, y, r, noise_lr, lam), w2)
         return w2, w2
 
-    _, ws = jax.lax.scan(body, w0, batches)
+    _, ws = jax.lax.scan(body, w0, (batches, noise_rows))
     return jnp.concatenate([w0[None], ws])
 
 
@@ -78,21 +86,67 @@ def _errors(ws, X, y, batches, lr, lam):
 
 
 @jax.jit
-def _forge(ws_orig, X, y, batches, lr, lam):
-    return jnp.concatenate([ws_orig[:1], jax.vmap(lambda w, b: _step(w, X[b], y[b], lr, lam))(
-        ws_orig[:-1], batches)])
+def _forge(ws_orig, X, y, batches, lr, lam, noise_rows, noise_lr, changed):
+    def one(w, b, r, c):
+        w2 = _step(w, X[b], y[b], lr, lam)
+        return jnp.where((noise_lr > 0) & ~c, _noise(w2, X, y, r, noise_lr, lam), w2)
+
+    return jnp.concatenate([ws_orig[:1], jax.vmap(one)(ws_orig[:-1], batches, noise_rows,
+                                                        changed)])
+
+
+def _noise_args(batches: Any, noise_rows: Any | None, noise_lr: float) -> tuple[Any, float]:
+    T = np.asarray(batches).shape[0]
+    noise_lr = _validate.non_negative(noise_lr=noise_lr)
+    if noise_rows is None:
+        if noise_lr > 0:
+            raise _validate.ValidationError("noise_lr > 0 needs noise_rows (one row per step)")
+        return jnp.zeros(T, jnp.int32), 0.0
+    r = np.asarray(noise_rows, np.int64)
+    if r.shape != (T,):
+        raise _validate.ValidationError(
+            f"noise_rows must have one row index per step, shape ({T},), got {r.shape}")
+    return jnp.asarray(r), noise_lr
 
 
 def sgd_transcript(X: Any, y: Any, batches: Any, *, lr: float, lam: float,
-                   w0: Any | None = None) -> np.ndarray:
+                   w0: Any | None = None, noise_rows: Any | None = None,
+                   noise_lr: float = 0.0) -> np.ndarray:
     """Mini-batch SGD on the L2-logistic loss; the ``(T + 1, d)`` checkpoints.
 
-    Step: ``w <- w - lr (mean_{i in B} grad l_i(w) + lam w)``; labels ``+-1``.
+    Step: ``w <- w - lr (mean_{i in B} grad l_i(w) + lam w)``; labels ``+-1``. With
+    ``noise_lr > 0`` every recorded state also carries the paper's simulated numerical noise
+    (Zhang et al. 2024's ``forge_sim``: one extra SGD step of size ``noise_lr`` on the row
+    ``noise_rows[t]``), standing in for the non-determinism of the provider's hardware that a
+    verifier re-executing the step cannot reproduce.
     """
     Xj = jnp.asarray(_validate.finite_array(X=X, ndim=2))
     w = jnp.zeros(Xj.shape[1], Xj.dtype) if w0 is None else jnp.asarray(w0, Xj.dtype)
+    rows, nlr = _noise_args(batches, noise_rows, noise_lr)
     return np.asarray(_run(w, Xj, jnp.asarray(y, Xj.dtype), jnp.asarray(batches),
-                           _validate.positive(lr=lr), _validate.non_negative(lam=lam)))
+                           _validate.positive(lr=lr), _validate.non_negative(lam=lam),
+                           rows, nlr))
+
+
+def calibrate_tolerance(honest_errors: Any, *, factor: float = 1.0) -> float:
+    """The verifier's tolerance ``tau``: ``factor`` times the largest honest re-execution error.
+
+    Re-execution is not bitwise reproducible across hardware, so a reproduction verifier must
+    accept the errors of honest transcripts (the fragile-verification paper's argument; the
+    proof-of-learning verifier of Jia et al. (IEEE S&P 2021) sets its threshold from honest
+    reproduction errors too): it re-executes honest training runs, records the per-step
+    errors, and sets ``tau`` so that all of them pass.
+
+    Args:
+      honest_errors: per-step errors of one or more honest transcripts (any shape).
+      factor: safety factor (>= 1) against honest runs noisier than the calibration's.
+    """
+    e = _validate.finite_array(honest_errors=np.ravel(np.asarray(honest_errors, np.float64)),
+                               ndim=1)
+    factor = _validate.positive(factor=factor)
+    if factor < 1.0:
+        raise _validate.ValidationError(f"factor must be >= 1, got {factor}")
+    return float(factor * e.max())
 
 
 def reproduction_errors(X: Any, y: Any, checkpoints: Any, batches: Any, *, lr: float,
@@ -134,11 +188,22 @@ def substitute(batches: Any, forget: Any, neighbours: Any) -> np.ndarray:
 
 
 def forge_transcript(X: Any, y: Any, checkpoints_orig: Any, forged_batches: Any, *, lr: float,
-                     lam: float) -> np.ndarray:
-    """Forged checkpoints: ``theta'_{t+1} = SGDstep(theta_t^orig, B'_t)`` (the paper's forging)."""
+                     lam: float, original_batches: Any | None = None,
+                     noise_rows: Any | None = None, noise_lr: float = 0.0) -> np.ndarray:
+    """Forged checkpoints: ``theta'_{t+1} = SGDstep(theta_t^orig, B'_t)`` (the paper's forging).
+
+    With ``noise_lr > 0`` (and ``original_batches``), the steps whose batch was *not*
+    rewritten also get the simulated numerical noise of :func:`sgd_transcript`, as the
+    paper's ``forge_sim`` does, so that they look like honest noisy steps.
+    """
     Xj = jnp.asarray(X)
+    rows, nlr = _noise_args(forged_batches, noise_rows, noise_lr)
+    fb = np.asarray(forged_batches)
+    changed = (np.zeros(fb.shape[0], bool) if original_batches is None else
+               (np.asarray(original_batches) != fb).any(axis=1))
     return np.asarray(_forge(jnp.asarray(checkpoints_orig, Xj.dtype), Xj,
-                             jnp.asarray(y, Xj.dtype), jnp.asarray(forged_batches), lr, lam))
+                             jnp.asarray(y, Xj.dtype), jnp.asarray(fb), lr, lam, rows, nlr,
+                             jnp.asarray(changed)))
 
 
 def backdoor_asr(w: Any, X_triggered: Any, target_label: float) -> float:

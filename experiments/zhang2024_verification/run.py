@@ -5,7 +5,11 @@
     python experiments/zhang2024_verification/run.py --smoke    # CI
 
 Per seed: the provider trains an L2-logistic model by SGD on digits (0-4 vs 5-9) including
-the owner's rows, half of them watermarked with a trigger. The owner asks for its rows'
+the owner's rows, half of them watermarked with a trigger. Every recorded transcript carries
+simulated hardware non-determinism (the paper's forge_sim: one SGD step of size
+NOISE_LR_RATIO * lr on a random row per step), and the reproduction verifier calibrates its
+tolerance tau on honest re-executions (TAU_FACTOR times the largest per-step error of
+CALIBRATION_RUNS honest noisy runs). The owner asks for its rows'
 deletion. Processes: honest retraining (same initialisation and schedule, forgotten rows
 dropped), Adv-Sn (forgotten rows replaced by their nearest same-class retained rows),
 forging (honest model published with a forged transcript), and Guo et al.'s certified
@@ -88,18 +92,33 @@ def run_seed(seed: int, epochs: int) -> dict:
     sched = V.batch_schedule(n, batch_size=cfg.BATCH, epochs=epochs, seed=seed)
     kw = {"lr": cfg.LR, "lam": cfg.LAM}
 
-    ws_orig = V.sgd_transcript(F, y, sched, **kw)
+    nlr = cfg.NOISE_LR_RATIO * cfg.LR
+    T = len(sched)
+    # every transcript a provider records carries its hardware's non-determinism, simulated
+    # as in the paper's forge_sim (one SGD step of size nlr on a random row per step)
+    ws_orig = V.sgd_transcript(F, y, sched, noise_rows=rng.choice(n, T), noise_lr=nlr, **kw)
     # honest retraining: same schedule with the forgotten rows dropped (batches re-cut)
     sched_r = V.batch_schedule(len(retain), batch_size=cfg.BATCH, epochs=epochs, seed=seed)
     sched_r = retain[sched_r]
-    ws_retr = V.sgd_transcript(F, y, sched_r, **kw)
+    ws_retr = V.sgd_transcript(F, y, sched_r, noise_rows=rng.choice(retain, len(sched_r)),
+                               noise_lr=nlr, **kw)
     nbr = V.nearest_same_class(X, y, forget, retain)
     sched_sn = V.substitute(sched, forget, nbr)
-    ws_sn = V.sgd_transcript(F, y, sched_sn, **kw)
-    ws_forged = V.forge_transcript(F, y, ws_orig, sched_sn, **kw)
+    ws_sn = V.sgd_transcript(F, y, sched_sn, noise_rows=rng.choice(retain, T), noise_lr=nlr,
+                             **kw)
+    ws_forged = V.forge_transcript(F, y, ws_orig, sched_sn, original_batches=sched,
+                                   noise_rows=rng.choice(retain, T), noise_lr=nlr, **kw)
 
-    honest_steps = np.linalg.norm(np.diff(ws_retr, axis=0), axis=1)
-    tau = cfg.TAU_RELATIVE * float(np.median(honest_steps))
+    # the verifier calibrates tau on honest re-executions: honest noisy training runs on
+    # the retained rows with schedules of its own (independent of the transcripts checked)
+    cal = []
+    for c in range(cfg.CALIBRATION_RUNS):
+        sc = retain[V.batch_schedule(len(retain), batch_size=cfg.BATCH, epochs=epochs,
+                                     seed=100_000 + 100 * seed + c)]
+        wc = V.sgd_transcript(F, y, sc, noise_rows=rng.choice(retain, len(sc)), noise_lr=nlr,
+                              **kw)
+        cal.append(V.reproduction_errors(F, y, wc, sc, **kw))
+    tau = V.calibrate_tolerance(cal, factor=cfg.TAU_FACTOR)
     transcripts = {"retraining": (ws_retr, sched_r), "adv_sn": (ws_sn, sched_sn),
                    "forging": (ws_forged, sched_sn)}
     finals = {k: v[0][-1] for k, v in transcripts.items()}
@@ -219,7 +238,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                                                        for r in per_seed])
     audit = epsilon_audit(runs) if runs else None
     acceptance = {
+        "honest_retraining_passes_reproduction": pooled["repro_pass_retraining"]["mean"],
         "adv_sn_passes_backdoor": pooled["backdoor_pass_adv_sn"]["mean"],
+        "adv_sn_passes_reproduction": pooled["repro_pass_adv_sn"]["mean"],
         "adv_sn_mia_above_retraining": pooled["mia_adv_sn_minus_retraining"]["ci"][0] > 0,
         "forging_passes_reproduction": pooled["repro_pass_forging"]["mean"],
         "forging_mia_above_retraining": pooled["mia_forging_minus_retraining"]["ci"][0] > 0,
@@ -239,7 +260,11 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
                    "batch": cfg.BATCH, "epochs": epochs,
                    "forget_fraction": cfg.FORGET_FRACTION,
                    "watermark_share": cfg.WATERMARK_SHARE, "trigger": list(cfg.TRIGGER),
-                   "tau_relative": cfg.TAU_RELATIVE, "backdoor_margin": cfg.BACKDOOR_MARGIN,
+                   "noise_lr_ratio": cfg.NOISE_LR_RATIO, "tau_factor": cfg.TAU_FACTOR,
+                   "calibration_runs": cfg.CALIBRATION_RUNS,
+                   "tolerance": "tau = tau_factor x max per-step error of calibration_runs "
+                                "honest noisy re-executions (calibrate_tolerance)",
+                   "backdoor_margin": cfg.BACKDOOR_MARGIN,
                    "guo": {"sigma": cfg.GUO_SIGMA, "epsilon": cfg.GUO_EPSILON,
                            "delta": cfg.GUO_DELTA}},
         "threat": "a dishonest provider passing verification while keeping the forgotten "

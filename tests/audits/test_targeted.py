@@ -100,3 +100,103 @@ def test_mean_ci_matches_scipy():
     assert r["excludes_zero"] and not stats.mean_ci([-1.0, 1.0])["excludes_zero"]
     with pytest.raises(Exception, match="values"):
         stats.mean_ci([1.0])
+
+
+# ------------------------------------------------------------------ networks (numpy softmax)
+
+
+def _np_softmax(Z):
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def net_problem():
+    """A linear softmax 'network' theta -> X @ theta.reshape(d, K): gradients in closed form."""
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(1)
+    n, d, K = 30, 4, 3
+    y = rng.integers(0, K, n)
+    X = rng.normal(size=(n, d)) * 0.6 + np.eye(d)[y]
+    theta = rng.normal(size=d * K) * 0.3
+
+    def logits(th, Q):
+        return Q @ jnp.reshape(th, (d, K))
+
+    return X, y, K, theta, logits
+
+
+def _np_row_grads(X, y, K, theta):
+    P = _np_softmax(X @ theta.reshape(X.shape[1], K))
+    R = P - np.eye(K)[y]
+    return np.einsum("nd,nk->ndk", X, R).reshape(len(y), -1)   # (n, d*K)
+
+
+def _np_margin_grad(x, t, K, theta):
+    z = x @ theta.reshape(len(x), K)
+    c = int(np.argmax(np.where(np.arange(K) == t, -np.inf, z)))
+    e = np.zeros(K)
+    e[t], e[c] = 1.0, -1.0
+    return np.outer(x, e).reshape(-1)
+
+
+def test_gradient_ascent_unlearner_matches_numpy(net_problem):
+    X, y, K, theta, logits = net_problem
+    un = targeted.gradient_ascent_unlearner(logits, X, y, lr=0.3, steps=4)
+    S = np.array([2, 5, 11])
+    w = np.zeros(len(y))
+    w[S] = 1.0
+    th = theta.copy()
+    for _ in range(4):
+        th = th + 0.3 * _np_row_grads(X[S], y[S], K, th).mean(0)
+    np.testing.assert_allclose(np.asarray(un(theta, w)), th, rtol=1e-10, atol=1e-12)
+    with pytest.raises(targeted._validate.ValidationError, match="lr"):
+        targeted.gradient_ascent_unlearner(logits, X, y, lr=0.0, steps=1)
+
+
+def test_network_scores_and_influence_match_closed_form(net_problem):
+    X, y, K, theta, logits = net_problem
+    G = _np_row_grads(X, y, K, theta)
+    x_t, t = X[0] * 0.9, int(y[0])
+    ref = G @ _np_margin_grad(x_t, t, K, theta)
+    np.testing.assert_allclose(targeted.network_margin_scores(logits, theta, X, y, x_t, t), ref,
+                               rtol=1e-9, atol=1e-12)
+    Xr = X[:7] + 0.1
+    pred = (Xr @ theta.reshape(-1, K)).argmax(1)
+    Gm = np.stack([_np_margin_grad(Xr[r], pred[r], K, theta) for r in range(len(Xr))])
+    Z = Xr @ theta.reshape(-1, K)
+    M = np.array([Z[r, pred[r]] - np.max(np.delete(Z[r], pred[r])) for r in range(len(Xr))])
+    S = np.array([1, 4, 9])
+    per_row = np.max(np.maximum(-(G[S] @ Gm.T), 0) / M[None], axis=1)
+    np.testing.assert_allclose(targeted.network_request_influence(logits, theta, X, y, S, Xr),
+                               per_row, rtol=1e-9)
+    batch = np.max(np.maximum(-(Gm @ G[S].mean(0)), 0))
+    assert targeted.batch_request_influence(logits, theta, X, y, S, Xr) == pytest.approx(
+        batch, rel=1e-9)
+
+
+def test_greedy_lookahead_picks_the_true_best_first_row(net_problem):
+    """With every row as a candidate, the first choice is the brute-force best single row."""
+    import jax.numpy as jnp
+
+    X, y, K, theta, logits = net_problem
+    un = targeted.gradient_ascent_unlearner(logits, X, y, lr=0.5, steps=3)
+    x_t, t = X[3] * 0.8, int(y[3])
+
+    def margin(th):
+        z = np.asarray(logits(jnp.asarray(th), x_t[None]))[0]
+        return z[t] - np.max(np.delete(z, t))
+
+    brute = []
+    for j in range(len(y)):
+        w = np.zeros(len(y))
+        w[j] = 1.0
+        brute.append(margin(np.asarray(un(theta, w))))
+    S = targeted.greedy_deletions(logits, un, theta, X, y, x_t, t, budget=2,
+                                  lookahead=len(y))
+    assert S[0] == int(np.argmin(brute)) and len(set(S.tolist())) == 2
+    # first-order greedy: the first row is the most negative closed-form score
+    S1 = targeted.greedy_deletions(logits, un, theta, X, y, x_t, t, budget=1)
+    ref = _np_row_grads(X, y, K, theta) @ _np_margin_grad(x_t, t, K, theta)
+    assert S1[0] == int(np.argmin(ref))

@@ -53,3 +53,34 @@ def test_transcript_reproduces_and_forging_errors_are_the_substitution_effect():
 def test_backdoor_asr_counts():
     w = np.array([1.0, 0.0])
     assert V.backdoor_asr(w, np.array([[1.0, 0], [-1.0, 0], [2.0, 1]]), 1.0) == 2 / 3
+
+
+def test_noisy_transcript_forging_noise_and_calibrated_tolerance():
+    """The simulated hardware noise is one extra SGD step on the named row (numpy)."""
+    X, y, B = _problem()
+    rows = np.arange(len(B)) % 40
+    ws = V.sgd_transcript(X, y, B, lr=LR, lam=LAM, noise_rows=rows, noise_lr=0.05)
+    w = np.zeros(3)
+    for t, b in enumerate(B):
+        w = _np_step(w, X[b], y[b])
+        s = 1 / (1 + np.exp(y[rows[t]] * (X[rows[t]] @ w)))
+        w = w - 0.05 * (X[rows[t]] * (-y[rows[t]] * s) + LAM * w)
+        np.testing.assert_allclose(ws[t + 1], w, rtol=1e-12, atol=1e-14)
+    e = V.reproduction_errors(X, y, ws, B, lr=LR, lam=LAM)
+    assert e.min() > 0
+    assert V.calibrate_tolerance([e, e / 2], factor=1.5) == 1.5 * e.max()
+    for bad in ({"factor": 0.5}, {"factor": float("nan")}):
+        with np.testing.assert_raises(V._validate.ValidationError):
+            V.calibrate_tolerance(e, **bad)
+    with np.testing.assert_raises(V._validate.ValidationError):
+        V.sgd_transcript(X, y, B, lr=LR, lam=LAM, noise_lr=0.1)
+    # forging: unchanged batches carry the noise, rewritten ones are the plain forged step
+    forged = B.copy()
+    forged[0, 0] = (B[0, 0] + 1) % 40
+    wf = V.forge_transcript(X, y, ws, forged, lr=LR, lam=LAM, original_batches=B,
+                            noise_rows=rows, noise_lr=0.05)
+    np.testing.assert_allclose(wf[1], _np_step(ws[0], X[forged[0]], y[forged[0]]), rtol=1e-12)
+    w2 = _np_step(ws[1], X[B[1]], y[B[1]])
+    s = 1 / (1 + np.exp(y[rows[1]] * (X[rows[1]] @ w2)))
+    w2 = w2 - 0.05 * (X[rows[1]] * (-y[rows[1]] * s) + LAM * w2)
+    np.testing.assert_allclose(wf[2], w2, rtol=1e-12)

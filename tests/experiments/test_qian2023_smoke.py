@@ -31,12 +31,16 @@ def test_smoke_results(smoke):
     assert (out / "qian2023.png").stat().st_size > 1000
     p, a = res["pooled"], res["acceptance"]
     assert a["budget_at_most_1pct"]["pass"] and res["config"]["smoke"] is True
-    # crafted deletions flip at least as many targets as random ones (which flip ~none)
-    assert p["success"]["mean"] >= p["success_random_deletions"]["mean"]
-    assert p["success_random_deletions"]["mean"] <= 0.1
-    assert p["false_positive_rate"]["mean"] <= 0.15  # calibrated for 5% on other honest rows
+    assert res["config"]["unlearner"].startswith("gradient ascent")
+    # crafted deletions flip targets through gradient ascent; random deletions of the same
+    # size flip none of them
+    assert p["success"]["mean"] > p["success_random_deletions"]["mean"]
+    assert p["success_random_deletions"]["mean"] == 0.0
+    # a held request is not honoured: the defended model is the deployed one for it
+    assert p["success_defended"]["mean"] <= p["success"]["mean"]
+    assert p["false_positive_rate"]["mean"] <= 0.2  # calibrated for 5% on 40 other requests
     assert p["clean_accuracy"]["mean"] > 0.9
-    assert "description" in res["provenance"]
+    assert "recalled" in res["provenance"]
 
 
 @pytest.mark.slow
@@ -47,6 +51,6 @@ def test_full_run_acceptance(tmp_path):
     a, p = res["acceptance"], res["pooled"]
     assert len(res["seeds"]) >= 20 and a["budget_at_most_1pct"]["pass"]
     assert a["false_positive_rate_at_most_10pct"]["pass"]
-    assert p["success_minus_random"]["excludes_zero"]  # the attack beats random deletions
-    # measured shortfall of the linear model (README): success stays below the 50%
-    assert p["success"]["mean"] < 0.5
+    assert a["success_above_half"]["pass"]
+    assert a["defended_at_most_half_of_undefended"]["pass"]
+    assert p["success_minus_random"]["excludes_zero"]
