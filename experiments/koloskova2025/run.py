@@ -707,14 +707,7 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
     if first < 0 or (a.seeds is not None and a.seeds < 1):
         print("error: --seed must be >= 0 and --seeds >= 1", file=sys.stderr)
         return 2, None
-    try:
-        data = load_data(a.dataset, a.cifar_path, a.smoke)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2, None
     f = cfg.FAST if a.smoke else {}
-    n_seeds = len(f.get("seeds", cfg.SEEDS)) if a.seeds is None else a.seeds
-    seeds = tuple(range(first, first + n_seeds))
     eps = tuple(f.get("epsilons", cfg.EPSILONS))
     if a.epsilons is not None:
         try:
@@ -725,6 +718,13 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
             print("error: --epsilons must be a comma-separated list of positive numbers, "
                   "e.g. --epsilons 1,20", file=sys.stderr)
             return 2, None
+    try:
+        data = load_data(a.dataset, a.cifar_path, a.smoke)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2, None
+    n_seeds = len(f.get("seeds", cfg.SEEDS)) if a.seeds is None else a.seeds
+    seeds = tuple(range(first, first + n_seeds))
     t1 = time.perf_counter()
     tuned = tune(f.get("tune_seed", cfg.TUNE_SEED), data, eps, f.get("epochs", cfg.EPOCHS),
                  f.get("hidden", cfg.HIDDEN), not a.quiet)

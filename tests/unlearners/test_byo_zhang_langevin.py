@@ -77,7 +77,7 @@ def models(data):
 
 
 def _dense_newton(apply, params, X, y):
-    """w - (H_r + LAM I)^{-1} (g_r - (n/n_r) g), projected on ||w|| <= RADIUS (dense)."""
+    """The dense step w - (H_r + LAM I)^{-1} (g_r - (n/n_r) g), projected on the ball."""
     flat, unravel = ravel_pytree(params)
     keep = np.setdiff1d(np.arange(N), FORGET)
 
@@ -94,8 +94,8 @@ def _dense_newton(apply, params, X, y):
 
 
 @pytest.mark.parametrize("which,jitted", [
-    ("function", True),
-    pytest.param("function", False, marks=pytest.mark.slow),
+    ("function", False),  # eager: the cheapest in the default tier (no compilation)
+    pytest.param("function", True, marks=pytest.mark.slow),
     pytest.param("linen", True, marks=pytest.mark.slow),
     pytest.param("linen", False, marks=pytest.mark.slow)])
 def test_zhang_on_a_user_model_matches_a_dense_newton_step(models, data, which, jitted):
