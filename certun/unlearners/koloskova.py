@@ -18,7 +18,10 @@ clipped into the ball ``||x|| <= C_0``, optionally noised, and fine-tuned with n
 
 ``g_t`` is the gradient of the mean loss on a minibatch drawn (with replacement) from the
 retained rows. Optional noiseless fine-tuning on the retained rows follows
-(``post_steps``; post-processing, free for the guarantee).
+(``post_steps``; post-processing, free for the guarantee), optionally after a data-independent
+map of the release (``post_clip``; ``post_rescale``: every layer onto its norm in a fresh
+initialisation, which is what makes the noiseless phase cost about what retraining costs
+when the noise dominates).
 
 **Certificate** (threat ``indistinguishable_from_retraining``): every analysis holds for any
 two starting points of the ball, so the released model is ``(epsilon, delta)``-indistinguishable

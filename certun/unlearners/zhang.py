@@ -81,6 +81,15 @@ but its certificate ``fails`` with the reason "empirical mode: noise not calibra
 threat ``"none"`` and epsilon ``inf`` (the epsilon that std would certify at :math:`2C'`
 is in ``bounds["epsilon_at_2C"]``, for information).
 
+**Bring your own model.** ``net`` may also be the user's own model: a flax linen ``Module``,
+an nnx ``GraphDef`` or a pure ``f(params, x) -> logits`` (:func:`certun.nn.byo.as_apply`),
+with the parameters the user trained with their own loop passed to
+``init(X, y, key, params=...)``. The Newton step, the projection and the noise are the same;
+the reference is then ``P_C(A'(D_k)) + N(0, sigma^2 I)`` for any learning algorithm ``A'``
+that never saw the removed rows (the user's loop with its output projected onto the ball, or
+:meth:`retrain` from ``init_fn``), which lies in the ball, so the ``2C'`` certificate
+``holds`` unchanged.
+
 Deviations from the authors' code (docs/bibliography.md §4.3), each deliberate:
 
 1. Regulariser: the paper's :math:`\frac\kappa2\lVert w\rVert^2` (their HVPs use the
