@@ -742,6 +742,10 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
                                   f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS), not a.quiet,
                                   chosen))
         print(f"koloskova2025: seed {s}: {time.perf_counter() - t1:.0f} s", flush=True)
+        # the seeds so far, in case the run is cut short (atomic; replaced by results.json)
+        part = Path(a.out) if a.out else HERE / "results" / a.dataset
+        part.mkdir(parents=True, exist_ok=True)
+        write_results(part / "partial.json", {"tuning": tuned, "per_seed": per_seed})
     summary = summarize(per_seed, eps, tuned)
     out = Path(a.out) if a.out else HERE / "results" / (a.dataset + ("-smoke" if a.smoke else ""))
     out.mkdir(parents=True, exist_ok=True)
