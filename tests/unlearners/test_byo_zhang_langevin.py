@@ -94,7 +94,7 @@ def _dense_newton(apply, params, X, y):
 
 
 @pytest.mark.parametrize("which,jitted", [
-    ("function", False),  # eager: the cheapest in the default tier (no compilation)
+    pytest.param("function", False, marks=pytest.mark.slow),  # 5-30 s: slow tier
     pytest.param("function", True, marks=pytest.mark.slow),
     pytest.param("linen", True, marks=pytest.mark.slow),
     pytest.param("linen", False, marks=pytest.mark.slow)])
