@@ -26,7 +26,7 @@ import jax
 
 from certun import _validate
 
-__all__ = ["as_apply", "tree_clip"]
+__all__ = ["as_apply", "tree_clip", "tree_rescale", "leaf_norms"]
 
 PyTree = Any
 
@@ -96,3 +96,35 @@ def tree_clip(tree: PyTree, radius: float | jax.Array) -> PyTree:
     norm = jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves))
     scale = jnp.where(norm > r, r / jnp.maximum(norm, jnp.finfo(dt).tiny), 1.0)
     return jax.tree.map(lambda x: (x * scale).astype(x.dtype), tree)
+
+
+def leaf_norms(tree: PyTree) -> PyTree:
+    """The Euclidean norm of every leaf of ``tree`` (a pytree of scalars, same structure)."""
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda x: jnp.sqrt(jnp.sum(jnp.square(x))), tree)
+
+
+def tree_rescale(tree: PyTree, norms: PyTree) -> PyTree:
+    """Rescale every leaf of ``tree`` to the norm in the matching leaf of ``norms``.
+
+    A leaf whose target norm is ``0`` (a bias of a fresh initialisation) becomes zeros; a leaf
+    that is zero keeps its zeros. With ``norms = leaf_norms(init_fn(public_key))`` this maps
+    a model onto the per-layer scale of a fresh initialisation without looking at any data
+    (the post-processing of :func:`certun.unlearners.noisy_finetuning`'s ``post_rescale``).
+
+    Args:
+      tree: the parameters.
+      norms: a pytree of the same structure with a nonnegative scalar per leaf.
+
+    Returns:
+      The rescaled parameters (leaf dtypes kept).
+    """
+    import jax.numpy as jnp
+
+    def one(x: jax.Array, r: jax.Array) -> jax.Array:
+        nx = jnp.sqrt(jnp.sum(jnp.square(x)))
+        tiny = jnp.finfo(x.dtype).tiny
+        return (x * (jnp.asarray(r, x.dtype) / jnp.maximum(nx, tiny))).astype(x.dtype)
+
+    return jax.tree.map(one, tree, norms)

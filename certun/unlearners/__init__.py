@@ -32,6 +32,8 @@ from certun.unlearners.koloskova import NoisyFinetuneState as NoisyFinetuneState
 from certun.unlearners.koloskova import noisy_finetuning as noisy_finetuning
 from certun.unlearners.langevin import LangevinState as LangevinState
 from certun.unlearners.langevin import langevin_unlearning as langevin_unlearning
+from certun.unlearners.pnsgd import PNSGDState as PNSGDState
+from certun.unlearners.pnsgd import pnsgd_unlearning as pnsgd_unlearning
 from certun.unlearners.retrain import RetrainState as RetrainState
 from certun.unlearners.retrain import exact_retraining as exact_retraining
 from certun.unlearners.sekhari import SekhariState as SekhariState

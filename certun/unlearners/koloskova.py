@@ -18,7 +18,10 @@ clipped into the ball ``||x|| <= C_0``, optionally noised, and fine-tuned with n
 
 ``g_t`` is the gradient of the mean loss on a minibatch drawn (with replacement) from the
 retained rows. Optional noiseless fine-tuning on the retained rows follows
-(``post_steps``; post-processing, free for the guarantee).
+(``post_steps``; post-processing, free for the guarantee), optionally after a data-independent
+map of the release (``post_clip``; ``post_rescale``: every layer onto its norm in a fresh
+initialisation, which is what makes the noiseless phase cost about what retraining costs
+when the noise dominates).
 
 **Certificate** (threat ``indistinguishable_from_retraining``): every analysis holds for any
 two starting points of the ball, so the released model is ``(epsilon, delta)``-indistinguishable
@@ -56,7 +59,7 @@ from certun import _validate
 from certun.accounting import koloskova as acct
 from certun.accounting.gaussian import analytic_sigma
 from certun.certificate import assumed, make_certificate, verified
-from certun.nn.byo import tree_clip
+from certun.nn.byo import leaf_norms, tree_clip, tree_rescale
 from certun.unlearners.base import Unlearner, UnlearnResult
 
 __all__ = ["VARIANTS", "NoisyFinetuneState", "noisy_finetuning", "softmax_cross_entropy"]
@@ -102,8 +105,9 @@ def _noise(key: jax.Array, tree: PyTree, sigma: jax.Array) -> PyTree:
 @functools.partial(jax.jit, static_argnames=("apply", "loss", "variant", "steps", "batch_size",
                                              "clip_grad", "post_steps", "post_opt", "post_clip"))
 def _run(params: PyTree, X: jax.Array, y: jax.Array, retained: jax.Array, key: jax.Array,
-         hp: dict, *, apply: Callable, loss: Callable, variant: str, steps: int, batch_size: int,
-         clip_grad: bool, post_steps: int, post_opt: Any, post_clip: bool) -> PyTree:
+         hp: dict, rescale: PyTree, *, apply: Callable, loss: Callable, variant: str, steps: int,
+         batch_size: int, clip_grad: bool, post_steps: int, post_opt: Any,
+         post_clip: bool) -> PyTree:
     k0, kloop, kpost = jax.random.split(key, 3)
     x = _noise(k0, tree_clip(params, hp["init_clip"]), hp["init_sigma"])
     n = X.shape[0]
@@ -132,6 +136,8 @@ def _run(params: PyTree, X: jax.Array, y: jax.Array, retained: jax.Array, key: j
         x, _ = jax.lax.scan(step, x, jax.random.split(kloop, steps))
     if post_clip:
         x = tree_clip(x, hp["post_clip"])
+    if rescale is not None:
+        x = tree_rescale(x, rescale)
     if post_steps:
         def post(carry: tuple, k: jax.Array) -> tuple[tuple, None]:
             w, s = carry
@@ -148,7 +154,7 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
                      model_clip: float | None = None, sigma: float | None = None,
                      init_sigma: float = 0.0, weight_decay: float = 0.0, batch_size: int = 64,
                      post_steps: int = 0, post_optimizer: Any = None,
-                     post_clip: float | None = None,
+                     post_clip: float | None = None, post_rescale: PyTree = None,
                      loss: Callable[[jax.Array, jax.Array], jax.Array] = softmax_cross_entropy,
                      assumed_grad_bound: float | None = None, max_steps: int = 100_000,
                      init_fn: Callable[[jax.Array], PyTree] | None = None,
@@ -181,6 +187,14 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
       post_clip: clip the model to this radius after the noisy phase (post-processing, as the
         authors' ``post_unlearn_clip``): when the noise dominates, it brings the model back to
         the scale of a fresh initialisation before the noiseless steps.
+      post_rescale: a reference parameter pytree that depends on no data, typically a fresh
+        initialisation ``init_fn(jax.random.key(0))``: after the noisy phase (and
+        ``post_clip``) every leaf is rescaled to the norm of the matching reference leaf
+        (leaves that are zero there, e.g. biases, become zero), before the noiseless steps.
+        When the noise dominates, this maps the release onto the per-layer scale of a fresh
+        initialisation, which one global ``post_clip`` cannot do (it leaves the noise spread
+        over all layers in proportion to their size). Post-processing: the guarantee is kept
+        (``proofs/koloskova2025_noisy_finetuning.md``, "Post-processing").
       loss: ``loss(logits, y) -> scalar`` (default mean softmax cross-entropy).
       assumed_grad_bound: see ``grad_clip``.
       max_steps: cap of the step searches.
@@ -270,6 +284,10 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
         calibration = "analytic_gaussian"
         details = {}
     pc = None if post_clip is None else _validate.positive(post_clip=post_clip)
+    rescale_norms = None
+    if post_rescale is not None:
+        _validate.finite_tree(post_rescale=post_rescale)
+        rescale_norms = jax.tree.map(float, jax.device_get(leaf_norms(post_rescale)))
     hp = {"post_clip": 1.0 if pc is None else pc, "init_clip": c0, "init_sigma": s0,
           "grad_clip": 1.0 if c1 is None else c1,
           "model_clip": 1.0 if math.isinf(c2) else c2, "sigma": sig, "lr": eta,
@@ -278,7 +296,7 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
     public = {"variant": var, "init_clip": c0, "init_sigma": s0, "grad_clip": c1,
               "model_clip": None if math.isinf(c2) else c2, "sigma": sig, "steps": T,
               "lr": eta, "weight_decay": lam, "batch_size": bs, "post_steps": npost,
-              "post_clip": pc,
+              "post_clip": pc, "post_rescale": rescale_norms is not None,
               "adjacency": "removal (any number of rows; the bound holds for any two starts)"}
 
     def _fine_tune(params: PyTree, X: jax.Array, y: jax.Array, retained: jax.Array,
@@ -287,9 +305,16 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
         kw = dict(apply=apply, loss=loss, variant=var, steps=T, batch_size=bs,
                   clip_grad=clip_grad, post_steps=npost, post_opt=post_opt,
                   post_clip=pc is not None)
+        if rescale_norms is not None and (jax.tree.structure(rescale_norms)
+                                          != jax.tree.structure(params)):
+            raise _validate.ValidationError(
+                "post_rescale must have the structure of the parameters (a fresh "
+                "initialisation of the same model)")
+        rs = None if rescale_norms is None else jax.tree.map(
+            lambda r, x: jnp.asarray(r, x.dtype), rescale_norms, params)
         if jit:
-            return _run(params, X, y, retained, key, hpa, **kw)
-        return _run.__wrapped__(params, X, y, retained, key, hpa, **kw)  # pyright: ignore[reportAttributeAccessIssue]
+            return _run(params, X, y, retained, key, hpa, rs, **kw)
+        return _run.__wrapped__(params, X, y, retained, key, hpa, rs, **kw)  # pyright: ignore[reportAttributeAccessIssue]
 
     def _warn_noise(params: PyTree) -> bool:
         root_d = math.sqrt(sum(int(np.size(x)) for x in jax.tree.leaves(params)))

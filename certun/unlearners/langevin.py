@@ -191,7 +191,8 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
                         lipschitz: float | None = None, clip_norm: float | None = None,
                         projection_radius: float | None = None, conversion: str = "simple",
                         recursion: str = "paper", min_steps: int = 1,
-                        max_steps: int = 1_000_000, loss: str = "logistic") -> Unlearner:
+                        max_steps: int = 1_000_000, loss: str = "logistic",
+                        extract: Any = None, extractor_params: Any = None) -> Unlearner:
     """Langevin unlearning: noisy gradient descent for learning and unlearning.
 
     Args:
@@ -223,6 +224,17 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
       min_steps: smallest ``K`` per request (the authors run at least one step).
       max_steps: the most steps a request may take; beyond, it is refused.
       loss: ``"logistic"`` (binary labels ``+-1``, or class ids for one-vs-rest).
+      extract: the user's own frozen network as a feature extractor: a flax linen ``Module``
+        (its output layer the features), an nnx ``GraphDef`` or a pure ``f(params, x) ->
+        features`` (:func:`certun.nn.byo.as_apply`), with ``extractor_params`` the
+        parameters the user trained with their own loop. ``init`` and ``unlearn`` then take
+        raw inputs, and the model is the convex head on ``normalize_rows(extract(params, x))``
+        (a per-row map, so ``||phi(x_i)|| <= 1``). The extractor must be public: trained on
+        data disjoint from the training rows and never deleted from (the certificate says
+        so; :func:`certun.unlearners.frozen_extractor_head` covers a DP extractor). The
+        Langevin analysis needs strong convexity, so only the head is unlearned: the
+        network's own weights are never moved.
+      extractor_params: the extractor's parameters (with ``extract``).
 
     Returns:
       An :class:`~certun.unlearners.base.Unlearner`: ``init(X, y, key, num_classes=None)``,
@@ -491,4 +503,44 @@ def langevin_unlearning(*, lam: float, sigma: float, epsilon: float, delta: floa
                                    clipped_steps=clipped, n_replaced=n_replaced)
         return UnlearnResult(params(new_state), new_state, cert, "unlearned", diagnostics)
 
-    return Unlearner(init=init, unlearn=unlearn, params=params, retrain=retrain)
+    if extract is None:
+        if extractor_params is not None:
+            raise _validate.ValidationError("extractor_params needs extract (the user's model)")
+        return Unlearner(init=init, unlearn=unlearn, params=params, retrain=retrain)
+    return _on_features(Unlearner(init=init, unlearn=unlearn, params=params, retrain=retrain),
+                        extract, extractor_params)
+
+
+def _on_features(head: Unlearner, extract: Any, extractor_params: Any) -> Unlearner:
+    """``head`` on the features of the user's frozen, public extractor (raw inputs in)."""
+    import dataclasses
+
+    from certun.nn.byo import as_apply
+    from certun.unlearners.frozen_head import extract_features
+
+    if extractor_params is None:
+        raise _validate.ValidationError(
+            "extract needs extractor_params (the parameters of the user's trained model)")
+    _validate.finite_tree(extractor_params=extractor_params)
+    f = as_apply(extract)
+    note = ("feature extractor: the user's frozen network, declared public by the caller "
+            "(trained on data disjoint from the training rows, never deleted from); the "
+            "certificate covers the convex head on its row-normalised features")
+
+    def feats(X: Any) -> np.ndarray:
+        return extract_features(f, extractor_params, X)
+
+    def init(X: Any, y: Any, key: jax.Array, num_classes: int | None = None) -> LangevinState:
+        return head.init(feats(X), y, key, num_classes=num_classes)
+
+    def unlearn(state: LangevinState, indices: Any, key: jax.Array | None = None,
+                replacement: tuple[Any, Any] | None = None) -> UnlearnResult:
+        rep = None if replacement is None else (feats(replacement[0]), replacement[1])
+        res = head.unlearn(state, indices, key, replacement=rep)
+        cert = dataclasses.replace(
+            res.certificate, mechanism=f"frozen_public_extractor+{res.certificate.mechanism}",
+            public_inputs=dict(res.certificate.public_inputs, extractor="public"),
+            notes=tuple(res.certificate.notes) + (note,))
+        return res._replace(certificate=cert)
+
+    return Unlearner(init=init, unlearn=unlearn, params=head.params, retrain=head.retrain)

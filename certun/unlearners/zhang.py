@@ -81,6 +81,15 @@ but its certificate ``fails`` with the reason "empirical mode: noise not calibra
 threat ``"none"`` and epsilon ``inf`` (the epsilon that std would certify at :math:`2C'`
 is in ``bounds["epsilon_at_2C"]``, for information).
 
+**Bring your own model.** ``net`` may also be the user's own model: a flax linen ``Module``,
+an nnx ``GraphDef`` or a pure ``f(params, x) -> logits`` (:func:`certun.nn.byo.as_apply`),
+with the parameters the user trained with their own loop passed to
+``init(X, y, key, params=...)``. The Newton step, the projection and the noise are the same;
+the reference is then ``P_C(A'(D_k)) + N(0, sigma^2 I)`` for any learning algorithm ``A'``
+that never saw the removed rows (the user's loop with its output projected onto the ball, or
+:meth:`retrain` from ``init_fn``), which lies in the ball, so the ``2C'`` certificate
+``holds`` unchanged.
+
 Deviations from the authors' code (docs/bibliography.md §4.3), each deliberate:
 
 1. Regulariser: the paper's :math:`\frac\kappa2\lVert w\rVert^2` (their HVPs use the
@@ -239,7 +248,27 @@ def _lanczos_fn(net: Network, weight_decay: float, steps: int) -> Callable:
     return run
 
 
-def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
+def _byo_network(model: Any, init_fn: Callable[[jax.Array], PyTree] | None) -> Network:
+    """A :class:`Network` around a user's model (:func:`certun.nn.byo.as_apply`).
+
+    ``input_dim`` and ``num_classes`` are unknown (``-1``): only :meth:`retrain` needs them,
+    and it reads them from the data.
+    """
+    from certun.nn.byo import as_apply
+
+    apply = as_apply(model)
+
+    def init(key: jax.Array, dtype: Any = jnp.float32) -> PyTree:
+        if init_fn is None:
+            raise _validate.ValidationError(
+                "retrain of a user's model needs init_fn=lambda key: <fresh parameters> "
+                "(or retrain with your own loop, projecting onto ||w|| <= C)")
+        return jax.tree.map(lambda a: jnp.asarray(a, dtype), init_fn(key))
+
+    return Network(init, apply, -1, -1, "user_model", False)
+
+
+def zhang_unlearning(net: Network | Any, config: TrainConfig, *, lam: float = 0.01,
                      solver: str = "cg", gradient: str = "forget", mode: str = "certified",
                      sigma: float | None = None, epsilon: float | None = None,
                      delta: float = 1e-5, empirical_std: float = 1e-3,
@@ -249,7 +278,8 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
                      lissa_scale: float | None = 1000.0, lissa_batch_size: int = 10,
                      lissa_damping: float = 0.0, lanczos_steps: int = 64,
                      exact_max_params: int = 2048,
-                     progress: Callable[[int, float], None] | bool | None = None) -> Unlearner:
+                     progress: Callable[[int, float], None] | bool | None = None,
+                     init_fn: Callable[[jax.Array], PyTree] | None = None) -> Unlearner:
     """Zhang et al.'s single-batch and sequential certified unlearning for networks.
 
     Notation to arguments: ``C`` = ``config.radius``, ``kappa`` = ``config.weight_decay``,
@@ -258,8 +288,13 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
     ``lissa_repeats, lissa_depth, lissa_scale``.
 
     Args:
-      net: the network (:func:`certun.nn.mlp` / :func:`certun.nn.cnn`).
-      config: the learning algorithm (training and retraining).
+      net: the network (:func:`certun.nn.mlp` / :func:`certun.nn.cnn`), or the user's own
+        model: a flax linen ``Module``, an nnx ``GraphDef`` or a pure ``f(params, x) ->
+        logits`` (:func:`certun.nn.byo.as_apply`); pass its trained parameters to
+        ``init(X, y, key, params=...)``.
+      config: the learning algorithm (training and retraining); with the user's own
+        parameters only ``radius`` (``C``), ``weight_decay`` (``kappa``, in the objective whose
+        Hessian is inverted) and ``dtype`` are used (and all of it by :meth:`retrain`).
       lam: damping of the local convex approximation, ``>= 0``.
       solver: ``"cg"``, ``"lissa"`` or ``"ggn"`` (see the module docstring).
       gradient: ``"forget"`` (default; the paper's ``D_u`` form) or ``"retained"`` (``grad F_r``).
@@ -282,11 +317,21 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
       lanczos_steps: Lanczos steps for the ``lambda_min`` estimate.
       exact_max_params: size limit of ``lam_min="exact"``.
       progress: training progress (see :func:`certun.nn.train`).
+      init_fn: the user's model only: ``init_fn(key) -> params``, a fresh initialisation
+        for :meth:`retrain` (which then runs :func:`certun.nn.train` from it).
 
     Returns:
-      An :class:`~certun.unlearners.base.Unlearner`: ``init(X, y, key)``,
+      An :class:`~certun.unlearners.base.Unlearner`: ``init(X, y, key, params=None)``
+      (``params``: the user's trained model, any pytree; ``None`` trains one with
+      :func:`certun.nn.train`),
       ``unlearn(state, indices, key=None)``, ``params(state)``, ``retrain(state)``.
     """
+    byo = not isinstance(net, Network)
+    if byo:
+        net = _byo_network(net, init_fn)
+    elif init_fn is not None:
+        raise _validate.ValidationError(
+            "init_fn is for a user's model; a certun Network has its own init")
     if not isinstance(config, TrainConfig):
         raise _validate.ValidationError(
             f"config must be a certun.nn.TrainConfig, got {type(config).__name__}")
@@ -353,19 +398,33 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
 
     # ------------------------------------------------------------------ API
 
-    def init(X: Any, y: Any, key: jax.Array) -> ZhangState:
-        """Train ``w*`` with :func:`certun.nn.train` (release 0 is ``w*`` itself, noiseless)."""
+    def init(X: Any, y: Any, key: jax.Array, *, params: PyTree = None) -> ZhangState:
+        """Train ``w*`` with :func:`certun.nn.train`, or take the user's ``params``.
+
+        Release 0 is ``w*`` itself, noiseless. ``params`` (the user's trained model, trained
+        by any loop) is cast to ``config.dtype``; it need not lie in the ball (every
+        unlearned model is projected onto it).
+        """
         Xn = _validate.finite_array(X=X, ndim=2)
         yn = _validate.finite_array(y=y, ndim=1)
         _validate.matching_rows(X=Xn, y=yn)
         dtype = jnp.dtype(config.dtype)
         train_key = jax.random.fold_in(key, 0)
-        tr = nn_train(net, Xn, yn, train_key, config, progress=progress)
         Xj = jnp.asarray(Xn, dtype)
         yj = jnp.asarray(yn, jnp.int32)
-        return ZhangState(Xj, yj, jnp.zeros(Xj.shape[0], dtype), tr.params, tr.params, tr.params,
-                          0, (), (), jax.random.fold_in(key, 1), train_key, tr.seconds,
-                          tr.grad_norm)
+        if params is None:
+            if byo:
+                raise _validate.ValidationError(
+                    "a user's model needs its trained parameters: init(X, y, key, params=...)")
+            tr = nn_train(net, Xn, yn, train_key, config, progress=progress)
+            w, secs, gn = tr.params, tr.seconds, tr.grad_norm
+        else:
+            _validate.finite_tree(params=params)
+            w = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+            secs = 0.0
+            gn = float(tree_norm(jax.grad(F)(w, Xj, yj, jnp.ones(Xj.shape[0], dtype))))
+        return ZhangState(Xj, yj, jnp.zeros(Xj.shape[0], dtype), w, w, w, 0, (), (),
+                          jax.random.fold_in(key, 1), train_key, secs, gn)
 
     def params(state: ZhangState) -> PyTree:
         """The currently published model."""
@@ -375,7 +434,11 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
         """``A(D_k)``: :func:`certun.nn.train` on the remaining rows from the same key."""
         keep = np.flatnonzero(np.asarray(state.removed) == 0)
         k = state.train_key if key is None else key
-        return nn_train(net, np.asarray(state.X)[keep], np.asarray(state.y)[keep], k, config,
+        rnet = net
+        if byo:  # the shapes certun.nn.train checks, from the data and the model
+            out = jax.eval_shape(net.apply, state.params_bar, state.X[:1])
+            rnet = net._replace(input_dim=int(state.X.shape[1]), num_classes=int(out.shape[-1]))
+        return nn_train(rnet, np.asarray(state.X)[keep], np.asarray(state.y)[keep], k, config,
                         progress=progress)
 
     def unlearn(state: ZhangState, indices: Any, key: jax.Array | None = None) -> UnlearnResult:
@@ -474,8 +537,13 @@ def zhang_unlearning(net: Network, config: TrainConfig, *, lam: float = 0.01,
         assumptions = [
             check("unlearned_in_ball", f"||w_k||_2 <= C' = C (1 + gamma_(p+4)) = {C_safe:.9g} "
                   "(measured in float64)", in_ball, w_norm, C_safe, private=True),
-            verified("retrained_in_ball", "the reference A(D_k) = certun.nn.train projects onto "
-                     f"||w|| <= C = {C:g} after every step, so ||A(D_k)|| <= C'", C_safe),
+            (verified("retrained_in_ball", "the reference A(D_k) = certun.nn.train projects onto "
+                      f"||w|| <= C = {C:g} after every step, so ||A(D_k)|| <= C'", C_safe)
+             if not byo else
+             verified("retrained_in_ball", "the reference is P_C(A'(D_k)) for any learning "
+                      "algorithm A' that never saw the removed rows (the user's own loop, its "
+                      "output projected onto the ball by certun.nn.project_ball; or retrain): "
+                      f"||P_C(.)|| <= C' for C = {C:g}", C_safe)),
         ]
         bound_assumptions = []
         if which == "bound":

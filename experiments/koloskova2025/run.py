@@ -137,7 +137,12 @@ def make_model(d: int, hidden: int, k: int):
 
 
 class Trainer:
-    """The user's own optax loop: Adam minibatches, validation checks every EVAL_EVERY steps."""
+    """The user's own optax loop: Adam minibatches, the validation accuracy after every step.
+
+    The validation check runs inside the compiled loop after **every** minibatch step, so a
+    run's compute to the target is counted to the step (``batch`` per-example gradients),
+    the same grain for retraining and for every noiseless phase.
+    """
 
     def __init__(self, apply, X, y, Xv, yv, batch: int, lr: float, progress: bool):
         import optax
@@ -147,20 +152,26 @@ class Trainer:
         self.Xv, self.yv = jnp.asarray(Xv), jnp.asarray(yv)
         self.opt = optax.adam(lr)
         opt = self.opt
+        Xv_, yv_ = self.Xv, self.yv
 
         def loss(p, xb, yb):
             return optax.softmax_cross_entropy_with_integer_labels(apply(p, xb), yb).mean()
 
         @jax.jit
-        def chunk(p, s, idx):
-            def step(c, i):
+        def chunk(p, s, idx, n_active):
+            """``n_active`` steps of ``idx`` (the rest are no-ops); val accuracy after each."""
+            def step(c, t):
                 p, s = c
+                i = idx[t]
                 g = jax.grad(loss)(p, self.X[i], self.y[i])
-                u, s = opt.update(g, s, p)
-                return (optax.apply_updates(p, u), s), None
+                u, s2 = opt.update(g, s, p)
+                p2 = optax.apply_updates(p, u)
+                on = t < n_active
+                p, s = jax.tree.map(lambda a, b: jnp.where(on, a, b), (p2, s2), (p, s))
+                return (p, s), jnp.mean(jnp.argmax(apply(p, Xv_), -1) == yv_)
 
-            (p, s), _ = jax.lax.scan(step, (p, s), idx)
-            return p, s
+            (p, s), accs = jax.lax.scan(step, (p, s), jnp.arange(idx.shape[0]))
+            return p, s, accs
 
         self.chunk = chunk
         self.acc = jax.jit(lambda p, X, y: jnp.mean(jnp.argmax(apply(p, X), -1) == y))
@@ -171,7 +182,10 @@ class Trainer:
 
     def train(self, params, pool: np.ndarray, rng: np.random.Generator, epochs: int,
               target: float | None = None, label: str = "train") -> dict:
-        """Train on rows ``pool``; stop at ``epochs`` or when validation reaches ``target``."""
+        """Train on rows ``pool``; stop at ``epochs`` or when validation reaches ``target``.
+
+        The stop is at the first step whose validation accuracy reaches ``target``.
+        """
         from certun.progress import progress_bar
 
         per_epoch = max(1, len(pool) // self.batch)
@@ -179,23 +193,38 @@ class Trainer:
         order = np.concatenate([rng.permutation(pool)[:per_epoch * self.batch]
                                 for _ in range(epochs)]).reshape(total, self.batch)
         s = self.opt.init(params)
-        curve, steps, reached = [], 0, None
         v = self.val_acc(params)
+        curve, steps, reached = [(0, v)], 0, None
         if target is not None and v >= target:
-            return {"params": params, "steps": 0, "grads": 0, "reached": True, "curve": [(0, v)]}
+            return {"params": params, "steps": 0, "grads": 0, "reached": True, "curve": curve,
+                    "val_per_step": [v]}
+        per_step = [v]
+        L = cfg.CHUNK
         with progress_bar(total, label, enable=self.progress, transient=True) as bar:
             while steps < total:
-                n = min(cfg.EVAL_EVERY, total - steps)
-                params, s = self.chunk(params, s, jnp.asarray(order[steps:steps + n]))
-                steps += n
-                v = self.val_acc(params)
-                curve.append((steps * self.batch, v))
-                bar.advance(n, f"val {v:.3f}")
-                if target is not None and v >= target:
+                n = min(L, total - steps)
+                idx = np.zeros((L, self.batch), np.int64)
+                idx[:n] = order[steps:steps + n]
+                p1, s1, accs = self.chunk(params, s, jnp.asarray(idx), n)
+                accs = np.asarray(accs)[:n]
+                hit = (np.flatnonzero(accs >= target) if target is not None
+                       else np.zeros(0, np.int64))
+                if hit.size:  # replay the chunk up to the first step that reached the target
+                    m = int(hit[0]) + 1
+                    p1, s1, _ = self.chunk(params, s, jnp.asarray(idx), m)
+                    accs = accs[:m]
+                    n = m
                     reached = True
+                params, s = p1, s1
+                per_step.extend(float(a) for a in accs)
+                steps += n
+                curve.append((steps * self.batch, float(accs[-1])))
+                bar.advance(n, f"val {accs[-1]:.3f}")
+                if reached:
                     break
         return {"params": params, "steps": steps, "grads": steps * self.batch,
-                "reached": bool(reached) if target is not None else None, "curve": curve}
+                "reached": bool(reached) if target is not None else None, "curve": curve,
+                "val_per_step": per_step}
 
 
 # --------------------------------------------------------------------------- one seed
@@ -205,9 +234,51 @@ def _near_chance(acc: float, k: int) -> bool:
     return acc <= 1.0 / k + cfg.CHANCE_MARGIN
 
 
-def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
-              extractor_epochs: int, progress: bool) -> dict:
+def _noisy_kwargs(variant: str, eps: float, c: dict) -> dict:
+    """The :func:`noisy_finetuning` arguments of candidate ``c`` of ``variant`` at ``eps``."""
     from certun.accounting.koloskova import model_clipping_steps
+
+    if variant == "gradient_clipping":
+        return dict(variant=variant, grad_clip=c["grad_clip"], lr=c["lr"],
+                    weight_decay=c.get("weight_decay", 0.0), steps=c.get("steps"),
+                    batch_size=c["batch"], max_steps=cfg.MAX_NFT_STEPS)
+    if variant == "model_clipping":
+        # sigma from a public rule; T from the accountant (the fewest steps at that sigma)
+        s0 = c["init_sigma_factor"] * cfg.INIT_CLIP
+        sig = c["sigma_factor"] * c["model_clip"]
+        while True:
+            try:
+                model_clipping_steps(epsilon=eps, delta=cfg.DELTA, init_clip=cfg.INIT_CLIP,
+                                     init_sigma=s0, model_clip=c["model_clip"], sigma=sig,
+                                     max_steps=cfg.MAX_NFT_STEPS)
+                break
+            except ValueError:
+                sig *= 1.5
+        return dict(variant=variant, model_clip=c["model_clip"], init_sigma=s0, sigma=sig,
+                    lr=c["lr"], batch_size=c["batch"], max_steps=cfg.MAX_NFT_STEPS)
+    return dict(variant="output_perturbation")
+
+
+def _split(seed: int, data: tuple) -> tuple:
+    """Per seed: the validation split, the training rows and the forget set (seeded)."""
+    Xall, yall, _, _ = data
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(yall))
+    n_val = int(round(cfg.VAL_FRACTION * len(yall)))
+    val, tr = perm[:n_val], perm[n_val:]
+    n = len(tr)
+    forget = np.sort(rng.choice(n, int(round(cfg.FORGET_FRACTION * n)), replace=False))
+    return rng, val, tr, forget
+
+
+def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
+              extractor_epochs: int, progress: bool, candidates: dict,
+              with_head: bool = True, with_dp: bool = True) -> dict:
+    """One seed: the original model, retraining, every method per epsilon, the frozen head.
+
+    ``candidates[eps][variant]`` lists the noisy-phase configurations to run (one each on the
+    evaluation seeds: the one chosen on the tuning seed's validation split).
+    """
     from certun.nn import as_apply
     from certun.nn.dp import dp_sgd_train
     from certun.unlearners import exact_retraining, noisy_finetuning
@@ -219,13 +290,10 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     Xall, Xte = Xall.astype(np.float32), Xte.astype(np.float32)
     k = int(max(yall.max(), yte.max()) + 1)
     d = Xall.shape[1]
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(yall))
-    n_val = int(round(cfg.VAL_FRACTION * len(yall)))
-    val, tr = perm[:n_val], perm[n_val:]
+    rng, val, tr, forget = _split(seed, (Xall, yall, Xte, yte))
+    n_val = len(val)
     X, y, Xv, yv = Xall[tr], yall[tr], Xall[val], yall[val]
     n = len(y)
-    forget = np.sort(rng.choice(n, int(round(cfg.FORGET_FRACTION * n)), replace=False))
     retained = np.setdiff1d(np.arange(n), forget)
     model = make_model(d, hidden, k)
     apply = as_apply(model)
@@ -234,16 +302,24 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
                                           == jnp.asarray(yte)))
     key = jax.random.key(seed)
     init = model.init(jax.random.fold_in(key, 0), jnp.zeros((1, d)))["params"]
+    # the per-layer norms of a fresh initialisation from a fixed public key: the reference
+    # of the post-processing (data-independent)
+    reference = model.init(jax.random.key(cfg.REFERENCE_KEY), jnp.zeros((1, d)))["params"]
     out: dict[str, Any] = {"seed": seed, "n_train": n, "n_val": n_val, "n_test": len(yte),
                            "forget": int(forget.size), "classes": k}
+
+    def crn() -> np.random.Generator:
+        # common random numbers: retraining and every noiseless phase on the retained rows
+        # draw the same minibatch order
+        return np.random.default_rng([seed, cfg.CRN_STREAM])
 
     # the user's model on all rows, and retraining (a fresh initialisation) without the forget set
     orig = tr_.train(init, np.arange(n), rng, epochs, label=f"seed {seed}: train")
     init_r = model.init(jax.random.fold_in(key, 1), jnp.zeros((1, d)))["params"]
-    ret = tr_.train(init_r, retained, rng, epochs, label=f"seed {seed}: retrain")
-    a40_val = ret["curve"][-1][1]
+    ret = tr_.train(init_r, retained, crn(), epochs, label=f"seed {seed}: retrain")
+    a40_val = ret["val_per_step"][-1]
     target = a40_val - cfg.TARGET_GAP
-    ret_grads = next(g for g, v in ret["curve"] if v >= target)
+    ret_grads = cfg.BATCH * next(i for i, v in enumerate(ret["val_per_step"]) if v >= target)
     out["original"] = {"test_acc": float(test_acc(orig["params"])),
                        "grads": orig["grads"]}
     out["retrain"] = {"test_acc": float(test_acc(ret["params"])), "val_acc": a40_val,
@@ -251,69 +327,66 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     out["target_val_acc"] = target
     params0 = orig["params"]
 
-    def finish(released, label: str) -> dict:
+    def finish(released, label: str, start=None) -> dict:
+        # the release's accuracy, then the noiseless phase from it (or from its
+        # post-processed ``start``)
         acc_release = float(test_acc(released))
-        ft = tr_.train(released, retained, rng, epochs, target=target, label=label)
+        ft = tr_.train(released if start is None else start, retained, crn(), epochs,
+                       target=target, label=label)
         return {"test_acc_noisy": acc_release, "near_chance_noisy": _near_chance(acc_release, k),
                 "test_acc": float(test_acc(ft["params"])), "reached_target": ft["reached"],
                 "grads_finetune": ft["grads"], "val_acc": ft["curve"][-1][1]}
 
     methods: dict[str, dict] = {}
-    mc = cfg.MODEL_CLIPPING
     for eps in epsilons:
         row: dict[str, Any] = {}
-        common = dict(epsilon=eps, delta=cfg.DELTA, init_clip=cfg.INIT_CLIP,
-                      batch_size=cfg.NFT_BATCH, post_clip=cfg.POST_CLIP)
-        # model clipping: sigma from a public rule, T from the accountant (capped)
-        s0 = mc["init_sigma_factor"] * cfg.INIT_CLIP
-        sig = mc["sigma_factor"] * mc["model_clip"]
-        while True:
-            try:
-                model_clipping_steps(epsilon=eps, delta=cfg.DELTA, init_clip=cfg.INIT_CLIP,
-                                     init_sigma=s0, model_clip=mc["model_clip"], sigma=sig,
-                                     max_steps=cfg.MAX_NFT_STEPS)
-                break
-            except ValueError:
-                sig *= 1.5
-        variants = {
-            "gradient_clipping": dict(variant="gradient_clipping", **cfg.GRADIENT_CLIPPING,
-                                      max_steps=cfg.MAX_NFT_STEPS),
-            "model_clipping": dict(variant="model_clipping", model_clip=mc["model_clip"],
-                                   init_sigma=s0, sigma=sig, lr=mc["lr"],
-                                   max_steps=cfg.MAX_NFT_STEPS),
-            "output_perturbation": dict(variant="output_perturbation"),
-        }
-        for name, kw in variants.items():
-            unl = noisy_finetuning(apply, **common, **kw)
-            st = unl.init(X, y, params=params0)
-            with warnings.catch_warnings(record=True) as w:
-                warnings.simplefilter("always", UserWarning)
-                res = unl.unlearn(st, forget, jax.random.fold_in(key, int(eps * 1000) + 7))
-            cert = res.certificate
-            noisy_grads = int(res.diagnostics["steps"]) * cfg.NFT_BATCH
-            r = finish(res.params, f"seed {seed}: {name} eps {eps:g}")
-            r.update(grads=noisy_grads + r["grads_finetune"], grads_noisy=noisy_grads,
-                     noisy_steps=int(res.diagnostics["steps"]), sigma=float(cert.sigma),
-                     init_sigma=float(res.diagnostics["init_sigma"]),
-                     noise_dominates=bool(w), certificate=cert.public())
-            row[name] = r
-        # DP-SGD with group privacy over the forget set, on all rows
-        import optax
+        common = dict(epsilon=eps, delta=cfg.DELTA, init_clip=cfg.INIT_CLIP)
+        if cfg.POST_PROCESS == "rescale":
+            common["post_rescale"] = reference
+        else:
+            common["post_clip"] = cfg.POST_CLIP
+        for name, cands in candidates[f"{eps:g}"].items():
+            runs = []
+            for ci, c in enumerate(cands):
+                kw = _noisy_kwargs(name, eps, c)
+                unl = noisy_finetuning(apply, **common, **kw)
+                st = unl.init(X, y, params=params0)
+                with warnings.catch_warnings(record=True) as w:
+                    warnings.simplefilter("always", UserWarning)
+                    res = unl.unlearn(st, forget, jax.random.fold_in(key, int(eps * 1000) + 7))
+                cert = res.certificate
+                bs = kw.get("batch_size", 0)
+                noisy_grads = int(res.diagnostics["steps"]) * bs
+                r = finish(res.params, f"seed {seed}: {name} eps {eps:g}")
+                r.update(grads=noisy_grads + r["grads_finetune"], grads_noisy=noisy_grads,
+                         noisy_steps=int(res.diagnostics["steps"]), sigma=float(cert.sigma),
+                         init_sigma=float(res.diagnostics["init_sigma"]),
+                         noise_dominates=bool(w), certificate=cert.public(), candidate=ci,
+                         config=c)
+                runs.append(r)
+            row[name] = runs[0] if len(runs) == 1 else {"candidates": runs}
+        if with_dp:  # the baselines (not run on the tuning seed)
+            row["zhang_2C"] = _zhang(apply, X, y, forget, params0, eps, key, finish, reference)
+            # DP-SGD with group privacy over the forget set, on all rows
+            import optax
 
-        dcfg = cfg.DPSGD
-        steps = dcfg["steps"]
-        init_d = model.init(jax.random.fold_in(key, 2), jnp.zeros((1, d)))["params"]
-        pd, dconf = dp_sgd_train(apply, init_d, X, y, jax.random.fold_in(key, 3 + int(eps * 100)),
-                                 epsilon=eps, delta=cfg.DELTA, steps=steps, batch_size=n,
-                                 clip=dcfg["clip"], group_size=int(forget.size),
-                                 optimizer=optax.adam(dcfg["lr"]))
-        r = finish(pd, f"seed {seed}: dp-sgd eps {eps:g}")
-        r.update(grads=steps * n + r["grads_finetune"], grads_dpsgd=steps * n,
-                 noise_multiplier=dconf.noise_multiplier, dpsgd_epsilon=dconf.epsilon,
-                 group_size=dconf.group_size)
-        row["dp_sgd_group"] = r
+            dcfg = cfg.DPSGD
+            steps = dcfg["steps"]
+            init_d = model.init(jax.random.fold_in(key, 2), jnp.zeros((1, d)))["params"]
+            pd, dconf = dp_sgd_train(apply, init_d, X, y,
+                                     jax.random.fold_in(key, 3 + int(eps * 100)),
+                                     epsilon=eps, delta=cfg.DELTA, steps=steps, batch_size=n,
+                                     clip=dcfg["clip"], group_size=int(forget.size),
+                                     optimizer=optax.adam(dcfg["lr"]))
+            r = finish(pd, f"seed {seed}: dp-sgd eps {eps:g}")
+            r.update(grads=steps * n + r["grads_finetune"], grads_dpsgd=steps * n,
+                     noise_multiplier=dconf.noise_multiplier, dpsgd_epsilon=dconf.epsilon,
+                     group_size=dconf.group_size)
+            row["dp_sgd_group"] = r
         methods[f"{eps:g}"] = row
     out["methods"] = methods
+    if not with_head:
+        return out
 
     # frozen extractor on a disjoint public split + certified head (epsilon 1)
     n_pub = int(round(cfg.PUBLIC_FRACTION * n))
@@ -339,6 +412,8 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     nl = exact_retraining(lam=h["lam"])
     Wn = np.asarray(nl.params(nl.init(Fp, yp[keep], num_classes=k)))
     acc_noiseless = float(np.mean(np.argmax(Fte @ Wn, 1) == yte))
+    out["langevin_head"] = _langevin_head(feats, ext["params"], Xp, yp, f_forget, Fte, yte,
+                                          epsilons, key, k)
     out["frozen_head"] = {"test_acc": acc_head, "lam": h["lam"], "sigma": h["sigma"],
                           "test_acc_noiseless_head": acc_noiseless,
                           "gap": None if acc_head is None else acc_noiseless - acc_head,
@@ -360,8 +435,114 @@ def _ms(xs: list) -> dict:
             "n": int(a.size)}
 
 
-def summarize(per_seed: list, epsilons: tuple) -> dict:
-    """5-seed means with their spread, the chosen variant per epsilon, the acceptance points."""
+def _zhang(apply, X, y, forget, params0, eps: float, key, finish, reference) -> dict:
+    """Zhang et al. at the trivial sensitivity 2C on the user's model, then the same phase.
+
+    The release is post-processed as noisy fine-tuning's (every layer rescaled to its norm in
+    the public reference initialisation) before the noiseless phase.
+
+    Compute: the two full gradients of the right-hand side and every Hessian-vector product
+    of the CG solve (and its residual check) over the retained rows, an HVP counted as two
+    per-example gradients.
+    """
+    from certun.nn import TrainConfig
+    from certun.unlearners import zhang_unlearning
+
+    z = cfg.ZHANG
+    tc = TrainConfig(radius=z["radius"], weight_decay=0.0, dtype="float32")
+    unl = zhang_unlearning(apply, tc, lam=z["lam"], epsilon=eps, delta=cfg.DELTA,
+                           solver="cg", cg_max_steps=z["cg_max_steps"], lam_min="none")
+    st = unl.init(X, y, jax.random.fold_in(key, 8), params=params0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the noise-dominates warning (flagged)
+        res = unl.unlearn(st, forget, jax.random.fold_in(key, 9 + int(eps * 1000)))
+    n, nr = len(y), len(y) - len(forget)
+    if res.params is None:
+        return {"outcome": res.outcome, "status": res.certificate.status}
+    hvps = int(res.diagnostics["num_steps"]) + 1
+    g_newton = n + nr + 2 * hvps * nr
+    from certun.nn.byo import leaf_norms, tree_rescale
+
+    r = finish(res.params, "zhang", start=tree_rescale(res.params, leaf_norms(reference)))
+    r.update(grads=g_newton + r["grads_finetune"], grads_newton=g_newton,
+             sigma=float(res.certificate.sigma), status=res.certificate.status,
+             epsilon_certified=float(res.certificate.epsilon),
+             sensitivity=float(res.certificate.sensitivity))
+    return r
+
+
+def _langevin_head(feats, ext_params, Xp, yp, forget, Fte, yte, epsilons, key, k) -> dict:
+    """Langevin unlearning (Chien et al.) of a convex head on the frozen public extractor.
+
+    One chain per seed (burn-in on the private rows through the user's extractor, the
+    ``extract=`` path); per epsilon the same request from that state (each a separate
+    release, not composed). Compute: ``K`` full-batch steps over the retained rows.
+    """
+    from certun.unlearners import langevin_unlearning
+
+    lg = cfg.LANGEVIN
+    out: dict[str, Any] = {"lam": lg["lam"], "sigma": lg["sigma"], "burn_in": lg["burn_in"],
+                           "per_epsilon": {}}
+    base = None
+    for eps in epsilons:
+        unl = langevin_unlearning(lam=lg["lam"], sigma=lg["sigma"], epsilon=eps,
+                                  delta=cfg.DELTA, burn_in=lg["burn_in"],
+                                  max_steps=lg["max_steps"], extract=feats,
+                                  extractor_params=ext_params)
+        if base is None:  # the burn-in does not depend on epsilon
+            base = unl.init(np.asarray(Xp, np.float64), yp, jax.random.fold_in(key, 6),
+                            num_classes=k)
+        res = unl.unlearn(base, forget)
+        e = f"{eps:g}"
+        if res.params is None:
+            out["per_epsilon"][e] = {"outcome": res.outcome, "status": res.certificate.status}
+            continue
+        W = np.asarray(res.params)
+        acc = float(np.mean(np.argmax(Fte @ W, 1) == yte))
+        K = int(res.diagnostics["K"])
+        out["per_epsilon"][e] = {"test_acc": acc, "K": K,
+                                 "grads": K * int(res.diagnostics["n_after"]),
+                                 "status": res.certificate.status,
+                                 "epsilon": float(res.certificate.epsilon)}
+    return out
+
+
+def tune(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
+         progress: bool) -> dict:
+    """Choose, per epsilon, each variant's noisy-phase candidate and the variant, on validation.
+
+    The tuning seed has its own split, forget set and initialisations (none of the evaluation
+    seeds' rows are chosen with it); every candidate of :data:`config.CANDIDATES` runs once,
+    and the one with the fewest per-example gradients (noisy phase included) to the validation
+    target wins; the variant of noisy fine-tuning is the cheaper of the two clipping variants.
+    """
+    cands = {f"{e:g}": {v: list(c) for v, c in cfg.CANDIDATES.items()} for e in epsilons}
+    r = _run_seed(seed, data, epsilons, epochs, hidden, 0, progress, cands, with_head=False,
+                  with_dp=False)
+    out: dict[str, Any] = {"seed": seed, "per_epsilon": {}}
+    for e in cands:
+        row = r["methods"][e]
+        ch: dict[str, Any] = {}
+        for v, m in row.items():
+            runs = m["candidates"] if "candidates" in m else [m]
+            best = min(range(len(runs)),
+                       key=lambda i: (not runs[i]["reached_target"], runs[i]["grads"]))
+            ch[v] = {"candidate": best, "config": cfg.CANDIDATES[v][best],
+                     "grads": [x["grads"] for x in runs],
+                     "reached": [bool(x["reached_target"]) for x in runs]}
+        best_v = min(("gradient_clipping", "model_clipping"),
+                     key=lambda v: min(ch[v]["grads"]))
+        out["per_epsilon"][e] = {"variants": ch, "chosen_variant": best_v}
+    out["retrain_grads_to_target"] = r["retrain"]["grads_to_target"]
+    return out
+
+
+def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dict:
+    """5-seed means with their spread, the chosen variant per epsilon, the acceptance points.
+
+    ``tuned``: :func:`tune`'s choices (the variant per epsilon, chosen on the tuning seed's
+    validation split); without it the variant with the fewer mean gradients is reported.
+    """
     k = per_seed[0]["classes"]
     ret_grads = _ms([r["retrain"]["grads_to_target"] for r in per_seed])
     s: dict[str, Any] = {
@@ -374,7 +555,9 @@ def summarize(per_seed: list, epsilons: tuple) -> dict:
     for eps in epsilons:
         e = f"{eps:g}"
         row = {}
-        for m in names:
+        extra = tuple(m for m in ("zhang_2C",)
+                      if all("grads" in r["methods"][e].get(m, {}) for r in per_seed))
+        for m in names + extra:
             rs = [r["methods"][e][m] for r in per_seed]
             ratio = [x["grads"] / r["retrain"]["grads_to_target"]
                      for x, r in zip(rs, per_seed, strict=True)]
@@ -389,11 +572,21 @@ def summarize(per_seed: list, epsilons: tuple) -> dict:
                                   f"({row[m]['test_acc_noisy_release']['mean']:.3f}); the "
                                   "accuracy comes from the noiseless phase on the retained rows")
         # the variant chosen on validation: fewer gradients to the validation target
-        chosen = min(("gradient_clipping", "model_clipping"),
-                     key=lambda m: row[m]["grads"]["mean"])
+        if tuned is not None:
+            chosen = tuned["per_epsilon"][e]["chosen_variant"]
+        else:
+            chosen = min(("gradient_clipping", "model_clipping"),
+                         key=lambda m: row[m]["grads"]["mean"])
         row["chosen_variant"] = chosen
         if crossover is None and row[chosen]["grads_ratio"]["mean"] <= 0.5:
             crossover = eps
+        lh = [r["langevin_head"]["per_epsilon"].get(e, {}) for r in per_seed
+              if "langevin_head" in r]
+        if lh:
+            row["langevin_head"] = {"test_acc": _ms([x.get("test_acc") for x in lh]),
+                                    "K": _ms([x.get("K") for x in lh]),
+                                    "grads": _ms([x.get("grads") for x in lh]),
+                                    "status": sorted({str(x.get("status")) for x in lh})}
         s["per_epsilon"][e] = row
     e1 = s["per_epsilon"].get("1")
     acc: dict[str, Any] = {}
@@ -430,7 +623,11 @@ def plot(res: dict, path: Path) -> None:
     s = res["summary"]
     eps = [float(e) for e in s["per_epsilon"]]
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    for m in ("gradient_clipping", "model_clipping", "output_perturbation", "dp_sgd_group"):
+    first = next(iter(s["per_epsilon"].values()))
+    for m in ("gradient_clipping", "model_clipping", "output_perturbation", "dp_sgd_group",
+              "zhang_2C"):
+        if m not in first:
+            continue
         acc = [s["per_epsilon"][e][m]["test_acc"]["mean"] for e in s["per_epsilon"]]
         noisy = [s["per_epsilon"][e][m]["test_acc_noisy_release"]["mean"]
                  for e in s["per_epsilon"]]
@@ -438,6 +635,11 @@ def plot(res: dict, path: Path) -> None:
         (ln,) = ax[0].plot(eps, acc, "o-", label=f"{m} (+ noiseless phase)")
         ax[0].plot(eps, noisy, "x:", color=ln.get_color(), label=f"{m} (noisy release)")
         ax[1].plot(grads, acc, "o", color=ln.get_color(), label=m)
+    if "langevin_head" in first:
+        lacc = [s["per_epsilon"][e]["langevin_head"]["test_acc"]["mean"]
+                for e in s["per_epsilon"]]
+        ax[0].plot(eps, [np.nan if v is None else v for v in lacc], "s-", color="grey",
+                   label="Langevin head (frozen public extractor)")
     r = s["retrain_test_acc_40_epochs"]["mean"]
     ax[0].axhline(r, color="k", ls="--", label="retrain 40 epochs")
     ax[0].axhline(s["chance"], color="grey", ls=":", label="chance")
@@ -480,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a tiny run: 1 seed, 2 epsilons, 500 rows, 4 epochs (CI)")
     ap.add_argument("--seed", type=int, default=None, help="first seed (default 0)")
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5)")
+    ap.add_argument("--epsilons", default=None,
+                    help="comma-separated subset of epsilons (default 0.1,0.5,1,2,5,10,20)")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--json", action="store_true",
                     help="log to stderr; print results.json as one JSON object on stdout")
@@ -503,37 +707,62 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
     if first < 0 or (a.seeds is not None and a.seeds < 1):
         print("error: --seed must be >= 0 and --seeds >= 1", file=sys.stderr)
         return 2, None
+    f = cfg.FAST if a.smoke else {}
+    eps = tuple(f.get("epsilons", cfg.EPSILONS))
+    if a.epsilons is not None:
+        try:
+            eps = tuple(float(x) for x in a.epsilons.split(","))
+        except ValueError:
+            eps = ()
+        if not eps or not all(math.isfinite(e) and e > 0 for e in eps):
+            print("error: --epsilons must be a comma-separated list of positive numbers, "
+                  "e.g. --epsilons 1,20", file=sys.stderr)
+            return 2, None
     try:
         data = load_data(a.dataset, a.cifar_path, a.smoke)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2, None
-    f = cfg.FAST if a.smoke else {}
     n_seeds = len(f.get("seeds", cfg.SEEDS)) if a.seeds is None else a.seeds
     seeds = tuple(range(first, first + n_seeds))
-    eps = tuple(f.get("epsilons", cfg.EPSILONS))
+    t1 = time.perf_counter()
+    tuned = tune(f.get("tune_seed", cfg.TUNE_SEED), data, eps, f.get("epochs", cfg.EPOCHS),
+                 f.get("hidden", cfg.HIDDEN), not a.quiet)
+    print(f"koloskova2025: tuning seed {tuned['seed']}: {time.perf_counter() - t1:.0f} s; "
+          + "; ".join(f"eps {e}: {v['chosen_variant']} "
+                      + ",".join(f"{m}#{c['candidate']}" for m, c in v["variants"].items())
+                      for e, v in tuned["per_epsilon"].items()), flush=True)
+    chosen = {e: {m: [c["config"]] for m, c in v["variants"].items()}
+              for e, v in tuned["per_epsilon"].items()}
     per_seed = []
     for s in seeds:
         t1 = time.perf_counter()
         per_seed.append(_run_seed(s, data, eps, f.get("epochs", cfg.EPOCHS),
                                   f.get("hidden", cfg.HIDDEN),
-                                  f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS), not a.quiet))
+                                  f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS), not a.quiet,
+                                  chosen))
         print(f"koloskova2025: seed {s}: {time.perf_counter() - t1:.0f} s", flush=True)
-    summary = summarize(per_seed, eps)
+        # the seeds so far, in case the run is cut short (atomic; replaced by results.json)
+        part = Path(a.out) if a.out else HERE / "results" / a.dataset
+        part.mkdir(parents=True, exist_ok=True)
+        write_results(part / "partial.json", {"tuning": tuned, "per_seed": per_seed})
+    summary = summarize(per_seed, eps, tuned)
     out = Path(a.out) if a.out else HERE / "results" / (a.dataset + ("-smoke" if a.smoke else ""))
     out.mkdir(parents=True, exist_ok=True)
     res = {"config": {"dataset": a.dataset, "smoke": a.smoke, "epsilons": list(eps),
                       "delta": cfg.DELTA, "forget_fraction": cfg.FORGET_FRACTION,
                       "val_fraction": cfg.VAL_FRACTION, "epochs": f.get("epochs", cfg.EPOCHS),
                       "hidden": f.get("hidden", cfg.HIDDEN), "batch": cfg.BATCH, "lr": cfg.LR,
-                      "init_clip": cfg.INIT_CLIP, "post_clip": cfg.POST_CLIP,
-                      "gradient_clipping": cfg.GRADIENT_CLIPPING,
-                      "model_clipping": cfg.MODEL_CLIPPING, "dp_sgd": cfg.DPSGD,
+                      "init_clip": cfg.INIT_CLIP, "post_process": cfg.POST_PROCESS,
+                      "post_clip": cfg.POST_CLIP, "reference_key": cfg.REFERENCE_KEY,
+                      "candidates": cfg.CANDIDATES, "tune_seed": tuned["seed"],
+                      "crn_stream": cfg.CRN_STREAM, "dp_sgd": cfg.DPSGD,
                       "head": cfg.HEAD, "public_fraction": cfg.PUBLIC_FRACTION,
                       "target_gap": cfg.TARGET_GAP},
            "seed": list(seeds), "versions": package_versions(), "git": git_info(REPO),
            "timestamps": {"started": started, "finished": utc_now()},
-           "seconds": time.perf_counter() - t0, "summary": summary, "per_seed": per_seed}
+           "seconds": time.perf_counter() - t0, "summary": summary, "tuning": tuned,
+           "per_seed": per_seed}
     path = write_results(out / "results.json", res)
     plot(res, out / "koloskova2025.png")
     for flag in summary["flags"]:

@@ -63,6 +63,14 @@ def test_summary_acceptance_logic(run_mod):
     seeds = [_seed(1000, (1400, 900), (1500, 900))]
     acc = run_mod.summarize(seeds, (1.0, 20.0))["acceptance"]
     assert acc["eps1_holds"] is False and acc["crossover_epsilon"] == "none up to 20"
+    # the variant chosen on the tuning seed is the one reported (not the cheaper mean)
+    seeds = [_seed(1000, (1200, 400), (1500, 600)), _seed(1000, (1100, 500), (900, 700))]
+    tuned = {"per_epsilon": {"1": {"chosen_variant": "model_clipping"},
+                             "20": {"chosen_variant": "model_clipping"}}}
+    acc = run_mod.summarize(seeds, (1.0, 20.0), tuned)["acceptance"]
+    assert acc["eps1_variant"] == "model_clipping"
+    assert acc["eps1_grads_ratio"]["mean"] == pytest.approx(1.2) and acc["eps1_holds"] is True
+    assert run_mod.main(["--epsilons", "1,x", "--fast"]) == 2
 
 
 def test_cli_usage_errors(run_mod, capsys, tmp_path):
@@ -86,6 +94,9 @@ def test_fast_run(run_mod, tmp_path):
     assert "train_acc" not in json.dumps(res)
     for e, row in r["methods"].items():
         for name, m in row.items():
+            if name == "zhang_2C":
+                assert m["status"] == "holds" and m["epsilon_certified"] <= float(e) * (1 + 1e-9)
+                continue
             if name == "dp_sgd_group":
                 assert m["dpsgd_epsilon"] <= float(e) + 1e-9
                 assert m["group_size"] == r["forget"]
@@ -95,3 +106,5 @@ def test_fast_run(run_mod, tmp_path):
             assert cert["removed"] == r["forget"]
             assert m["grads"] == m["grads_noisy"] + m["grads_finetune"]
     assert r["frozen_head"]["status"] == "holds"
+    for e, m in r["langevin_head"]["per_epsilon"].items():
+        assert m["status"] == "holds" and m["epsilon"] <= float(e) + 1e-9

@@ -293,3 +293,34 @@ def test_bad_inputs(models, data):
                            init_clip=1.0)
     with pytest.raises(ValidationError, match="key"):
         unl.unlearn(unl.init(X, y, params=params), [0])
+
+
+def test_post_rescale_maps_every_layer_onto_the_reference_norms(models, data):
+    """post_rescale: each leaf ends with its reference leaf's norm (zeros stay zeros)."""
+    from certun.nn.byo import leaf_norms, tree_rescale
+
+    t = {"w": jnp.arange(6.0).reshape(2, 3) - 2.5, "b": jnp.ones(3), "z": jnp.zeros(2)}
+    ref = {"w": jnp.full((2, 3), 0.5), "b": jnp.zeros(3), "z": jnp.ones(2)}
+    out = jax.jit(tree_rescale)(t, leaf_norms(ref))
+    w = np.asarray(t["w"])
+    np.testing.assert_allclose(np.asarray(out["w"]), w * np.sqrt(6 * 0.25) / np.linalg.norm(w),
+                               rtol=1e-14)
+    assert not np.any(np.asarray(out["b"])) and not np.any(np.asarray(out["z"]))
+    X, y = data
+    apply, params = models["function"]
+    ref_p = {"w1": jnp.full_like(params["w1"], 0.1), "w2": jnp.zeros_like(params["w2"])}
+    # eager (T = 0: no loop); the jitted path runs in the experiment's smoke test
+    unl = noisy_finetuning(apply, variant="output_perturbation", epsilon=1.0, delta=1e-5,
+                           init_clip=1.0, post_rescale=ref_p, jit=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = unl.unlearn(unl.init(X, y, params=params), [0], jax.random.key(0))
+    assert float(jnp.linalg.norm(res.params["w1"])) == pytest.approx(
+        0.1 * np.sqrt(params["w1"].size), rel=1e-12)
+    assert not np.any(np.asarray(res.params["w2"]))
+    assert res.certificate.public_inputs["post_rescale"] is True
+    bad = noisy_finetuning(apply, variant="output_perturbation", epsilon=1.0, delta=1e-5,
+                           init_clip=1.0, post_rescale={"w1": ref_p["w1"]}, jit=False)
+    with pytest.raises(ValidationError, match="post_rescale"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        bad.unlearn(bad.init(X, y, params=params), [0], jax.random.key(0))
