@@ -808,7 +808,7 @@ def _build_koloskova(task: Task, m: int) -> Model:
         st = u.init(Xr, yr, key).inner
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            r = nft.retrain(st, jax.random.fold_in(key, 7), start=st.params)
+            r = nft.retrain(st, jax.random.fold_in(key, 7), start=st.params).params
         return u.finetune(r, st.X, st.y, st.retained.astype(st.X.dtype))
 
     return Model(u, net.apply, {}, labels, coupled, grads,

@@ -15,6 +15,7 @@ Each :class:`Unlearner` is ``(init, unlearn, params, retrain)``.
 """
 
 from certun.unlearners.base import OUTCOMES as OUTCOMES
+from certun.unlearners.base import Reference as Reference
 from certun.unlearners.base import RetrainRequired as RetrainRequired
 from certun.unlearners.base import Unlearner as Unlearner
 from certun.unlearners.base import UnlearnResult as UnlearnResult

@@ -25,7 +25,8 @@ from typing import Any, NamedTuple
 
 from certun.certificate import Certificate
 
-__all__ = ["Unlearner", "UnlearnResult", "OUTCOMES", "RetrainRequired", "published_view"]
+__all__ = ["Unlearner", "UnlearnResult", "OUTCOMES", "RetrainRequired", "Reference",
+           "published_view"]
 
 #: What a request ended in: unlearned, a retrain is required (refused), or retrained.
 OUTCOMES = ("unlearned", "retrain_required", "retrained")
@@ -39,6 +40,19 @@ def published_view(W: Any) -> Any:
     compare without broadcasting.
     """
     return W[:, 0] if W.shape[1] == 1 else W
+
+
+class Reference(NamedTuple):
+    """A retraining reference with nothing to report but its parameters.
+
+    Unlearners whose ``retrain`` has no solver outcome to return (a fixed number of noisy
+    steps) return this, so every ``retrain(state).params`` reads alike.
+
+    Attributes:
+      params: the reference parameters, in the form of ``params(state)``.
+    """
+
+    params: Any
 
 
 class RetrainRequired(RuntimeError):

@@ -60,7 +60,7 @@ from certun.accounting import koloskova as acct
 from certun.accounting.gaussian import analytic_sigma
 from certun.certificate import assumed, make_certificate, verified
 from certun.nn.byo import leaf_norms, tree_clip, tree_rescale
-from certun.unlearners.base import Unlearner, UnlearnResult
+from certun.unlearners.base import Reference, Unlearner, UnlearnResult
 
 __all__ = ["VARIANTS", "NoisyFinetuneState", "noisy_finetuning", "softmax_cross_entropy"]
 
@@ -368,14 +368,19 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
                              {"steps": T, "sigma": sig, "init_sigma": s0, **details})
 
     def retrain(state: NoisyFinetuneState, key: jax.Array | None = None,
-                start: PyTree = None) -> PyTree:
+                start: PyTree = None) -> Reference:
+        """The reference: the same fine-tuning from ``start`` (default: the fresh start).
+
+        Returns a :class:`~certun.unlearners.base.Reference` (``.params``, a pytree like
+        ``params(state)``).
+        """
         if key is None:
             raise _validate.ValidationError("retrain needs a key")
         k1, k2 = jax.random.split(key)
         if start is None:
             start = (jax.tree.map(jnp.zeros_like, state.params) if init_fn is None
                      else init_fn(k1))
-        return _fine_tune(start, state.X, state.y, state.retained, k2)
+        return Reference(_fine_tune(start, state.X, state.y, state.retained, k2))
 
     return Unlearner(init, unlearn, params_of, retrain)
 

@@ -40,7 +40,7 @@ from certun import _validate
 from certun.accounting import pnsgd as acct
 from certun.certificate import make_certificate, verified
 from certun.models import glm
-from certun.unlearners.base import Unlearner, UnlearnResult
+from certun.unlearners.base import Reference, Unlearner, UnlearnResult, published_view
 
 __all__ = ["PNSGDState", "pnsgd_unlearning"]
 
@@ -153,11 +153,11 @@ def pnsgd_unlearning(*, lam: float, sigma: float, epsilon: float, delta: float,
     def params(state: PNSGDState) -> jax.Array:
         return state.W[:, 0] if state.W.shape[1] == 1 else state.W
 
-    def retrain(state: PNSGDState, key: jax.Array | None = None) -> jax.Array:
+    def retrain(state: PNSGDState, key: jax.Array | None = None) -> Reference:
         """A draw of the reference: the same PNSGD from ``w_0 = 0`` on the rows kept."""
         st = state if key is None else state._replace(key=key)
-        W = _run(st, jnp.zeros_like(state.W), state.mask, 0, state.epochs)
-        return W[:, 0] if W.shape[1] == 1 else W
+        return Reference(published_view(_run(st, jnp.zeros_like(state.W), state.mask, 0,
+                                              state.epochs)))
 
     def unlearn(state: PNSGDState, indices: Any, key: jax.Array | None = None) -> UnlearnResult:
         del key  # the noise continues the state's stream

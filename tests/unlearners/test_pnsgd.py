@@ -86,7 +86,8 @@ def test_coupled_chains_stay_within_the_shift_and_unlearning_certifies(data):
     assert c.bounds["shift"] == pytest.approx(Z, rel=1e-12)
     # the reference (retrain) runs 6 + K epochs on D' from 0 with the same noise stream;
     # with identical noise the coupled distance contracts below Z
-    ref = unl.retrain(res.state)
+    ref = unl.retrain(res.state).params
+    assert ref.shape == unl.params(res.state).shape
     assert float(jnp.linalg.norm(res.params - ref)) <= Z * (1 - eta * 0.3) ** (5 * K) + 1e-12
     with pytest.raises(ValidationError, match="one request"):
         unl.unlearn(res.state, [2])

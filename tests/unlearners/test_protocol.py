@@ -20,6 +20,7 @@ from certun.unlearners import (
     exact_retraining,
     langevin_unlearning,
     newton_unlearning,
+    pnsgd_unlearning,
     published_view,
 )
 
@@ -35,6 +36,8 @@ MECHANISMS = {
     "langevin_unlearning": (lambda: langevin_unlearning(lam=LAM, sigma=0.05, epsilon=1.0,
                                                         delta=1e-5, burn_in=20),
                             {"key": jax.random.key(5)}),
+    "pnsgd_unlearning": (lambda: pnsgd_unlearning(lam=0.3, sigma=0.05, epsilon=1.0, delta=1e-5,
+                                                  batch_size=8, epochs=6, radius=5.0), {}),
     "private_release": (lambda: private_release(exact_retraining(lam=LAM), lam=LAM, epsilon=1.0,
                                                 delta=1e-5), {}),
 }
