@@ -72,6 +72,7 @@ __all__ = [
     "sekhari_worlds",
     "descent_to_delete_worlds",
     "langevin_worlds",
+    "pnsgd_worlds",
     "zhang_worlds",
     "private_release_worlds",
 ]
@@ -644,6 +645,78 @@ def langevin_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float,
                   runs_are_training=True,
                   details={"eta": eta, "K": K, "sigma_scale": s, "api_published_in": api_in,
                            "api_published_out": api_out})
+
+
+def pnsgd_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float, delta: float,
+                 batch_size: int, epochs: int = 6, radius: float | None = None,
+                 sigma_scale: float = 1.0, unlearn_epochs: int | None = None) -> Worlds:
+    """Minibatch noisy SGD unlearning of the canary vs retraining; every output is a run.
+
+    World "in": :func:`certun.unlearners.pnsgd_unlearning`'s ``init`` on ``D + {z}`` (``E``
+    epochs from 0, the cyclic partition and the noise from the run's key ``k``), then its
+    ``unlearn([z])`` (``K`` more epochs with ``z`` masked, the noise stream continued). World
+    "out": its ``retrain``: ``E + K`` epochs from 0 with ``z`` masked, same partition and key.
+    ``K`` is the certified one (fixed by ``key(0)``'s request); ``sigma_scale`` scales the
+    step noise only (a twin with that fraction of the certified noise); ``unlearn_epochs``
+    replaces ``K`` in both worlds (a twin that unlearns for fewer epochs than certified; 0:
+    publishes the model trained with ``z``).
+    """
+    from certun.unlearners.pnsgd import pnsgd_unlearning
+
+    Xz, yz, iz = _with_canary(X, y, lam)
+    s = _validate.positive(sigma_scale=sigma_scale)
+    unl = pnsgd_unlearning(lam=lam, sigma=sigma, epsilon=epsilon, delta=delta,
+                           batch_size=batch_size, epochs=epochs, radius=radius)
+    st = unl.init(Xz, yz, jax.random.key(0))
+    res = unl.unlearn(st, [iz])
+    cert = res.certificate
+    K = int(cert.bounds["K"]) if unlearn_epochs is None else _validate.integer(
+        unlearn_epochs=unlearn_epochs, minimum=0)
+    eta = float(cert.public_inputs["eta"])
+    m_all = st.mask
+    common = {"X": st.X, "Y": st.Y, "m_all": m_all, "m_del": m_all.at[iz].set(0.0),
+              "lam": jnp.asarray(float(lam)), "eta": jnp.asarray(eta),
+              "noise": jnp.asarray(math.sqrt(2.0 * eta) * sigma * s),
+              "radius": jnp.asarray(0.0 if radius is None else float(radius)),
+              "E": jnp.asarray(epochs, jnp.int32), "K": jnp.asarray(K, jnp.int32)}
+    api_in = np.asarray(res.params, np.float64).reshape(-1)
+    api_out = np.asarray(unl.retrain(res.state).params, np.float64).reshape(-1)
+    smp_in, smp_out = _pnsgd_samplers(int(batch_size))
+    extra = "" if unlearn_epochs is None else f"K = {K}"
+    return Worlds(_tag(cert.mechanism, (s, s), extra), cert.adjacency,
+                  {"n": int(Xz.shape[0]), "d": int(Xz.shape[1]), "lam": lam, "sigma": sigma,
+                   "batch_size": batch_size, "epochs": epochs, "K": K,
+                   "canary": "worst-case (grnb_norm)"},
+                  float(cert.epsilon), float(cert.delta), smp_in, smp_out, common, common,
+                  runs_are_training=True,
+                  details={"K": K, "sigma_scale": s, "certificate_status": cert.status,
+                           "api_published_in": api_in, "api_published_out": api_out})
+
+
+@functools.lru_cache(maxsize=8)
+def _pnsgd_samplers(b: int) -> tuple[Callable, Callable]:
+    from certun.unlearners.pnsgd import _epochs
+
+    def run(a: dict, W: jax.Array, mask: jax.Array, order: jax.Array, key: jax.Array,
+            start: jax.Array, count: jax.Array) -> jax.Array:
+        return _epochs(W, a["X"], a["Y"], mask, order, key, start, count, a["lam"], a["eta"],
+                       a["noise"], a["radius"], b=b)
+
+    def keys(k: jax.Array, a: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
+        order = jax.random.permutation(jax.random.fold_in(k, 0), a["X"].shape[0])
+        zero = jnp.zeros((a["X"].shape[1], a["Y"].shape[1]), a["X"].dtype)
+        return order, jax.random.fold_in(k, 1), zero
+
+    def sample_in(k: jax.Array, a: dict) -> jax.Array:
+        order, nk, zero = keys(k, a)
+        W = run(a, zero, a["m_all"], order, nk, jnp.asarray(0), a["E"])
+        return run(a, W, a["m_del"], order, nk, a["E"], a["K"]).reshape(-1)
+
+    def sample_out(k: jax.Array, a: dict) -> jax.Array:
+        order, nk, zero = keys(k, a)
+        return run(a, zero, a["m_del"], order, nk, jnp.asarray(0), a["E"] + a["K"]).reshape(-1)
+
+    return sample_in, sample_out
 
 
 def _langevin_run(a: dict, W: jax.Array, mask: jax.Array, key: jax.Array,
