@@ -43,7 +43,8 @@ def _sampler(variant: str, steps: int, batch: int, clip_grad: bool):
     from certun.unlearners.koloskova import _run, softmax_cross_entropy
 
     def sample(k: jax.Array, a: dict) -> jax.Array:
-        out = _run(a["start"], a["X"], a["y"], a["retained"], k, a["hp"], apply=_linear_apply,
+        out = _run(a["start"], a["X"], a["y"], a["retained"], k, a["hp"], None,
+                   apply=_linear_apply,
                    loss=softmax_cross_entropy, variant=variant, steps=steps, batch_size=batch,
                    clip_grad=clip_grad, post_steps=0, post_opt=None, post_clip=False)
         return out["W"].reshape(-1)

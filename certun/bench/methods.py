@@ -862,7 +862,7 @@ def _nft_sampler(apply: Any, steps: int, batch: int) -> Callable[[jax.Array, dic
     from certun.unlearners.koloskova import _run, softmax_cross_entropy
 
     def sample(k: jax.Array, a: dict) -> jax.Array:
-        out = _run(a["start"], a["X"], a["y"], a["retained"], k, a["hp"], apply=apply,
+        out = _run(a["start"], a["X"], a["y"], a["retained"], k, a["hp"], None, apply=apply,
                    loss=softmax_cross_entropy, variant="gradient_clipping", steps=steps,
                    batch_size=batch, clip_grad=True, post_steps=0, post_opt=None,
                    post_clip=True)
