@@ -283,6 +283,7 @@ def test_changelog_has_an_unreleased_section():
     assert text.startswith("# Changelog") and "## [Unreleased]" in text
 
 
+@pytest.mark.slow  # CI builds the site itself (.ci/run: mkdocs build --strict, check_site)
 def test_mkdocs_build_strict(checker, tmp_path):
     """The site builds with no warning; links, math and every exported name are in it."""
     pytest.importorskip("mkdocs", reason="the docs extra is not installed: pip install '.[docs]'")

@@ -117,7 +117,7 @@ def test_reopen_reproduces_state_records_and_certificates_exactly(base, tmp_path
 
 
 @pytest.mark.parametrize("extra", [{}, dict(sigma=0.02, epsilon=1.0, remeasure=True),
-                                   dict(factor="cholesky")],
+                                   pytest.param(dict(factor="cholesky"), marks=pytest.mark.slow)],
                          ids=["bounds", "remeasure", "cholesky"])
 def test_ledger_path_equals_in_memory_path(data, tmp_path, extra):
     cfg = dict(CFG, update="cached", auto_retrain=True, **extra)

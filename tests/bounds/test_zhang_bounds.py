@@ -75,7 +75,7 @@ def logistic():
     return F, newton_min, full, mask_r, kappa
 
 
-@pytest.mark.parametrize("form", ["retained", "forget"])
+@pytest.mark.parametrize("form", [pytest.param("retained", marks=pytest.mark.slow), "forget"])
 def test_distance_bound_bounds_the_true_distance(logistic, form):
     F, newton_min, full, mask_r, kappa = logistic
     M = 1.0 / (6.0 * math.sqrt(3.0))  # sup |l'''| ||x||^3 for ||x|| <= 1

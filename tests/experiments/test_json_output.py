@@ -59,6 +59,7 @@ def test_usage_error_with_json_prints_nothing_on_stdout(runner, argv, capsys, tm
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+@pytest.mark.slow  # every experiment's smoke test writes its JSON; this checks stdout only
 def test_smoke_run_with_json_prints_exactly_results_json(capsys, tmp_path):
     """bertran2024 --smoke --json: stdout is one JSON object equal to the file it wrote."""
     mod = _load("bertran2024")

@@ -120,6 +120,7 @@ def test_cg_and_full_batch_lissa_solve_the_damped_system(problem):
         assert int(bad.result) in (RESULTS.not_positive_definite, RESULTS.max_steps_reached)
 
 
+@pytest.mark.slow  # a rate over sample sizes; the LiSSA error bounds stay in the default tier
 def test_minibatch_lissa_error_shrinks_like_inverse_sqrt_s1(problem):
     """RMS error of the mean of s1 chains vs the exact solve: slope -1/2 on a log-log plot."""
     net, params, X, y, mask, F, H, g = problem

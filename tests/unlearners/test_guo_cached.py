@@ -342,7 +342,7 @@ def test_refresh_policy_rule_and_budget_refresh(digits38, cached):
     np.testing.assert_allclose(np.asarray(out.params), np.asarray(fresh.params), rtol=1e-12)
 
 
-@pytest.mark.parametrize("update", ["cached", "pcg"])
+@pytest.mark.parametrize("update", ["cached", pytest.param("pcg", marks=pytest.mark.slow)])
 def test_what_if_is_vmapped_and_matches_each_request(digits38, cached, update):
     if update == "cached":
         unl, st = cached
@@ -474,7 +474,7 @@ def test_host_mirror_never_serves_stale_scalars(cached):
         unl.unlearn(moved, [41])
 
 
-@pytest.mark.parametrize("terms", [0, 1, 2])
+@pytest.mark.parametrize("terms", [pytest.param(0, marks=pytest.mark.slow), 1, 2])
 def test_cholesky_neumann_error_within_its_tail_bound(digits38, terms):
     """``factor="cholesky"``: the step's error is within the Neumann tail bound.
 

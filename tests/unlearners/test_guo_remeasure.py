@@ -26,7 +26,7 @@ def _residual_np(st, lam):
     return float(np.linalg.norm(g)), float(mag), float(margin), int(keep.sum())
 
 
-@pytest.mark.parametrize("update", ["cached", "pcg"])
+@pytest.mark.parametrize("update", ["cached", pytest.param("pcg", marks=pytest.mark.slow)])
 def test_remeasure_restarts_the_bound_from_the_exact_residual(digits38, update):
     kw = dict(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update=update, diagnose=True,
               refresh_cost_ratio=None)  # no policy refreshes on either path
