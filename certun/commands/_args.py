@@ -130,3 +130,17 @@ def experiment_out(args: argparse.Namespace, here: Path, dataset: str) -> Path:
                                                                          else ""))
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def finish_experiment(out: Path, results: dict, t0: float) -> Path:
+    """Stamp ``results`` (finish time, ``seconds`` since ``t0``) and write ``out/results.json``.
+
+    The file is written atomically (:func:`certun.provenance.write_results`); returns its path.
+    """
+    import time
+
+    from certun.provenance import utc_now, write_results
+
+    results["timestamps"]["finished"] = utc_now()
+    results["seconds"] = time.perf_counter() - t0
+    return write_results(out / "results.json", results)

@@ -29,8 +29,8 @@ if importlib.util.find_spec("certun") is None:
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from certun.commands._args import experiment_out, experiment_seeds  # noqa: E402
-from certun.provenance import git_info, json_ready, package_versions, utc_now, write_results  # noqa: E402,E501
+from certun.commands._args import experiment_out, experiment_seeds, finish_experiment  # noqa: E402
+from certun.provenance import git_info, json_ready, package_versions, utc_now  # noqa: E402,E501
 
 
 def _load_config():
@@ -195,9 +195,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> tuple[int, Path | 
         "pooled": pooled, "per_seed": per_seed, "acceptance": acceptance,
     }
     results["plots"] = make_plot(json_ready(pooled), out)
-    results["timestamps"]["finished"] = utc_now()
-    results["seconds"] = time.perf_counter() - t0
-    write_results(out / "results.json", results)
+    finish_experiment(out, results, t0)
     for k, p in pooled.items():
         _log(f"{k:30s} {p['mean']:.4f} [{p['ci'][0]:.4f}, {p['ci'][1]:.4f}]")
     _log(f"acceptance: {json_ready(acceptance)}")
