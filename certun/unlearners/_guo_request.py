@@ -173,19 +173,25 @@ def sequence(c: gs.StepConfig, acc: ga.GuoAccountant, state, idxs, valid, kb: in
     entries (``valid`` false) change nothing. Returns the changed fields (:data:`CARRY`) and
     the ``(L, .)`` records (NaN after the stop).
     """
+    nb = len(ga.CHARGE_FIELDS) + state.W.shape[1]
+
+    def serve(fields, idx):
+        ch, rec = request(c, acc, "cached_factor", state._replace(**fields), idx, kb)
+        return {k: ch.get(k, v) for k, v in fields.items()}, rec
+
     def body(carry, x):
         fields, stopped = carry
         idx, ok = x
-        st = state._replace(**fields)
-        ch, rec = request(c, acc, "cached_factor", st, idx, kb, gate=ok & ~stopped)
-        nb = len(ga.CHARGE_FIELDS) + st.W.shape[1]
+        # after the stop (and on padding) the step is skipped, not computed and discarded
+        fields, rec = lax.cond(ok & ~stopped, serve,
+                               lambda f, i: (f, jnp.full(rec_shape.shape, jnp.nan,
+                                                         rec_shape.dtype)), fields, idx)
         accept = rec[nb + RECORD.index("accept")] > 0
         after = rec[nb + RECORD.index("after")] > 0
-        rec = jnp.where(stopped | ~ok, jnp.nan, rec)
-        fields = {k: ch.get(k, v) for k, v in fields.items()}
         return (fields, stopped | (ok & (~accept | after))), rec
 
     init = {k: getattr(state, k) for k in CARRY if getattr(state, k) is not None}
+    rec_shape = jax.eval_shape(serve, init, idxs[0])[1]
     (fields, _), recs = lax.scan(body, (init, jnp.asarray(False)), (idxs, valid))
     return fields, recs
 

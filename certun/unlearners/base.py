@@ -39,7 +39,7 @@ def published_view(W: Any) -> Any:
     unlearner's ``params(state)`` and ``retrain(state).params`` use this form, so the two
     compare without broadcasting.
     """
-    return W[:, 0] if W.shape[1] == 1 else W
+    return W.squeeze(1) if W.shape[1] == 1 else W
 
 
 class Reference(NamedTuple):
