@@ -327,11 +327,15 @@ def _split(seed: int, data: tuple) -> tuple:
 
 def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
               extractor_epochs: int, progress: bool, candidates: dict,
-              with_head: bool = True, with_dp: bool = True) -> dict:
+              with_head: bool = True, with_dp: bool = True,
+              langevin: dict | None = None, tuning: bool = False) -> dict:
     """One seed: the original model, retraining, every method per epsilon, the frozen head.
 
     ``candidates[eps][variant]`` lists the noisy-phase configurations to run (one each on the
-    evaluation seeds: the one chosen on the tuning seed's validation split).
+    evaluation seeds: the one chosen on the tuning seed's validation split); ``langevin[eps]``
+    the indices of :data:`config.LANGEVIN_CANDIDATES` to run (default: candidate 0).
+    ``tuning``: the tuning seed: the Langevin heads are scored on the validation split and
+    Guo's head is skipped.
     """
     from certun.nn.dp import dp_sgd_train
     from certun.unlearners import exact_retraining, noisy_finetuning
@@ -451,6 +455,12 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     Xp, yp = X[priv], y[priv]
     f_forget = np.sort(rng.choice(len(priv), int(round(cfg.FORGET_FRACTION * len(priv))),
                                   replace=False))
+    lcands = langevin or {f"{e:g}": [0] for e in epsilons}
+    if tuning:  # the Langevin candidates scored on the validation split only
+        Fv = extract_features(feats, ext["params"], Xv)
+        out["langevin_head"] = _langevin_head(feats, ext["params"], Xp, yp, f_forget, Fv, yv,
+                                              epsilons, key, k, lcands)
+        return out
     hst = head.init(Xp, yp, jax.random.fold_in(key, 5), num_classes=k)
     hres = head.unlearn(hst, f_forget)
     Fte = extract_features(feats, ext["params"], Xte)
@@ -462,7 +472,7 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     Wn = np.asarray(nl.params(nl.init(Fp, yp[keep], num_classes=k)))
     acc_noiseless = float(np.mean(np.argmax(Fte @ Wn, 1) == yte))
     out["langevin_head"] = _langevin_head(feats, ext["params"], Xp, yp, f_forget, Fte, yte,
-                                          epsilons, key, k)
+                                          epsilons, key, k, lcands)
     out["frozen_head"] = {"test_acc": acc_head, "lam": h["lam"], "sigma": h["sigma"],
                           "test_acc_noiseless_head": acc_noiseless,
                           "gap": None if acc_head is None else acc_noiseless - acc_head,
@@ -544,44 +554,68 @@ def _zhang(apply, X, y, forget, params0, eps: float, key, finish, reference) -> 
     return r
 
 
-def _langevin_head(feats, ext_params, Xp, yp, forget, Fte, yte, epsilons, key, k) -> dict:
+def _langevin_head(feats, ext_params, Xp, yp, forget, Fe, ye, epsilons, key, k,
+                   cands: dict) -> dict:
     """Langevin unlearning (Chien et al.) of a convex head on the frozen public extractor.
 
-    One chain per seed (burn-in on the private rows through the user's extractor, the
-    ``extract=`` path); per epsilon the same request from that state (each a separate
-    release, not composed). Compute: ``K`` full-batch steps over the retained rows.
+    Per candidate ``(lam, sigma)`` of :data:`config.LANGEVIN_CANDIDATES` (``cands[eps]``: the
+    indices to run at ``eps``), one chain (burn-in on the private rows through the user's
+    extractor, the ``extract=`` path); per epsilon the same request from that state (each a
+    separate release, not composed). ``(Fe, ye)``: the features and labels the released
+    head is scored on (test on the evaluation seeds, validation on the tuning seed).
+    Compute: ``K`` full-batch steps over the retained rows.
     """
     from certun.unlearners import langevin_unlearning
 
     lg = cfg.LANGEVIN
-    out: dict[str, Any] = {"lam": lg["lam"], "sigma": lg["sigma"], "burn_in": lg["burn_in"],
-                           "per_epsilon": {}}
-    base = None
+    out: dict[str, Any] = {"burn_in": lg["burn_in"], "per_epsilon": {}}
+    bases: dict[int, Any] = {}
     for eps in epsilons:
-        unl = langevin_unlearning(lam=lg["lam"], sigma=lg["sigma"], epsilon=eps,
-                                  delta=cfg.DELTA, burn_in=lg["burn_in"],
-                                  max_steps=lg["max_steps"], extract=feats,
-                                  extractor_params=ext_params)
-        if base is None:  # the burn-in does not depend on epsilon
-            base = unl.init(np.asarray(Xp, np.float64), yp, jax.random.fold_in(key, 6),
-                            num_classes=k)
-        res = unl.unlearn(base, forget)
         e = f"{eps:g}"
-        if res.params is None:
-            out["per_epsilon"][e] = {"outcome": res.outcome, "status": res.certificate.status}
-            continue
-        W = np.asarray(res.params)
-        acc = float(np.mean(np.argmax(Fte @ W, 1) == yte))
-        K = int(res.diagnostics["K"])
-        out["per_epsilon"][e] = {"test_acc": acc, "K": K,
-                                 "grads": K * int(res.diagnostics["n_after"]),
-                                 "status": res.certificate.status,
-                                 "epsilon": float(res.certificate.epsilon)}
+        runs = []
+        for ci in cands[e]:
+            c = cfg.LANGEVIN_CANDIDATES[ci]
+            unl = langevin_unlearning(lam=c["lam"], sigma=c["sigma"], epsilon=eps,
+                                      delta=cfg.DELTA, burn_in=lg["burn_in"],
+                                      max_steps=lg["max_steps"], extract=feats,
+                                      extractor_params=ext_params)
+            if ci not in bases:  # the burn-in does not depend on epsilon
+                bases[ci] = unl.init(np.asarray(Xp, np.float64), yp,
+                                     jax.random.fold_in(key, 6), num_classes=k)
+            res = unl.unlearn(bases[ci], forget)
+            r: dict[str, Any] = {"candidate": ci, "lam": c["lam"], "sigma": c["sigma"]}
+            if res.params is None:
+                r.update(outcome=res.outcome, status=res.certificate.status)
+            else:
+                W = np.asarray(res.params)
+                K = int(res.diagnostics["K"])
+                r.update(test_acc=float(np.mean(np.argmax(Fe @ W, 1) == ye)), K=K,
+                         grads=K * int(res.diagnostics["n_after"]),
+                         status=res.certificate.status,
+                         epsilon=float(res.certificate.epsilon))
+            runs.append(r)
+        out["per_epsilon"][e] = runs[0] if len(runs) == 1 else {"candidates": runs}
+    return out
+
+
+def tune_langevin(head: dict) -> dict:
+    """Per epsilon, the Langevin candidate with the best validation accuracy.
+
+    Ties go to fewer gradients; ``None`` when every candidate was refused.
+    """
+    out = {}
+    for e, row in head["per_epsilon"].items():
+        runs = row["candidates"] if "candidates" in row else [row]
+        ok = [r for r in runs if r.get("test_acc") is not None]
+        best = (max(ok, key=lambda r: (r["test_acc"], -r["grads"])) if ok else None)
+        out[e] = {"candidate": None if best is None else best["candidate"],
+                  "val_acc": [r.get("test_acc") for r in runs],
+                  "K": [r.get("K") for r in runs]}
     return out
 
 
 def tune(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
-         progress: bool) -> dict:
+         progress: bool, extractor_epochs: int = cfg.EXTRACTOR_EPOCHS) -> dict:
     """Choose, per epsilon, each variant's noisy-phase candidate and the variant, on validation.
 
     The tuning seed has its own split, forget set and initialisations (none of the evaluation
@@ -590,8 +624,9 @@ def tune(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     target wins; the variant of noisy fine-tuning is the cheaper of the two clipping variants.
     """
     cands = {f"{e:g}": {v: list(c) for v, c in cfg.CANDIDATES.items()} for e in epsilons}
-    r = _run_seed(seed, data, epsilons, epochs, hidden, 0, progress, cands, with_head=False,
-                  with_dp=False)
+    lc = {f"{e:g}": list(range(len(cfg.LANGEVIN_CANDIDATES))) for e in epsilons}
+    r = _run_seed(seed, data, epsilons, epochs, hidden, extractor_epochs, progress, cands,
+                  with_dp=False, langevin=lc, tuning=True)
     out: dict[str, Any] = {"seed": seed, "per_epsilon": {}}
     for e in cands:
         row = r["methods"][e]
@@ -607,6 +642,7 @@ def tune(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
                      key=lambda v: min(ch[v]["grads"]))
         out["per_epsilon"][e] = {"variants": ch, "chosen_variant": best_v}
     out["retrain_grads_to_target"] = r["retrain"]["grads_to_target"]
+    out["langevin"] = tune_langevin(r["langevin_head"])
     return out
 
 
@@ -668,7 +704,9 @@ def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dic
             row["langevin_head"] = {"test_acc": _ms([x.get("test_acc") for x in lh]),
                                     "K": _ms([x.get("K") for x in lh]),
                                     "grads": _ms([x.get("grads") for x in lh]),
-                                    "status": sorted({str(x.get("status")) for x in lh})}
+                                    "status": sorted({str(x.get("status")) for x in lh}),
+                                    "lam_sigma": sorted({(x.get("lam"), x.get("sigma"))
+                                                         for x in lh}, key=str)}
         s["per_epsilon"][e] = row
     e1 = s["per_epsilon"].get("1")
     acc: dict[str, Any] = {}
@@ -814,20 +852,26 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
     seeds = tuple(range(first, first + n_seeds))
     t1 = time.perf_counter()
     tuned = tune(f.get("tune_seed", cfg.TUNE_SEED), data, eps, f.get("epochs", cfg.EPOCHS),
-                 f.get("hidden", cfg.HIDDEN), not a.quiet)
+                 f.get("hidden", cfg.HIDDEN), not a.quiet,
+                 f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS))
     print(f"koloskova2025: tuning seed {tuned['seed']}: {time.perf_counter() - t1:.0f} s; "
           + "; ".join(f"eps {e}: {v['chosen_variant']} "
                       + ",".join(f"{m}#{c['candidate']}" for m, c in v["variants"].items())
-                      for e, v in tuned["per_epsilon"].items()), flush=True)
+                      for e, v in tuned["per_epsilon"].items())
+          + "; langevin head: " + ", ".join(f"eps {e}: #{v['candidate']}"
+                                            for e, v in tuned["langevin"].items()), flush=True)
     chosen = {e: {m: [c["config"]] for m, c in v["variants"].items()}
               for e, v in tuned["per_epsilon"].items()}
+    # the Langevin head's candidate per epsilon (all refused: candidate 0, refused again)
+    lchosen = {e: [0 if v["candidate"] is None else v["candidate"]]
+               for e, v in tuned["langevin"].items()}
     per_seed = []
     for s in seeds:
         t1 = time.perf_counter()
         per_seed.append(_run_seed(s, data, eps, f.get("epochs", cfg.EPOCHS),
                                   f.get("hidden", cfg.HIDDEN),
                                   f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS), not a.quiet,
-                                  chosen))
+                                  chosen, langevin=lchosen))
         print(f"koloskova2025: seed {s}: {time.perf_counter() - t1:.0f} s", flush=True)
         # the seeds so far, in case the run is cut short (atomic; replaced by results.json)
         part = Path(a.out) if a.out else HERE / "results" / a.dataset
@@ -845,6 +889,8 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
                       "candidates": cfg.CANDIDATES, "tune_seed": tuned["seed"],
                       "crn_stream": cfg.CRN_STREAM, "dp_sgd": cfg.DPSGD,
                       "head": cfg.HEAD, "public_fraction": cfg.PUBLIC_FRACTION,
+                      "langevin": cfg.LANGEVIN,
+                      "langevin_candidates": list(cfg.LANGEVIN_CANDIDATES),
                       "target_gap": cfg.TARGET_GAP},
            "seed": list(seeds), "versions": package_versions(), "git": git_info(REPO),
            "timestamps": {"started": started, "finished": utc_now()},

@@ -101,6 +101,22 @@ def test_ratio_of_means_and_its_spread(run_mod):
     assert acc["eps1_grads_ratio"]["mean"] == pytest.approx((1.2 + 1100 / 3000) / 2)
 
 
+def test_langevin_head_is_chosen_on_validation(run_mod):
+    """Per epsilon the best validation accuracy wins (ties: fewer gradients); refused: None."""
+    def run(ci, acc, grads):
+        return {"candidate": ci, "test_acc": acc, "grads": grads, "K": grads // 10}
+
+    head = {"per_epsilon": {
+        "1": {"candidates": [run(0, 0.80, 500), run(1, 0.85, 900), run(2, 0.85, 700)]},
+        "20": {"candidates": [run(0, 0.80, 500), {"candidate": 1, "status": "fails"}]},
+        "0.1": {"candidates": [{"candidate": 0, "status": "fails"}]}}}
+    got = run_mod.tune_langevin(head)
+    assert got["1"]["candidate"] == 2 and got["1"]["val_acc"] == [0.80, 0.85, 0.85]
+    assert got["20"]["candidate"] == 0 and got["20"]["val_acc"] == [0.80, None]
+    assert got["0.1"]["candidate"] is None
+    assert run_mod.cfg.LANGEVIN_CANDIDATES[0] == {"lam": 0.01, "sigma": 0.03}
+
+
 def test_cli_usage_errors(run_mod, capsys, tmp_path):
     assert run_mod.main(["--dataset", "cifar10", "--out", str(tmp_path)]) == 2
     assert "cifar-path" in capsys.readouterr().err
@@ -134,5 +150,10 @@ def test_fast_run(run_mod, tmp_path):
             assert cert["removed"] == r["forget"]
             assert m["grads"] == m["grads_noisy"] + m["grads_finetune"]
     assert r["frozen_head"]["status"] == "holds"
+    # the Langevin head of each epsilon is the candidate chosen on the tuning seed
+    for e, v in res["tuning"]["langevin"].items():
+        if v["candidate"] is not None:
+            assert v["val_acc"][v["candidate"]] == max(a for a in v["val_acc"] if a is not None)
+            assert r["langevin_head"]["per_epsilon"][e]["candidate"] == v["candidate"]
     for e, m in r["langevin_head"]["per_epsilon"].items():
         assert m["status"] == "holds" and m["epsilon"] <= float(e) + 1e-9
