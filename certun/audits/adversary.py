@@ -73,6 +73,7 @@ __all__ = [
     "descent_to_delete_worlds",
     "langevin_worlds",
     "pnsgd_worlds",
+    "pnsgd_audit_problem",
     "zhang_worlds",
     "private_release_worlds",
 ]
@@ -647,9 +648,39 @@ def langevin_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float,
                            "api_published_out": api_out})
 
 
+def pnsgd_audit_problem(n: int, d: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
+    r"""The worst case of PNSGD's bound: ``n - 1`` zero rows and a unit canary ``e_1`` (last).
+
+    Returns ``(X, y, canary)`` for :func:`pnsgd_worlds` (``canary=`` the last index). Zero rows
+    add neither gradient nor curvature, so along the canary's direction every step of
+    :func:`certun.unlearners.pnsgd_unlearning` is exactly the contraction ``c = 1 - eta lam``
+    the accounting uses, plus the canary's own term ``(eta / b) sigmoid(-w_1)`` in world
+    "in"; with a small projection radius ``R`` that term is close to the bound
+    ``(eta / b) sigmoid(R)`` (``certun.unlearners.pnsgd.gradient_bound``), and with
+    ``batch_size = n`` (one batch per epoch) the canary is in every step, so the distance
+    between the worlds is the tracking bound ``Z`` of ``proofs/pnsgd_unlearning.md`` §2 up to
+    the ratio ``(1/2) / sigmoid(R)`` and the canary's own curvature (§5 measures it). On a
+    problem of random rows the other rows' logistic curvature contracts the chains much
+    faster than ``c`` and the canary's derivative stays near ``1/2 < M``: the bound is then
+    far from attained and no audit can catch a twin with half the noise.
+
+    Args:
+      n: rows, the canary included (``>= 2``).
+      d: dimension (the canary is ``e_1``; the other coordinates stay pure noise).
+    """
+    n = _validate.integer(n=n, minimum=2)
+    d = _validate.integer(d=d, minimum=1)
+    X = np.zeros((n, d))
+    X[-1] = safe_unit_rows(np.eye(1, d))[0]
+    y = np.where(np.arange(n) % 2 == 0, -1.0, 1.0)  # both labels (zero rows: no effect)
+    y[-1] = 1.0
+    return X, y, n - 1
+
+
 def pnsgd_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float, delta: float,
                  batch_size: int, epochs: int = 6, radius: float | None = None,
-                 sigma_scale: float = 1.0, unlearn_epochs: int | None = None) -> Worlds:
+                 sigma_scale: float = 1.0, unlearn_epochs: int | None = None,
+                 canary: int | None = None) -> Worlds:
     """Minibatch noisy SGD unlearning of the canary vs retraining; every output is a run.
 
     World "in": :func:`certun.unlearners.pnsgd_unlearning`'s ``init`` on ``D + {z}`` (``E``
@@ -659,11 +690,18 @@ def pnsgd_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float, de
     ``K`` is the certified one (fixed by ``key(0)``'s request); ``sigma_scale`` scales the
     step noise only (a twin with that fraction of the certified noise); ``unlearn_epochs``
     replaces ``K`` in both worlds (a twin that unlearns for fewer epochs than certified; 0:
-    publishes the model trained with ``z``).
+    publishes the model trained with ``z``). ``canary``: the index of the row of ``(X, y)``
+    to remove (e.g. :func:`pnsgd_audit_problem`'s); ``None`` appends the worst-case canary
+    of the convex audits (:func:`certun.audits.epsilon.worst_case_canary`).
     """
     from certun.unlearners.pnsgd import pnsgd_unlearning
 
-    Xz, yz, iz = _with_canary(X, y, lam)
+    if canary is None:
+        Xz, yz, iz = _with_canary(X, y, lam)
+    else:
+        Xz = _validate.unit_rows(X=X, tol=0.0)
+        yz = np.asarray(y, np.float64)
+        iz = _validate.integer(canary=canary, minimum=0, maximum=Xz.shape[0] - 1)
     s = _validate.positive(sigma_scale=sigma_scale)
     unl = pnsgd_unlearning(lam=lam, sigma=sigma, epsilon=epsilon, delta=delta,
                            batch_size=batch_size, epochs=epochs, radius=radius)
@@ -685,11 +723,12 @@ def pnsgd_worlds(X: Any, y: Any, *, lam: float, sigma: float, epsilon: float, de
     extra = "" if unlearn_epochs is None else f"K = {K}"
     return Worlds(_tag(cert.mechanism, (s, s), extra), cert.adjacency,
                   {"n": int(Xz.shape[0]), "d": int(Xz.shape[1]), "lam": lam, "sigma": sigma,
-                   "batch_size": batch_size, "epochs": epochs, "K": K,
-                   "canary": "worst-case (grnb_norm)"},
+                   "batch_size": batch_size, "epochs": epochs, "K": K, "radius": radius,
+                   "canary": "worst-case (grnb_norm)" if canary is None else f"row {iz}"},
                   float(cert.epsilon), float(cert.delta), smp_in, smp_out, common, common,
                   runs_are_training=True,
                   details={"K": K, "sigma_scale": s, "certificate_status": cert.status,
+                           "shift": float(cert.bounds["shift"]), "mu": float(cert.bounds["mu"]),
                            "api_published_in": api_in, "api_published_out": api_out})
 
 

@@ -288,6 +288,11 @@ def dpsgd_noise_multiplier(*, epsilon: float, delta: float, rate: float, steps: 
     return hi
 
 
+# the default optimizer: ONE object, so that every call with the default shares the compiled
+# program (``_train`` is keyed on it as a static argument)
+_DEFAULT_OPT = optax.adam(1e-3)
+
+
 @functools.partial(jax.jit, static_argnames=("apply", "loss", "optimizer", "steps", "buffer",
                                              "chunk"))
 def _train(params: PyTree, X: jax.Array, y: jax.Array, eligible: jax.Array, key: jax.Array,
@@ -353,7 +358,10 @@ def dp_sgd_train(apply: Callable, params: PyTree, X: Any, y: Any, key: jax.Array
       steps: number of steps.
       batch_size: the expected batch ``q n``.
       clip: per-example clipping norm.
-      optimizer: any optax optimizer (default ``optax.adam(1e-3)``).
+      optimizer: any optax optimizer (default ``optax.adam(1e-3)``). The compiled training
+        loop is cached per ``apply``, ``loss`` and ``optimizer`` (by identity), ``steps`` and
+        shapes for the process's life: reuse one optimizer object (and one ``apply``) across
+        calls, or every call compiles, and keeps, a program of its own.
       loss: ``loss(logits, y)`` mean loss (default softmax cross-entropy).
       group_size: rows the guarantee covers (``k`` for deleting ``k`` rows).
       accountant: ``"pld"`` or ``"rdp"``.
@@ -376,7 +384,7 @@ def dp_sgd_train(apply: Callable, params: PyTree, X: Any, y: Any, key: jax.Array
     p_over = 0.0 if buf >= n else overflow_probability(n, q, buf, T)
     z = dpsgd_noise_multiplier(epsilon=epsilon, delta=dlt - p_over, rate=q, steps=T,
                                group_size=group_size, accountant=accountant)
-    opt = optax.adam(1e-3) if optimizer is None else optimizer
+    opt = _DEFAULT_OPT if optimizer is None else optimizer
     el = jnp.ones(n, bool) if eligible is None else jnp.asarray(eligible, bool)
     dt = jax.tree.leaves(params)[0].dtype
     hp = {"rate": jnp.asarray(q, dt), "clip": jnp.asarray(clip, dt), "z": jnp.asarray(z, dt),

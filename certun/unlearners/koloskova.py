@@ -102,6 +102,12 @@ def _noise(key: jax.Array, tree: PyTree, sigma: jax.Array) -> PyTree:
         for k, x in zip(ks, leaves, strict=True)])
 
 
+# the default optimizer of the noiseless steps: ONE object, so that every unlearner built with
+# the default shares the compiled program (``_run`` is keyed on it as a static argument; a fresh
+# ``optax.adam(1e-3)`` per call would compile, and keep, one program per unlearner)
+_DEFAULT_POST_OPT = optax.adam(1e-3)
+
+
 @functools.partial(jax.jit, static_argnames=("apply", "loss", "variant", "steps", "batch_size",
                                              "clip_grad", "post_steps", "post_opt", "post_clip"))
 def _run(params: PyTree, X: jax.Array, y: jax.Array, retained: jax.Array, key: jax.Array,
@@ -202,6 +208,10 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
         ``None``).
       jit: compile the whole fine-tuning as one program (``False`` runs it eagerly, only the
         ``lax.scan`` loop bodies compiled; for debugging and for callers that jit themselves).
+        The compiled program is cached per ``apply``, ``loss``, ``post_optimizer`` (by
+        identity), variant, ``steps``, ``batch_size`` and shapes, and kept for the process's
+        life: pass the *same* ``apply`` object to every unlearner of one model (not a fresh
+        closure per call), or every call compiles, and keeps, a program of its own.
 
     Returns:
       An :class:`~certun.unlearners.base.Unlearner`: ``init(X, y, key, *, params)`` (``params``:
@@ -219,7 +229,7 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
     bs = _validate.integer(batch_size=batch_size, minimum=1)
     npost = _validate.integer(post_steps=post_steps, minimum=0)
     s0 = _validate.non_negative(init_sigma=init_sigma)
-    post_opt = optax.adam(1e-3) if post_optimizer is None else post_optimizer
+    post_opt = _DEFAULT_POST_OPT if post_optimizer is None else post_optimizer
     if not callable(apply):
         raise _validate.ValidationError(
             "apply must be a function apply(params, x); build one with certun.nn.as_apply")
@@ -303,7 +313,7 @@ def noisy_finetuning(apply: Callable[[PyTree, jax.Array], jax.Array], *, variant
                    key: jax.Array) -> PyTree:
         hpa = {k: jnp.asarray(v, jax.tree.leaves(params)[0].dtype) for k, v in hp.items()}
         kw = dict(apply=apply, loss=loss, variant=var, steps=T, batch_size=bs,
-                  clip_grad=clip_grad, post_steps=npost, post_opt=post_opt,
+                  clip_grad=clip_grad, post_steps=npost, post_opt=post_opt if npost else None,
                   post_clip=pc is not None)
         if rescale_norms is not None and (jax.tree.structure(rescale_norms)
                                           != jax.tree.structure(params)):

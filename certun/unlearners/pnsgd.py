@@ -18,7 +18,8 @@ the divisor ``b`` do not change) and runs the fewest further epochs ``K``
 iterate is ``(epsilon, delta)``-indistinguishable from the law of retraining: the same PNSGD
 (same partition, start ``w_0 = 0``) run on the rows kept, for the same total number of
 epochs (:meth:`retrain` draws from it). Derivation: ``proofs/pnsgd_unlearning.md``. Every
-constant is verified by construction (unit rows, logistic ``|l'| <= 1``, ``eta = 1/L``). One
+constant is verified by construction (unit rows, logistic ``|l'| <= 1``, or ``sigmoid(R)``
+with a projection radius ``R`` (:func:`gradient_bound`), ``eta = 1/L``). One
 request per state is certified; a second request is refused (sequential accounting is not
 implemented). It does not hide a deletion from someone who saw both models.
 
@@ -42,7 +43,7 @@ from certun.certificate import make_certificate, verified
 from certun.models import glm
 from certun.unlearners.base import Reference, Unlearner, UnlearnResult, published_view
 
-__all__ = ["PNSGDState", "pnsgd_unlearning"]
+__all__ = ["PNSGDState", "gradient_bound", "pnsgd_unlearning"]
 
 MECHANISM = "chien2024_pnsgd"
 
@@ -68,6 +69,31 @@ class PNSGDState(NamedTuple):
     key: jax.Array
     epochs: int
     requests: int
+
+
+def gradient_bound(num_classes: int, radius: float | None) -> float:
+    r"""``M``: the per-example gradient bound of the logistic loss on the iterates of PNSGD.
+
+    ``||grad l_i(W)||_F <= sqrt(K) sigmoid(R)`` for every ``W`` with ``||W||_F <= R`` and
+    ``||x_i|| <= 1``: each class's derivative is ``|l'| = sigmoid(-y x.w_k) <=
+    sigmoid(||x|| ||w_k||) <= sigmoid(R)``; without a projection (``radius=None``) the bound
+    is ``sqrt(K)`` (``|l'| < 1``). Every gradient of :func:`pnsgd_unlearning` is taken at
+    ``w_0 = 0`` or at a projected iterate, so the bound holds on every step
+    (``proofs/pnsgd_unlearning.md`` §1, (1.1)). For ``K = 1`` it is attained at
+    ``w = -R y x`` for a unit row.
+
+    Args:
+      num_classes: ``K`` (1 for binary labels).
+      radius: ``R`` of the projection, or ``None``.
+
+    Returns:
+      ``M``.
+    """
+    K = _validate.integer(num_classes=num_classes, minimum=1)
+    if radius is None:
+        return math.sqrt(K)
+    R = _validate.positive(radius=radius)
+    return math.sqrt(K) / (1.0 + math.exp(-R))
 
 
 @functools.partial(jax.jit, static_argnames=("b",))
@@ -102,7 +128,8 @@ def pnsgd_unlearning(*, lam: float, sigma: float, epsilon: float, delta: float,
       batch_size: ``b`` of the cyclic partition.
       epochs: learning epochs run by ``init`` (and the reference's first phase).
       radius: projection radius ``R`` (``None``: none; the ``2R`` cap of the shift is then
-        not used).
+        not used). With a radius the per-example gradient bound is ``sqrt(K) sigmoid(R)``
+        (:func:`gradient_bound`) instead of ``sqrt(K)``: a small radius shortens unlearning.
       max_epochs: the most unlearning epochs a request may take.
 
     Returns:
@@ -171,7 +198,7 @@ def pnsgd_unlearning(*, lam: float, sigma: float, epsilon: float, delta: float,
         S = int(idx.size)
         mask = state.mask.at[jnp.asarray(idx)].set(0.0)
         Kc = int(state.W.shape[1])
-        M = math.sqrt(Kc)  # ||grad l_i|| <= sqrt(K): |l'| <= 1 per class, ||x_i|| <= 1
+        M = gradient_bound(Kc, R)
         kw: dict[str, Any] = dict(n=N, batch_size=b, changed=S, eta=eta, sigma=sig, m=m, L=L,
                                   grad_bound=M, delta=dlt, radius=R, masked=True)
         K = acct.pnsgd_epochs(epsilon=eps, max_epochs=kmax, **kw)
@@ -181,7 +208,10 @@ def pnsgd_unlearning(*, lam: float, sigma: float, epsilon: float, delta: float,
              verified("strong_convexity", f"m = lam = {m:g} (mean scale)"),
              verified("step_size", f"eta = 1/L with L = 1/4 + lam = {L:g}: every gradient map "
                       f"is a (1 - eta m) contraction"),
-             verified("gradient_bound", f"||grad l_i|| <= M = {M:.6g} on every iterate"),
+             verified("gradient_bound", f"||grad l_i|| <= M = {M:.6g} on every iterate "
+                      + ("(sqrt(K) |l'|, |l'| <= 1)" if R is None else
+                         f"(sqrt(K) sigmoid(R): every iterate lies in the ball of radius "
+                         f"R = {R:g}, so every margin is at most R)")),
              verified("partition", "fixed cyclic partition; removed rows keep their slots "
                       "with zero gradient (the divisor b is unchanged)")]
         cert = make_certificate(

@@ -249,6 +249,24 @@ def _lanczos_fn(net: Network, weight_decay: float, steps: int) -> Callable:
 
 
 def _byo_network(model: Any, init_fn: Callable[[jax.Array], PyTree] | None) -> Network:
+    """A :class:`Network` around a user's model, one per ``(model, init_fn)`` when hashable.
+
+    The jitted Newton step is cached per :class:`Network` (:func:`_step_fn`); building a fresh
+    ``Network`` (a fresh ``init`` closure) per unlearner would compile, and keep, one program
+    per unlearner of the same model.
+    """
+    try:
+        return _byo_network_cached(model, init_fn)
+    except TypeError:  # an unhashable model: no sharing
+        return _make_byo_network(model, init_fn)
+
+
+@functools.lru_cache(maxsize=32)
+def _byo_network_cached(model: Any, init_fn: Callable[[jax.Array], PyTree] | None) -> Network:
+    return _make_byo_network(model, init_fn)
+
+
+def _make_byo_network(model: Any, init_fn: Callable[[jax.Array], PyTree] | None) -> Network:
     """A :class:`Network` around a user's model (:func:`certun.nn.byo.as_apply`).
 
     ``input_dim`` and ``num_classes`` are unknown (``-1``): only :meth:`retrain` needs them,

@@ -34,6 +34,7 @@ accuracy vs compute) go to ``--out``.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import math
 import pickle
@@ -123,8 +124,13 @@ def load_data(name: str, cifar_path: str | None, fast: bool) -> tuple:
 # --------------------------------------------------------------------------- the user's model
 
 
+@functools.lru_cache(maxsize=8)
 def make_model(d: int, hidden: int, k: int):
-    """A flax linen MLP d-hidden-k (inputs rescaled by sqrt(d): unit rows -> unit pixels)."""
+    """A flax linen MLP d-hidden-k (inputs rescaled by sqrt(d): unit rows -> unit pixels).
+
+    One module per shape for the whole run (cached), so that :func:`model_fns`' functions,
+    and every program compiled for them, are shared by all seeds.
+    """
     import flax.linen as nn
 
     class MLP(nn.Module):
@@ -136,6 +142,70 @@ def make_model(d: int, hidden: int, k: int):
     return MLP()
 
 
+@functools.lru_cache(maxsize=8)
+def model_fns(d: int, hidden: int, k: int) -> tuple:
+    """``(model, apply, feats)`` of :func:`make_model`, the same function objects every call.
+
+    certun's jitted programs take ``apply`` as a static argument (keyed by identity): fresh
+    closures per seed compiled, and kept, a new program per seed (the memory growth that
+    killed the full grid).
+    """
+    from certun.nn import as_apply
+
+    model = make_model(d, hidden, k)
+
+    def feats(p, x):
+        return model.apply({"params": p}, x, features=True)
+
+    return model, as_apply(model), feats
+
+
+@functools.lru_cache(maxsize=8)
+def _adam(lr: float):
+    """One optax Adam per learning rate (a static argument of the compiled loops)."""
+    import optax
+
+    return optax.adam(lr)
+
+
+@functools.partial(jax.jit, static_argnames=("apply",))
+def _accuracy(p, X, y, *, apply):
+    return jnp.mean(jnp.argmax(apply(p, X), -1) == y)
+
+
+@functools.lru_cache(maxsize=8)
+def _chunk_fn(apply, lr: float):
+    """The compiled chunk of the user's optax loop, one per ``(apply, lr)`` for the whole run.
+
+    The rows are arguments (not constants captured by a closure), so one program serves every
+    seed's split.
+    """
+    import optax
+
+    opt = _adam(lr)
+
+    def loss(p, xb, yb):
+        return optax.softmax_cross_entropy_with_integer_labels(apply(p, xb), yb).mean()
+
+    @jax.jit
+    def chunk(p, s, idx, n_active, X, y, Xv, yv):
+        """``n_active`` steps of ``idx`` (the rest are no-ops); val accuracy after each."""
+        def step(c, t):
+            p, s = c
+            i = idx[t]
+            g = jax.grad(loss)(p, X[i], y[i])
+            u, s2 = opt.update(g, s, p)
+            p2 = optax.apply_updates(p, u)
+            on = t < n_active
+            p, s = jax.tree.map(lambda a, b: jnp.where(on, a, b), (p2, s2), (p, s))
+            return (p, s), jnp.mean(jnp.argmax(apply(p, Xv), -1) == yv)
+
+        (p, s), accs = jax.lax.scan(step, (p, s), jnp.arange(idx.shape[0]))
+        return p, s, accs
+
+    return chunk
+
+
 class Trainer:
     """The user's own optax loop: Adam minibatches, the validation accuracy after every step.
 
@@ -145,36 +215,20 @@ class Trainer:
     """
 
     def __init__(self, apply, X, y, Xv, yv, batch: int, lr: float, progress: bool):
-        import optax
-
         self.apply, self.batch, self.progress = apply, batch, progress
         self.X, self.y = jnp.asarray(X), jnp.asarray(y)
         self.Xv, self.yv = jnp.asarray(Xv), jnp.asarray(yv)
-        self.opt = optax.adam(lr)
-        opt = self.opt
-        Xv_, yv_ = self.Xv, self.yv
+        self.opt = _adam(lr)
+        fn = _chunk_fn(apply, lr)
 
-        def loss(p, xb, yb):
-            return optax.softmax_cross_entropy_with_integer_labels(apply(p, xb), yb).mean()
-
-        @jax.jit
         def chunk(p, s, idx, n_active):
-            """``n_active`` steps of ``idx`` (the rest are no-ops); val accuracy after each."""
-            def step(c, t):
-                p, s = c
-                i = idx[t]
-                g = jax.grad(loss)(p, self.X[i], self.y[i])
-                u, s2 = opt.update(g, s, p)
-                p2 = optax.apply_updates(p, u)
-                on = t < n_active
-                p, s = jax.tree.map(lambda a, b: jnp.where(on, a, b), (p2, s2), (p, s))
-                return (p, s), jnp.mean(jnp.argmax(apply(p, Xv_), -1) == yv_)
-
-            (p, s), accs = jax.lax.scan(step, (p, s), jnp.arange(idx.shape[0]))
-            return p, s, accs
+            return fn(p, s, idx, n_active, self.X, self.y, self.Xv, self.yv)
 
         self.chunk = chunk
-        self.acc = jax.jit(lambda p, X, y: jnp.mean(jnp.argmax(apply(p, X), -1) == y))
+
+    def acc(self, p, X, y):
+        """Accuracy of ``p`` on ``(X, y)`` (a device scalar)."""
+        return _accuracy(p, X, y, apply=self.apply)
 
     def val_acc(self, p) -> float:
         """Accuracy on the validation split."""
@@ -273,13 +327,16 @@ def _split(seed: int, data: tuple) -> tuple:
 
 def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
               extractor_epochs: int, progress: bool, candidates: dict,
-              with_head: bool = True, with_dp: bool = True) -> dict:
+              with_head: bool = True, with_dp: bool = True,
+              langevin: dict | None = None, tuning: bool = False) -> dict:
     """One seed: the original model, retraining, every method per epsilon, the frozen head.
 
     ``candidates[eps][variant]`` lists the noisy-phase configurations to run (one each on the
-    evaluation seeds: the one chosen on the tuning seed's validation split).
+    evaluation seeds: the one chosen on the tuning seed's validation split); ``langevin[eps]``
+    the indices of :data:`config.LANGEVIN_CANDIDATES` to run (default: candidate 0).
+    ``tuning``: the tuning seed: the Langevin heads are scored on the validation split and
+    Guo's head is skipped.
     """
-    from certun.nn import as_apply
     from certun.nn.dp import dp_sgd_train
     from certun.unlearners import exact_retraining, noisy_finetuning
     from certun.unlearners.frozen_head import extract_features, frozen_extractor_head
@@ -295,11 +352,12 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     X, y, Xv, yv = Xall[tr], yall[tr], Xall[val], yall[val]
     n = len(y)
     retained = np.setdiff1d(np.arange(n), forget)
-    model = make_model(d, hidden, k)
-    apply = as_apply(model)
+    model, apply, feats = model_fns(d, hidden, k)
     tr_ = Trainer(apply, X, y, Xv, yv, cfg.BATCH, cfg.LR, progress)
-    test_acc = jax.jit(lambda p: jnp.mean(jnp.argmax(apply(p, jnp.asarray(Xte)), -1)
-                                          == jnp.asarray(yte)))
+    Xte_j, yte_j = jnp.asarray(Xte), jnp.asarray(yte)
+
+    def test_acc(p):
+        return _accuracy(p, Xte_j, yte_j, apply=apply)
     key = jax.random.key(seed)
     init = model.init(jax.random.fold_in(key, 0), jnp.zeros((1, d)))["params"]
     # the per-layer norms of a fresh initialisation from a fixed public key: the reference
@@ -368,8 +426,6 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
         if with_dp:  # the baselines (not run on the tuning seed)
             row["zhang_2C"] = _zhang(apply, X, y, forget, params0, eps, key, finish, reference)
             # DP-SGD with group privacy over the forget set, on all rows
-            import optax
-
             dcfg = cfg.DPSGD
             steps = dcfg["steps"]
             init_d = model.init(jax.random.fold_in(key, 2), jnp.zeros((1, d)))["params"]
@@ -377,7 +433,7 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
                                      jax.random.fold_in(key, 3 + int(eps * 100)),
                                      epsilon=eps, delta=cfg.DELTA, steps=steps, batch_size=n,
                                      clip=dcfg["clip"], group_size=int(forget.size),
-                                     optimizer=optax.adam(dcfg["lr"]))
+                                     optimizer=_adam(dcfg["lr"]))
             r = finish(pd, f"seed {seed}: dp-sgd eps {eps:g}")
             r.update(grads=steps * n + r["grads_finetune"], grads_dpsgd=steps * n,
                      noise_multiplier=dconf.noise_multiplier, dpsgd_epsilon=dconf.epsilon,
@@ -394,14 +450,17 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     init_e = model.init(jax.random.fold_in(key, 4), jnp.zeros((1, d)))["params"]
     ext = tr_.train(init_e, pub, rng, extractor_epochs, label=f"seed {seed}: extractor")
 
-    def feats(p, x):
-        return model.apply({"params": p}, x, features=True)
-
     h = cfg.HEAD
     head = frozen_extractor_head(feats, ext["params"], extractor="public", **h)
     Xp, yp = X[priv], y[priv]
     f_forget = np.sort(rng.choice(len(priv), int(round(cfg.FORGET_FRACTION * len(priv))),
                                   replace=False))
+    lcands = langevin or {f"{e:g}": [0] for e in epsilons}
+    if tuning:  # the Langevin candidates scored on the validation split only
+        Fv = extract_features(feats, ext["params"], Xv)
+        out["langevin_head"] = _langevin_head(feats, ext["params"], Xp, yp, f_forget, Fv, yv,
+                                              epsilons, key, k, lcands)
+        return out
     hst = head.init(Xp, yp, jax.random.fold_in(key, 5), num_classes=k)
     hres = head.unlearn(hst, f_forget)
     Fte = extract_features(feats, ext["params"], Xte)
@@ -413,7 +472,7 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     Wn = np.asarray(nl.params(nl.init(Fp, yp[keep], num_classes=k)))
     acc_noiseless = float(np.mean(np.argmax(Fte @ Wn, 1) == yte))
     out["langevin_head"] = _langevin_head(feats, ext["params"], Xp, yp, f_forget, Fte, yte,
-                                          epsilons, key, k)
+                                          epsilons, key, k, lcands)
     out["frozen_head"] = {"test_acc": acc_head, "lam": h["lam"], "sigma": h["sigma"],
                           "test_acc_noiseless_head": acc_noiseless,
                           "gap": None if acc_head is None else acc_noiseless - acc_head,
@@ -433,6 +492,30 @@ def _ms(xs: list) -> dict:
         return {"mean": None, "std": None, "n": 0}
     return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
             "n": int(a.size)}
+
+
+def ratio_of_means(num: list, den: list, *, resamples: int = 10_000, seed: int = 0) -> dict:
+    """``mean(num) / mean(den)`` over paired seeds, with its spread.
+
+    ``se``: the delta method's standard error of a ratio of two means of paired samples,
+    ``sd(num_i - R den_i) / (sqrt(n) mean(den))`` with ``R`` the ratio (first-order Taylor
+    expansion of ``R``; the ``n - 1`` sample standard deviation). ``ci95_bootstrap``: the
+    2.5 and 97.5 percentiles of the ratio over ``resamples`` paired bootstrap resamples of the
+    seeds (seeded; with 5 seeds a crude interval). ``None`` fields when fewer than two pairs.
+    """
+    a = np.asarray(num, np.float64)
+    b = np.asarray(den, np.float64)
+    n = a.size
+    if n == 0 or b.sum() <= 0:
+        return {"value": None, "se": None, "ci95_bootstrap": None, "n": int(n)}
+    R = float(a.mean() / b.mean())
+    if n < 2:
+        return {"value": R, "se": None, "ci95_bootstrap": None, "n": 1}
+    se = float(np.std(a - R * b, ddof=1) / (math.sqrt(n) * b.mean()))
+    idx = np.random.default_rng(seed).integers(0, n, (resamples, n))
+    boot = a[idx].mean(1) / b[idx].mean(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"value": R, "se": se, "ci95_bootstrap": [float(lo), float(hi)], "n": int(n)}
 
 
 def _zhang(apply, X, y, forget, params0, eps: float, key, finish, reference) -> dict:
@@ -471,44 +554,68 @@ def _zhang(apply, X, y, forget, params0, eps: float, key, finish, reference) -> 
     return r
 
 
-def _langevin_head(feats, ext_params, Xp, yp, forget, Fte, yte, epsilons, key, k) -> dict:
+def _langevin_head(feats, ext_params, Xp, yp, forget, Fe, ye, epsilons, key, k,
+                   cands: dict) -> dict:
     """Langevin unlearning (Chien et al.) of a convex head on the frozen public extractor.
 
-    One chain per seed (burn-in on the private rows through the user's extractor, the
-    ``extract=`` path); per epsilon the same request from that state (each a separate
-    release, not composed). Compute: ``K`` full-batch steps over the retained rows.
+    Per candidate ``(lam, sigma)`` of :data:`config.LANGEVIN_CANDIDATES` (``cands[eps]``: the
+    indices to run at ``eps``), one chain (burn-in on the private rows through the user's
+    extractor, the ``extract=`` path); per epsilon the same request from that state (each a
+    separate release, not composed). ``(Fe, ye)``: the features and labels the released
+    head is scored on (test on the evaluation seeds, validation on the tuning seed).
+    Compute: ``K`` full-batch steps over the retained rows.
     """
     from certun.unlearners import langevin_unlearning
 
     lg = cfg.LANGEVIN
-    out: dict[str, Any] = {"lam": lg["lam"], "sigma": lg["sigma"], "burn_in": lg["burn_in"],
-                           "per_epsilon": {}}
-    base = None
+    out: dict[str, Any] = {"burn_in": lg["burn_in"], "per_epsilon": {}}
+    bases: dict[int, Any] = {}
     for eps in epsilons:
-        unl = langevin_unlearning(lam=lg["lam"], sigma=lg["sigma"], epsilon=eps,
-                                  delta=cfg.DELTA, burn_in=lg["burn_in"],
-                                  max_steps=lg["max_steps"], extract=feats,
-                                  extractor_params=ext_params)
-        if base is None:  # the burn-in does not depend on epsilon
-            base = unl.init(np.asarray(Xp, np.float64), yp, jax.random.fold_in(key, 6),
-                            num_classes=k)
-        res = unl.unlearn(base, forget)
         e = f"{eps:g}"
-        if res.params is None:
-            out["per_epsilon"][e] = {"outcome": res.outcome, "status": res.certificate.status}
-            continue
-        W = np.asarray(res.params)
-        acc = float(np.mean(np.argmax(Fte @ W, 1) == yte))
-        K = int(res.diagnostics["K"])
-        out["per_epsilon"][e] = {"test_acc": acc, "K": K,
-                                 "grads": K * int(res.diagnostics["n_after"]),
-                                 "status": res.certificate.status,
-                                 "epsilon": float(res.certificate.epsilon)}
+        runs = []
+        for ci in cands[e]:
+            c = cfg.LANGEVIN_CANDIDATES[ci]
+            unl = langevin_unlearning(lam=c["lam"], sigma=c["sigma"], epsilon=eps,
+                                      delta=cfg.DELTA, burn_in=lg["burn_in"],
+                                      max_steps=lg["max_steps"], extract=feats,
+                                      extractor_params=ext_params)
+            if ci not in bases:  # the burn-in does not depend on epsilon
+                bases[ci] = unl.init(np.asarray(Xp, np.float64), yp,
+                                     jax.random.fold_in(key, 6), num_classes=k)
+            res = unl.unlearn(bases[ci], forget)
+            r: dict[str, Any] = {"candidate": ci, "lam": c["lam"], "sigma": c["sigma"]}
+            if res.params is None:
+                r.update(outcome=res.outcome, status=res.certificate.status)
+            else:
+                W = np.asarray(res.params)
+                K = int(res.diagnostics["K"])
+                r.update(test_acc=float(np.mean(np.argmax(Fe @ W, 1) == ye)), K=K,
+                         grads=K * int(res.diagnostics["n_after"]),
+                         status=res.certificate.status,
+                         epsilon=float(res.certificate.epsilon))
+            runs.append(r)
+        out["per_epsilon"][e] = runs[0] if len(runs) == 1 else {"candidates": runs}
+    return out
+
+
+def tune_langevin(head: dict) -> dict:
+    """Per epsilon, the Langevin candidate with the best validation accuracy.
+
+    Ties go to fewer gradients; ``None`` when every candidate was refused.
+    """
+    out = {}
+    for e, row in head["per_epsilon"].items():
+        runs = row["candidates"] if "candidates" in row else [row]
+        ok = [r for r in runs if r.get("test_acc") is not None]
+        best = (max(ok, key=lambda r: (r["test_acc"], -r["grads"])) if ok else None)
+        out[e] = {"candidate": None if best is None else best["candidate"],
+                  "val_acc": [r.get("test_acc") for r in runs],
+                  "K": [r.get("K") for r in runs]}
     return out
 
 
 def tune(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
-         progress: bool) -> dict:
+         progress: bool, extractor_epochs: int = cfg.EXTRACTOR_EPOCHS) -> dict:
     """Choose, per epsilon, each variant's noisy-phase candidate and the variant, on validation.
 
     The tuning seed has its own split, forget set and initialisations (none of the evaluation
@@ -517,8 +624,9 @@ def tune(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     target wins; the variant of noisy fine-tuning is the cheaper of the two clipping variants.
     """
     cands = {f"{e:g}": {v: list(c) for v, c in cfg.CANDIDATES.items()} for e in epsilons}
-    r = _run_seed(seed, data, epsilons, epochs, hidden, 0, progress, cands, with_head=False,
-                  with_dp=False)
+    lc = {f"{e:g}": list(range(len(cfg.LANGEVIN_CANDIDATES))) for e in epsilons}
+    r = _run_seed(seed, data, epsilons, epochs, hidden, extractor_epochs, progress, cands,
+                  with_dp=False, langevin=lc, tuning=True)
     out: dict[str, Any] = {"seed": seed, "per_epsilon": {}}
     for e in cands:
         row = r["methods"][e]
@@ -534,11 +642,18 @@ def tune(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
                      key=lambda v: min(ch[v]["grads"]))
         out["per_epsilon"][e] = {"variants": ch, "chosen_variant": best_v}
     out["retrain_grads_to_target"] = r["retrain"]["grads_to_target"]
+    out["langevin"] = tune_langevin(r["langevin_head"])
     return out
 
 
 def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dict:
     """5-seed means with their spread, the chosen variant per epsilon, the acceptance points.
+
+    Per method and epsilon, ``grads_ratio`` is the mean (and standard deviation) of the
+    per-seed ratios of gradients to retraining's, and ``grads_ratio_of_means`` the ratio of
+    the mean gradients to retraining's mean (:func:`ratio_of_means`: delta-method standard
+    error and a paired bootstrap interval over seeds). The epsilon-1 acceptance decision uses
+    the mean of per-seed ratios.
 
     ``tuned``: :func:`tune`'s choices (the variant per epsilon, chosen on the tuning seed's
     validation split); without it the variant with the fewer mean gradients is reported.
@@ -564,6 +679,9 @@ def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dic
             row[m] = {"test_acc": _ms([x["test_acc"] for x in rs]),
                       "test_acc_noisy_release": _ms([x["test_acc_noisy"] for x in rs]),
                       "grads": _ms([x["grads"] for x in rs]), "grads_ratio": _ms(ratio),
+                      "grads_ratio_of_means": ratio_of_means(
+                          [x["grads"] for x in rs],
+                          [r["retrain"]["grads_to_target"] for r in per_seed]),
                       "reached_target": sum(bool(x["reached_target"]) for x in rs),
                       "near_chance_noisy": sum(bool(x["near_chance_noisy"]) for x in rs)}
             if row[m]["test_acc_noisy_release"]["mean"] is not None and _near_chance(
@@ -586,7 +704,9 @@ def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dic
             row["langevin_head"] = {"test_acc": _ms([x.get("test_acc") for x in lh]),
                                     "K": _ms([x.get("K") for x in lh]),
                                     "grads": _ms([x.get("grads") for x in lh]),
-                                    "status": sorted({str(x.get("status")) for x in lh})}
+                                    "status": sorted({str(x.get("status")) for x in lh}),
+                                    "lam_sigma": sorted({(x.get("lam"), x.get("sigma"))
+                                                         for x in lh}, key=str)}
         s["per_epsilon"][e] = row
     e1 = s["per_epsilon"].get("1")
     acc: dict[str, Any] = {}
@@ -594,6 +714,11 @@ def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dic
         ch = e1[e1["chosen_variant"]]
         acc["eps1_variant"] = e1["chosen_variant"]
         acc["eps1_grads_ratio"] = ch["grads_ratio"]
+        # reported beside the mean of per-seed ratios; the decision below uses the latter
+        acc["eps1_grads_ratio_of_means"] = ch["grads_ratio_of_means"]
+        acc["eps1_grads_ratio_per_seed"] = [
+            r["methods"]["1"][e1["chosen_variant"]]["grads"] / r["retrain"]["grads_to_target"]
+            for r in per_seed]
         acc["eps1_reached_target_seeds"] = ch["reached_target"]
         acc["eps1_holds"] = bool(ch["reached_target"] == len(per_seed)
                                  and ch["grads_ratio"]["mean"] <= 1.25)
@@ -727,20 +852,26 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
     seeds = tuple(range(first, first + n_seeds))
     t1 = time.perf_counter()
     tuned = tune(f.get("tune_seed", cfg.TUNE_SEED), data, eps, f.get("epochs", cfg.EPOCHS),
-                 f.get("hidden", cfg.HIDDEN), not a.quiet)
+                 f.get("hidden", cfg.HIDDEN), not a.quiet,
+                 f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS))
     print(f"koloskova2025: tuning seed {tuned['seed']}: {time.perf_counter() - t1:.0f} s; "
           + "; ".join(f"eps {e}: {v['chosen_variant']} "
                       + ",".join(f"{m}#{c['candidate']}" for m, c in v["variants"].items())
-                      for e, v in tuned["per_epsilon"].items()), flush=True)
+                      for e, v in tuned["per_epsilon"].items())
+          + "; langevin head: " + ", ".join(f"eps {e}: #{v['candidate']}"
+                                            for e, v in tuned["langevin"].items()), flush=True)
     chosen = {e: {m: [c["config"]] for m, c in v["variants"].items()}
               for e, v in tuned["per_epsilon"].items()}
+    # the Langevin head's candidate per epsilon (all refused: candidate 0, refused again)
+    lchosen = {e: [0 if v["candidate"] is None else v["candidate"]]
+               for e, v in tuned["langevin"].items()}
     per_seed = []
     for s in seeds:
         t1 = time.perf_counter()
         per_seed.append(_run_seed(s, data, eps, f.get("epochs", cfg.EPOCHS),
                                   f.get("hidden", cfg.HIDDEN),
                                   f.get("extractor_epochs", cfg.EXTRACTOR_EPOCHS), not a.quiet,
-                                  chosen))
+                                  chosen, langevin=lchosen))
         print(f"koloskova2025: seed {s}: {time.perf_counter() - t1:.0f} s", flush=True)
         # the seeds so far, in case the run is cut short (atomic; replaced by results.json)
         part = Path(a.out) if a.out else HERE / "results" / a.dataset
@@ -758,6 +889,8 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
                       "candidates": cfg.CANDIDATES, "tune_seed": tuned["seed"],
                       "crn_stream": cfg.CRN_STREAM, "dp_sgd": cfg.DPSGD,
                       "head": cfg.HEAD, "public_fraction": cfg.PUBLIC_FRACTION,
+                      "langevin": cfg.LANGEVIN,
+                      "langevin_candidates": list(cfg.LANGEVIN_CANDIDATES),
                       "target_gap": cfg.TARGET_GAP},
            "seed": list(seeds), "versions": package_versions(), "git": git_info(REPO),
            "timestamps": {"started": started, "finished": utc_now()},
@@ -771,7 +904,9 @@ def _run(a: argparse.Namespace) -> tuple[int, Path | None]:
     print(f"koloskova2025: retrain (40 epochs) test acc "
           f"{summary['retrain_test_acc_40_epochs']['mean']:.3f}; eps 1 "
           f"({acc.get('eps1_variant')}): gradient ratio "
-          f"{acc.get('eps1_grads_ratio', {}).get('mean')}; crossover {acc['crossover_epsilon']}; "
+          f"{acc.get('eps1_grads_ratio', {}).get('mean')} (ratio of means "
+          f"{acc.get('eps1_grads_ratio_of_means', {}).get('value')}); "
+          f"crossover {acc['crossover_epsilon']}; "
           f"frozen head {acc['frozen_head_test_acc']['mean']} vs noiseless "
           f"{acc['frozen_noiseless_head_test_acc']['mean']} ({acc['frozen_head_status']})")
     print(f"koloskova2025: results {path}")

@@ -73,6 +73,50 @@ def test_summary_acceptance_logic(run_mod):
     assert run_mod.main(["--epsilons", "1,x", "--fast"]) == 2
 
 
+def test_ratio_of_means_and_its_spread(run_mod):
+    """The ratio of mean gradients, its delta-method error and bootstrap interval, vs numpy."""
+    import numpy as np
+
+    a = np.array([8000.0, 9000.0, 7000.0, 30000.0, 4500.0])
+    b = np.array([8640.0, 8320.0, 8000.0, 25472.0, 4096.0])
+    r = run_mod.ratio_of_means(list(a), list(b), resamples=2000, seed=3)
+    R = a.sum() / b.sum()
+    assert r["value"] == pytest.approx(R, rel=1e-12)
+    # the delta method written as the variance expansion of mean(a)/mean(b)
+    C = np.cov(a, b, ddof=1)
+    ma, mb, n = a.mean(), b.mean(), a.size
+    var = (C[0, 0] / mb**2 - 2 * ma * C[0, 1] / mb**3 + ma**2 * C[1, 1] / mb**4) / n
+    assert r["se"] == pytest.approx(np.sqrt(var), rel=1e-10)
+    # the bootstrap interval: an explicit loop over the same resamples
+    idx = np.random.default_rng(3).integers(0, n, (2000, n))
+    boot = [a[i].mean() / b[i].mean() for i in idx]
+    assert r["ci95_bootstrap"] == pytest.approx(list(np.percentile(boot, [2.5, 97.5])))
+    assert r["ci95_bootstrap"][0] < R < r["ci95_bootstrap"][1]
+    assert run_mod.ratio_of_means([5.0], [4.0])["se"] is None
+    # in the summary: beside the mean of per-seed ratios; the decision uses the latter
+    seeds = [_seed(1000, (1200, 400), (1500, 600)), _seed(3000, (1100, 500), (900, 700))]
+    acc = run_mod.summarize(seeds, (1.0, 20.0))["acceptance"]
+    assert acc["eps1_grads_ratio_of_means"]["value"] == pytest.approx(2300 / 4000)
+    assert acc["eps1_grads_ratio_per_seed"] == pytest.approx([1.2, 1100 / 3000])
+    assert acc["eps1_grads_ratio"]["mean"] == pytest.approx((1.2 + 1100 / 3000) / 2)
+
+
+def test_langevin_head_is_chosen_on_validation(run_mod):
+    """Per epsilon the best validation accuracy wins (ties: fewer gradients); refused: None."""
+    def run(ci, acc, grads):
+        return {"candidate": ci, "test_acc": acc, "grads": grads, "K": grads // 10}
+
+    head = {"per_epsilon": {
+        "1": {"candidates": [run(0, 0.80, 500), run(1, 0.85, 900), run(2, 0.85, 700)]},
+        "20": {"candidates": [run(0, 0.80, 500), {"candidate": 1, "status": "fails"}]},
+        "0.1": {"candidates": [{"candidate": 0, "status": "fails"}]}}}
+    got = run_mod.tune_langevin(head)
+    assert got["1"]["candidate"] == 2 and got["1"]["val_acc"] == [0.80, 0.85, 0.85]
+    assert got["20"]["candidate"] == 0 and got["20"]["val_acc"] == [0.80, None]
+    assert got["0.1"]["candidate"] is None
+    assert run_mod.cfg.LANGEVIN_CANDIDATES[0] == {"lam": 0.01, "sigma": 0.03}
+
+
 def test_cli_usage_errors(run_mod, capsys, tmp_path):
     assert run_mod.main(["--dataset", "cifar10", "--out", str(tmp_path)]) == 2
     assert "cifar-path" in capsys.readouterr().err
@@ -106,5 +150,10 @@ def test_fast_run(run_mod, tmp_path):
             assert cert["removed"] == r["forget"]
             assert m["grads"] == m["grads_noisy"] + m["grads_finetune"]
     assert r["frozen_head"]["status"] == "holds"
+    # the Langevin head of each epsilon is the candidate chosen on the tuning seed
+    for e, v in res["tuning"]["langevin"].items():
+        if v["candidate"] is not None:
+            assert v["val_acc"][v["candidate"]] == max(a for a in v["val_acc"] if a is not None)
+            assert r["langevin_head"]["per_epsilon"][e]["candidate"] == v["candidate"]
     for e, m in r["langevin_head"]["per_epsilon"].items():
         assert m["status"] == "holds" and m["epsilon"] <= float(e) + 1e-9

@@ -324,3 +324,52 @@ def test_post_rescale_maps_every_layer_onto_the_reference_norms(models, data):
     with pytest.raises(ValidationError, match="post_rescale"), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         bad.unlearn(bad.init(X, y, params=params), [0], jax.random.key(0))
+
+
+def test_unlearners_of_one_model_share_one_compiled_program(models, data):
+    """The jitted programs are keyed on apply and the optimizers: no program per unlearner.
+
+    Before the fix, a fresh default ``optax.adam`` per call (noisy fine-tuning, DP-SGD) and a
+    fresh ``Network`` per Zhang unlearner compiled, and kept, a new program per unlearner: the
+    memory growth that killed experiments/koloskova2025's full grid.
+    """
+    from certun.unlearners import koloskova, zhang
+
+    X, y = data
+    apply, params = models["function"]
+    sizes = []
+    for eps in (1.0, 2.0, 3.0):  # output perturbation: no noisy step, post_steps=2
+        unl = noisy_finetuning(apply, variant="output_perturbation", epsilon=eps, delta=1e-5,
+                               init_clip=1.0, post_steps=2)
+        unl.unlearn(unl.init(X, y, params=params), FORGET, jax.random.key(1))
+        sizes.append(koloskova._run._cache_size())
+    assert sizes[1] == sizes[0] and sizes[2] == sizes[0]
+    nets = {zhang._byo_network(apply, None) for _ in range(3)}
+    assert len(nets) == 1
+
+
+@pytest.mark.slow
+def test_dp_sgd_and_zhang_of_one_model_share_one_compiled_program(models, data):
+    """DP-SGD (default optimizer) and Zhang's Newton step: one program per model."""
+    from certun.nn import TrainConfig
+    from certun.nn.dp import _train, dp_sgd_train
+    from certun.unlearners import zhang
+
+    X, y = data
+    apply, params = models["function"]
+    dsz = []
+    for eps in (1.0, 2.0):
+        dp_sgd_train(apply, params, X, y, jax.random.key(2), epsilon=eps, delta=1e-5, steps=2,
+                     batch_size=N)
+        dsz.append(_train._cache_size())
+    assert dsz[1] == dsz[0]
+    tc = TrainConfig(radius=5.0, weight_decay=0.0, dtype="float64")
+    z1 = zhang.zhang_unlearning(apply, tc, epsilon=1.0, lam_min="none", cg_max_steps=3)
+    z2 = zhang.zhang_unlearning(apply, tc, epsilon=2.0, lam_min="none", cg_max_steps=3)
+    st = z1.init(X, y, jax.random.key(3), params=params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        z1.unlearn(st, FORGET, jax.random.key(4))
+        n1 = zhang._step_fn.cache_info().currsize
+        z2.unlearn(z2.init(X, y, jax.random.key(3), params=params), FORGET, jax.random.key(4))
+    assert zhang._step_fn.cache_info().currsize == n1

@@ -18,7 +18,7 @@ from scipy import optimize
 from certun import ValidationError
 from certun.accounting import pnsgd as A
 from certun.data import synthetic_logistic
-from certun.unlearners.pnsgd import _epochs, pnsgd_unlearning
+from certun.unlearners.pnsgd import _epochs, gradient_bound, pnsgd_unlearning
 
 
 def test_mu_matches_a_numerical_shift_allocation():
@@ -75,8 +75,9 @@ def test_coupled_chains_stay_within_the_shift_and_unlearning_certifies(data):
     W_ref = _epochs(jnp.zeros_like(st.W), st.X, st.Y, mask, st.order, st.key, jnp.asarray(0),
                     jnp.asarray(6), jnp.asarray(0.3), jnp.asarray(eta),
                     jnp.asarray(math.sqrt(2 * eta) * 0.05), jnp.asarray(5.0), b=8)
-    Z = A.pnsgd_shift(n=40, batch_size=8, changed=3, eta=eta, m=0.3, L=0.55, grad_bound=1.0,
-                      radius=5.0)
+    # M = sigmoid(R) with the projection radius R = 5 (proofs/pnsgd_unlearning.md (1.1))
+    Z = A.pnsgd_shift(n=40, batch_size=8, changed=3, eta=eta, m=0.3, L=0.55,
+                      grad_bound=1.0 / (1.0 + math.exp(-5.0)), radius=5.0)
     dist = float(jnp.linalg.norm(st.W - W_ref))
     assert 0 < dist <= Z
     res = unl.unlearn(st, forget)
@@ -91,3 +92,32 @@ def test_coupled_chains_stay_within_the_shift_and_unlearning_certifies(data):
     assert float(jnp.linalg.norm(res.params - ref)) <= Z * (1 - eta * 0.3) ** (5 * K) + 1e-12
     with pytest.raises(ValidationError, match="one request"):
         unl.unlearn(res.state, [2])
+
+
+def test_gradient_bound_on_the_ball():
+    """(1.1): ||grad l_i(W)||_F <= sqrt(K) sigmoid(R) on the ball; attained for K = 1."""
+    from certun.models import glm
+
+    rng = np.random.default_rng(0)
+    R, d = 0.7, 5
+    for K in (1, 3):
+        W = rng.standard_normal((400, d, K))
+        W *= R * rng.random((400, 1, 1)) ** 0.2 / np.linalg.norm(W, axis=(1, 2), keepdims=True)
+        x = rng.standard_normal((400, d))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        Y = rng.choice([-1.0, 1.0], (400, K))
+        z = np.einsum("nd,ndk->nk", x, W)
+        # the code's derivative (glm.LOGISTIC.d1) against the numpy sigmoid(-y z) (-y)
+        d1 = np.asarray(glm.LOGISTIC.d1(jnp.asarray(z), jnp.asarray(Y)))
+        np.testing.assert_allclose(d1, -Y / (1 + np.exp(Y * z)), rtol=1e-12)
+        norms = np.linalg.norm(x[:, :, None] * d1[:, None, :], axis=(1, 2))
+        M = gradient_bound(K, R)
+        assert M == pytest.approx(math.sqrt(K) / (1 + math.exp(-R)), rel=1e-15)
+        assert norms.max() <= M and norms.max() > 0.9 * M / math.sqrt(K)
+    # K = 1: the maximiser w = -R y x
+    x1 = np.eye(d)[0]
+    g = abs(float(glm.LOGISTIC.d1(jnp.asarray(-R), jnp.asarray(1.0))))
+    assert g == pytest.approx(gradient_bound(1, R), rel=1e-14)
+    assert gradient_bound(4, None) == 2.0 and np.linalg.norm(x1) == 1.0
+    with pytest.raises(ValidationError, match="radius"):
+        gradient_bound(1, -1.0)
