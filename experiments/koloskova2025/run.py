@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Certified unlearning for networks (Koloskova et al., ICML 2025) against retraining.
 
-    python -m experiments.koloskova2025 --json                   # mnist_5k, 5 seeds
-    python -m experiments.koloskova2025 --fast --out /tmp/k      # smoke run (CI)
+    python experiments/koloskova2025/run.py --json                   # mnist_5k, 5 seeds
+    python experiments/koloskova2025/run.py --fast --out /tmp/k      # smoke run (CI)
     python experiments/koloskova2025/run.py --dataset digits
     python experiments/koloskova2025/run.py --dataset cifar10 --cifar-path ~/cifar-10-batches-py
 
