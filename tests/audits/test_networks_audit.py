@@ -5,12 +5,13 @@ Each world is a whole run of certun's jitted fine-tuning from one of two antipod
 bounds stay below the certified epsilon; the half-noise twins are caught (slow tier).
 """
 
+import dp_accounting
 import jax
 import numpy as np
 import pytest
 
 from certun.audits.adversary import adversarial_audit
-from certun.audits.networks import noisy_finetuning_worlds
+from certun.audits.networks import dp_sgd_worlds, noisy_finetuning_worlds
 
 CONFIGS = {
     "output_perturbation": {},
@@ -50,3 +51,32 @@ def test_honest_below_and_half_noise_twin_caught(problem, variant):
     twin = adversarial_audit(_worlds(problem, variant, 0.5), key=jax.random.key(2),
                              num_runs=200_000, raise_on_violation=False)
     assert twin.verdict == "violated" and twin.epsilon_lower > 1.0
+
+
+# --------------------------------------------------------------------------- DP-SGD
+
+DP = dict(epsilon=1.0, delta=1e-5, steps=4, n=4, d=2)
+
+
+def test_dp_sgd_sampler_replays_the_published_run_and_the_shift_is_the_accountants():
+    # RDP here (the PLD calibration's bisection alone takes ~2 s; the slow audits use PLD)
+    w = dp_sgd_worlds(**DP, accountant="rdp")
+    key = jax.random.key(0)
+    out_in = np.asarray(w.sampler_in(key, w.args_in))
+    np.testing.assert_array_equal(out_in, w.details["api_published_in"])
+    z, T, n, lr = w.details["noise_multiplier"], DP["steps"], DP["n"], 0.1
+    # world "out" (no canary, zero rows only) is pure noise: lr z C / n times the sum of the
+    # run's T standard normal draws (step key t -> (batch key, noise key) -> one leaf's key)
+    draws = [np.asarray(jax.random.normal(jax.random.split(jax.random.split(
+        jax.random.split(key, T)[t])[1], 1)[0], (2, 1), np.float64)).ravel() for t in range(T)]
+    out_out = np.asarray(w.sampler_out(key, w.args_out))
+    np.testing.assert_allclose(out_out, -lr * z / n * np.sum(draws, 0), rtol=1e-12)
+    # with one key both worlds draw the same noise: the difference is the clipped canary's
+    # whole contribution lr T C / n along e_1 (its raw gradient has norm 4 C)
+    np.testing.assert_allclose(out_in - out_out, [lr * T / n, 0.0], rtol=1e-12, atol=1e-15)
+    assert w.details["shift_over_noise"] == pytest.approx(np.sqrt(T) / z, rel=1e-12)
+    # the certified epsilon bounds the exact Gaussian epsilon of that shift (Balle & Wang)
+    exact = float(dp_accounting.get_epsilon_gaussian(z / np.sqrt(T), DP["delta"]))
+    assert exact == pytest.approx(w.details["exact_epsilon"], rel=1e-12)
+    assert exact <= w.epsilon <= DP["epsilon"]
+    assert w.adjacency == "add/remove 1 row"
