@@ -99,8 +99,8 @@ print(json.dumps(out))
 """
 
 
-DEFAULT_CASES = ("cached", "cholesky")  # the logistic defaults; PCG and ridge in the slow tier
-MORE_CASES = ("pcg", "ridge")
+DEFAULT_CASES = ("cholesky",)  # the logistic default; the eigh factor, PCG and ridge: slow tier
+MORE_CASES = ("cached", "pcg", "ridge")
 
 
 def _report(cases):
