@@ -41,6 +41,7 @@ from certun import _validate
 from certun.accounting import pnsgd as acct
 from certun.certificate import make_certificate, verified
 from certun.models import glm
+from certun.primitives.spectral import UNIT_ROUNDOFF
 from certun.unlearners.base import Reference, Unlearner, UnlearnResult, published_view
 
 __all__ = ["PNSGDState", "gradient_bound", "pnsgd_unlearning"]
@@ -71,7 +72,7 @@ class PNSGDState(NamedTuple):
     requests: int
 
 
-def gradient_bound(num_classes: int, radius: float | None) -> float:
+def gradient_bound(num_classes: int, radius: float | None, dim: int | None = None) -> float:
     r"""``M``: the per-example gradient bound of the logistic loss on the iterates of PNSGD.
 
     ``||grad l_i(W)||_F <= sqrt(K) sigmoid(R)`` for every ``W`` with ``||W||_F <= R`` and
@@ -85,6 +86,12 @@ def gradient_bound(num_classes: int, radius: float | None) -> float:
     Args:
       num_classes: ``K`` (1 for binary labels).
       radius: ``R`` of the projection, or ``None``.
+      dim: ``d`` of the rows, for the rounding allowance of float64 iterates: the projected
+        ``W`` may exceed ``R`` and a computed margin ``|x.w_k|`` its exact value by
+        ``gamma = (d K + d + 8) u / (1 - (d K + d + 8) u)`` relatively (``u = 2^-53``; the
+        norm's and the dot product's sums), and ``sigmoid(R (1 + gamma)) <= sigmoid(R)
+        (1 + R gamma)``; the bound is then ``sqrt(K) sigmoid(R) (1 + R gamma + 4 u)``.
+        ``None``: the exact-arithmetic bound.
 
     Returns:
       ``M``.
@@ -93,7 +100,11 @@ def gradient_bound(num_classes: int, radius: float | None) -> float:
     if radius is None:
         return math.sqrt(K)
     R = _validate.positive(radius=radius)
-    return math.sqrt(K) / (1.0 + math.exp(-R))
+    M = math.sqrt(K) / (1.0 + math.exp(-R))
+    if dim is None:
+        return M
+    k = (_validate.integer(dim=dim, minimum=1) * (K + 1) + 8) * UNIT_ROUNDOFF
+    return M * (1.0 + R * k / (1.0 - k) + 4.0 * UNIT_ROUNDOFF)
 
 
 @functools.partial(jax.jit, static_argnames=("b",))
@@ -198,7 +209,7 @@ def pnsgd_unlearning(*, lam: float, sigma: float, epsilon: float, delta: float,
         S = int(idx.size)
         mask = state.mask.at[jnp.asarray(idx)].set(0.0)
         Kc = int(state.W.shape[1])
-        M = gradient_bound(Kc, R)
+        M = gradient_bound(Kc, R, int(state.W.shape[0]) if R is not None else None)
         kw: dict[str, Any] = dict(n=N, batch_size=b, changed=S, eta=eta, sigma=sig, m=m, L=L,
                                   grad_bound=M, delta=dlt, radius=R, masked=True)
         K = acct.pnsgd_epochs(epsilon=eps, max_epochs=kmax, **kw)

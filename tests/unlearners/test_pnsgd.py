@@ -121,3 +121,9 @@ def test_gradient_bound_on_the_ball():
     assert gradient_bound(4, None) == 2.0 and np.linalg.norm(x1) == 1.0
     with pytest.raises(ValidationError, match="radius"):
         gradient_bound(1, -1.0)
+    # float64 iterates: the rounding allowance (dim) only widens it, by ~(d K + d) u R
+    for K, R, d in ((1, 0.7, 5), (10, 3.0, 784)):
+        exact, rounded = gradient_bound(K, R), gradient_bound(K, R, dim=d)
+        u = 2.0**-53
+        assert exact < rounded <= exact * (1 + R * (d * K + d + 8) * u * 1.01 + 4 * u)
+    assert gradient_bound(2, None, dim=5) == math.sqrt(2)
