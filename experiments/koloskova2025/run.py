@@ -513,7 +513,8 @@ def ratio_of_means(num: list, den: list, *, resamples: int = 10_000, seed: int =
         return {"value": R, "se": None, "ci95_bootstrap": None, "n": 1}
     se = float(np.std(a - R * b, ddof=1) / (math.sqrt(n) * b.mean()))
     idx = np.random.default_rng(seed).integers(0, n, (resamples, n))
-    boot = a[idx].mean(1) / b[idx].mean(1)
+    bm = b[idx].mean(1)
+    boot = a[idx].mean(1)[bm > 0] / bm[bm > 0]  # a resample of only zero denominators: none
     lo, hi = np.percentile(boot, [2.5, 97.5])
     return {"value": R, "se": se, "ci95_bootstrap": [float(lo), float(hi)], "n": int(n)}
 
@@ -665,6 +666,10 @@ def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dic
         "retrain_grads_to_target": ret_grads,
         "target_val_acc": _ms([r["target_val_acc"] for r in per_seed]),
         "chance": 1.0 / k, "per_epsilon": {}, "flags": []}
+    zero = [r.get("seed") for r in per_seed if r["retrain"]["grads_to_target"] <= 0]
+    if zero:
+        s["flags"].append(f"seeds {zero}: retraining's initial model already meets the target "
+                          "(0 gradients): the gradient ratios of those seeds are undefined")
     names = ("gradient_clipping", "model_clipping", "output_perturbation", "dp_sgd_group")
     crossover = None
     for eps in epsilons:
@@ -674,7 +679,9 @@ def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dic
                       if all("grads" in r["methods"][e].get(m, {}) for r in per_seed))
         for m in names + extra:
             rs = [r["methods"][e][m] for r in per_seed]
+            # undefined (None) where retraining's start already met the target (0 gradients)
             ratio = [x["grads"] / r["retrain"]["grads_to_target"]
+                     if r["retrain"]["grads_to_target"] > 0 else None
                      for x, r in zip(rs, per_seed, strict=True)]
             row[m] = {"test_acc": _ms([x["test_acc"] for x in rs]),
                       "test_acc_noisy_release": _ms([x["test_acc_noisy"] for x in rs]),
@@ -696,7 +703,8 @@ def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dic
             chosen = min(("gradient_clipping", "model_clipping"),
                          key=lambda m: row[m]["grads"]["mean"])
         row["chosen_variant"] = chosen
-        if crossover is None and row[chosen]["grads_ratio"]["mean"] <= 0.5:
+        rmean = row[chosen]["grads_ratio"]["mean"]
+        if crossover is None and rmean is not None and rmean <= 0.5:
             crossover = eps
         lh = [r["langevin_head"]["per_epsilon"].get(e, {}) for r in per_seed
               if "langevin_head" in r]
@@ -718,9 +726,10 @@ def summarize(per_seed: list, epsilons: tuple, tuned: dict | None = None) -> dic
         acc["eps1_grads_ratio_of_means"] = ch["grads_ratio_of_means"]
         acc["eps1_grads_ratio_per_seed"] = [
             r["methods"]["1"][e1["chosen_variant"]]["grads"] / r["retrain"]["grads_to_target"]
-            for r in per_seed]
+            if r["retrain"]["grads_to_target"] > 0 else None for r in per_seed]
         acc["eps1_reached_target_seeds"] = ch["reached_target"]
         acc["eps1_holds"] = bool(ch["reached_target"] == len(per_seed)
+                                 and ch["grads_ratio"]["mean"] is not None
                                  and ch["grads_ratio"]["mean"] <= 1.25)
     acc["crossover_epsilon"] = crossover if crossover is not None else (
         f"none up to {max(epsilons):g}")

@@ -157,3 +157,47 @@ def test_fast_run(run_mod, tmp_path):
             assert r["langevin_head"]["per_epsilon"][e]["candidate"] == v["candidate"]
     for e, m in r["langevin_head"]["per_epsilon"].items():
         assert m["status"] == "holds" and m["epsilon"] <= float(e) + 1e-9
+
+
+def _fake_cifar(d: Path, rows: int = 40) -> tuple:
+    """CIFAR-10's python-pickle layout (``data_batch_1..5``, ``test_batch``), random pixels."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (rows, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, rows)]
+        (d / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels}))
+        batches[name] = (data, labels)
+    return batches
+
+
+def test_cifar_loader_reads_the_pickle_batches(run_mod, tmp_path):
+    """Rows in file order, pixels to [-0.5, 0.5] then unit rows, labels as class ids."""
+    import numpy as np
+
+    b = _fake_cifar(tmp_path)
+    Xtr, ytr, Xte, yte = run_mod.load_data("cifar10", str(tmp_path), fast=False)
+    assert Xtr.shape == (200, 3072) and Xte.shape == (40, 3072)
+    np.testing.assert_array_equal(ytr, np.concatenate([b[f"data_batch_{i}"][1]
+                                                       for i in range(1, 6)]))
+    np.testing.assert_array_equal(yte, b["test_batch"][1])
+    raw = b["data_batch_3"][0][5] / 255.0 - 0.5
+    np.testing.assert_allclose(Xtr[85], raw / np.linalg.norm(raw), rtol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(Xte, axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_fast_run_on_cifar_format_files(run_mod, tmp_path):
+    """The whole --fast run from CIFAR-10 files the user points to (random pixels here)."""
+    data = tmp_path / "cifar"
+    data.mkdir()
+    _fake_cifar(data, rows=120)
+    out = tmp_path / "out"
+    assert run_mod.main(["--dataset", "cifar10", "--cifar-path", str(data), "--fast", "--quiet",
+                         "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["dataset"] == "cifar10" and res["per_seed"][0]["classes"] == 10
