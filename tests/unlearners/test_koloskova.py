@@ -333,9 +333,9 @@ def test_unlearners_of_one_model_share_one_compiled_program(models, data):
     fresh ``Network`` per Zhang unlearner compiled, and kept, a new program per unlearner: the
     memory growth that killed experiments/koloskova2025's full grid.
     """
-    from certun.unlearners import koloskova, zhang
-
     import gc
+
+    from certun.unlearners import koloskova, zhang
 
     X, y = data
     apply, params = models["function"]
