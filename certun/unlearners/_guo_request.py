@@ -80,11 +80,8 @@ def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, tot
 
 
 def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
-            kb: int | None = None, gate: Any = True):
-    """Serve one request in one dispatch: ``(changed fields, record vector)`` (module doc).
-
-    ``gate`` (traced bool) can veto the update (the scan's stop flag).
-    """
+            kb: int | None = None):
+    """Serve one request in one dispatch: ``(changed fields, record vector)`` (module doc)."""
     core: Any = gs.CORES[path]
     small, big = core(c, state, idx, kb) if path == "cached_factor" else core(c, state, idx)
     m = idx.shape[0]
@@ -141,8 +138,8 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     rec = jnp.stack([jnp.asarray(v, jnp.float64) for v in
                      (present, accept, code, small["steps"], remeasured, R_meas, R_final, after,
                       s_hat, S_new, D_new)])
-    changes = _select(accept & gate, new, state, idx)
-    changes["mask"] = state.mask.at[idx].set(jnp.where(accept & gate, jnp.zeros_like(rows), rows))
+    changes = _select(accept, new, state, idx)
+    changes["mask"] = state.mask.at[idx].set(jnp.where(accept, jnp.zeros_like(rows), rows))
     return changes, jnp.concatenate([B, rec, small["delta_norms"]])
 
 

@@ -459,7 +459,7 @@ def _run_seed(seed: int, data: tuple, epsilons: tuple, epochs: int, hidden: int,
     if tuning:  # the Langevin candidates scored on the validation split only
         Fv = extract_features(feats, ext["params"], Xv)
         out["langevin_head"] = _langevin_head(feats, ext["params"], Xp, yp, f_forget, Fv, yv,
-                                              epsilons, key, k, lcands)
+                                              epsilons, key, k, lcands, scored_on="val")
         return out
     hst = head.init(Xp, yp, jax.random.fold_in(key, 5), num_classes=k)
     hres = head.unlearn(hst, f_forget)
@@ -556,14 +556,15 @@ def _zhang(apply, X, y, forget, params0, eps: float, key, finish, reference) -> 
 
 
 def _langevin_head(feats, ext_params, Xp, yp, forget, Fe, ye, epsilons, key, k,
-                   cands: dict) -> dict:
+                   cands: dict, scored_on: str = "test") -> dict:
     """Langevin unlearning (Chien et al.) of a convex head on the frozen public extractor.
 
     Per candidate ``(lam, sigma)`` of :data:`config.LANGEVIN_CANDIDATES` (``cands[eps]``: the
     indices to run at ``eps``), one chain (burn-in on the private rows through the user's
     extractor, the ``extract=`` path); per epsilon the same request from that state (each a
     separate release, not composed). ``(Fe, ye)``: the features and labels the released
-    head is scored on (test on the evaluation seeds, validation on the tuning seed).
+    head is scored on, stored as ``f"{scored_on}_acc"`` (``"test"`` on the evaluation seeds,
+    ``"val"`` on the tuning seed).
     Compute: ``K`` full-batch steps over the retained rows.
     """
     from certun.unlearners import langevin_unlearning
@@ -590,7 +591,8 @@ def _langevin_head(feats, ext_params, Xp, yp, forget, Fe, ye, epsilons, key, k,
             else:
                 W = np.asarray(res.params)
                 K = int(res.diagnostics["K"])
-                r.update(test_acc=float(np.mean(np.argmax(Fe @ W, 1) == ye)), K=K,
+                r[f"{scored_on}_acc"] = float(np.mean(np.argmax(Fe @ W, 1) == ye))
+                r.update(K=K,
                          grads=K * int(res.diagnostics["n_after"]),
                          status=res.certificate.status,
                          epsilon=float(res.certificate.epsilon))
@@ -607,10 +609,10 @@ def tune_langevin(head: dict) -> dict:
     out = {}
     for e, row in head["per_epsilon"].items():
         runs = row["candidates"] if "candidates" in row else [row]
-        ok = [r for r in runs if r.get("test_acc") is not None]
-        best = (max(ok, key=lambda r: (r["test_acc"], -r["grads"])) if ok else None)
+        ok = [r for r in runs if r.get("val_acc") is not None]
+        best = (max(ok, key=lambda r: (r["val_acc"], -r["grads"])) if ok else None)
         out[e] = {"candidate": None if best is None else best["candidate"],
-                  "val_acc": [r.get("test_acc") for r in runs],
+                  "val_acc": [r.get("val_acc") for r in runs],
                   "K": [r.get("K") for r in runs]}
     return out
 

@@ -104,7 +104,7 @@ def test_ratio_of_means_and_its_spread(run_mod):
 def test_langevin_head_is_chosen_on_validation(run_mod):
     """Per epsilon the best validation accuracy wins (ties: fewer gradients); refused: None."""
     def run(ci, acc, grads):
-        return {"candidate": ci, "test_acc": acc, "grads": grads, "K": grads // 10}
+        return {"candidate": ci, "val_acc": acc, "grads": grads, "K": grads // 10}
 
     head = {"per_epsilon": {
         "1": {"candidates": [run(0, 0.80, 500), run(1, 0.85, 900), run(2, 0.85, 700)]},
