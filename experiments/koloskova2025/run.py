@@ -72,6 +72,24 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- data
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10's batches (dicts of bytes, lists and numpy arrays) and nothing else.
+
+    ``pickle.load`` on a file would run whatever code the file names; this one resolves only
+    numpy's array and dtype reconstructors.
+    """
+
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype")} | {
+        (f"numpy.{core}.{mod}", name) for core in ("core", "_core")
+        for mod, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"),
+                          ("numeric", "_frombuffer"))}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch")
+
+
 def _load_cifar(path: str | None) -> tuple:
     from certun.data.preprocessing import normalize_rows
 
@@ -85,9 +103,20 @@ def _load_cifar(path: str | None) -> tuple:
         raise UsageError(f"CIFAR-10 files missing in {d}: {', '.join(missing)}")
 
     def read(f: Path) -> tuple:
-        with open(f, "rb") as fh:
-            b = pickle.load(fh, encoding="bytes")
-        return np.asarray(b[b"data"], np.float64), np.asarray(b[b"labels"], np.int64)
+        try:
+            with open(f, "rb") as fh:
+                b = _CifarUnpickler(fh, encoding="bytes").load()
+            X = np.asarray(b[b"data"], np.float64)
+            y = np.asarray(b[b"labels"], np.int64)
+        except Exception as e:  # noqa: BLE001 -- any corruption: one clear error
+            raise UsageError(f"{f}: not a CIFAR-10 python-pickle batch ({type(e).__name__}: "
+                             f"{e}); point --cifar-path at the extracted cifar-10-batches-py "
+                             "folder") from None
+        if X.ndim != 2 or X.shape[1] != 3072 or y.shape != (X.shape[0],) or (
+                y.size and (y.min() < 0 or y.max() > 9)) or not np.all(np.isfinite(X)):
+            raise UsageError(f"{f}: expected 'data' of shape (rows, 3072) and 'labels' 0-9 "
+                             f"per row, got {X.shape} and {y.shape}")
+        return X, y
 
     parts = [read(f) for f in files[:5]]
     Xtr = np.concatenate([p[0] for p in parts])

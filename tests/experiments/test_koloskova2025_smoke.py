@@ -201,3 +201,25 @@ def test_fast_run_on_cifar_format_files(run_mod, tmp_path):
                          "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["dataset"] == "cifar10" and res["per_seed"][0]["classes"] == 10
+
+
+def test_cifar_loader_refuses_corrupted_and_code_carrying_files(run_mod, tmp_path):
+    """A corrupted batch and a pickle that names a function: one clear error, nothing run."""
+    import os
+    import pickle
+
+    _fake_cifar(tmp_path)
+    (tmp_path / "data_batch_2").write_bytes(b"garbage")
+    with pytest.raises(run_mod.UsageError, match="data_batch_2: not a CIFAR-10"):
+        run_mod.load_data("cifar10", str(tmp_path), fast=False)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    (tmp_path / "data_batch_2").write_bytes(pickle.dumps({b"data": Payload(), b"labels": [0]}))
+    with pytest.raises(run_mod.UsageError, match="is not allowed in a CIFAR batch"):
+        run_mod.load_data("cifar10", str(tmp_path), fast=False)
+    (tmp_path / "data_batch_2").write_bytes(pickle.dumps({b"data": [[0] * 5], b"labels": [0]}))
+    with pytest.raises(run_mod.UsageError, match=r"shape \(rows, 3072\)"):
+        run_mod.load_data("cifar10", str(tmp_path), fast=False)
