@@ -121,7 +121,10 @@ def charge(acc: GuoAccountant, out: dict, h: dict, m: int, n_prev: int, n_total:
     ``proofs/guo2020_residual_bounds.md`` sections 3-5 and ``proofs/cached_factors.md``
     (staleness). ``out``: the step's measured norms per head (``delta_norms``,
     ``x_delta_sq``, ...); ``h``: the state's host scalars (``R``, ``xs``, ``fro2``,
-    ``gram_err``, ``b_norms``). Returns ``(bounds, charge, R_new, gram_err)``.
+    ``gram_err``, ``b_norms``, optionally ``R_carry``). Returns ``(bounds, charge, R_new,
+    gram_err)`` with ``R_new = R_carry + charge``: ``R_carry`` is ``R`` unless the step
+    cancels a measured gradient ``g`` at the current model, when it is the bound on
+    ``||grad L_b - g||`` (``proofs/guo2020_residual_bounds.md`` §5b).
     """
     u = UNIT_ROUNDOFF
     d_fro2 = float(h["fro2"])
@@ -162,7 +165,8 @@ def charge(acc: GuoAccountant, out: dict, h: dict, m: int, n_prev: int, n_total:
                     wn * (acc.loss_gamma * d_fro2 * dn + acc.d2_bound * m))))
     solver_res = float(out["solver_residual"])
     total = rho_bound + solver_res + rounding
-    R_new = R_prev + total
+    R_carry = float(h.get("R_carry", R_prev))
+    R_new = R_carry + total
     bounds: dict[str, Any] = {
         "residual_bound_before": R_prev,
         "step_remainder_bound": rho_bound,
@@ -176,6 +180,8 @@ def charge(acc: GuoAccountant, out: dict, h: dict, m: int, n_prev: int, n_total:
         "bound_charged": acc.bound,
         "gamma": acc.gamma,
     }
+    if R_carry < R_prev:
+        bounds["residual_carried"] = R_carry
     if rem is not None:
         bounds["step_staleness_bound"] = float(sum(r.staleness for r in rem))
         bounds["step_drift_norm"] = float(np.sum(xun))
@@ -237,7 +243,7 @@ CHARGE_FIELDS = ("residual_bound_before", "step_remainder_bound", "step_data_dep
                  "step_solver_residual", "step_rounding_allowance", "residual_bound_after",
                  "x_spectral_bound", "gram_err", "charge", "step_staleness_bound",
                  "step_drift_norm", "step_spectral_bound", "step_l1_bound",
-                 "step_self_concordant_bound")
+                 "step_self_concordant_bound", "residual_carried")
 ROUTES = ("spectral", "l1", "self_concordant")
 
 
@@ -250,14 +256,19 @@ def _expm1_ratio_dev(M):
 
 
 def charge_device(acc: GuoAccountant, out: dict, R_prev, xs, fro2, gram_err0, b_norms, m: int,
-                  n_prev, n_total: int, d: int, k_buf):
+                  n_prev, n_total: int, d: int, k_buf, R_carry=None):
     """:func:`charge` in jitted float64 arithmetic: the request's bounds in its own dispatch.
 
     The same formulas as the host :func:`charge` (a test holds them equal to 1e-13), on the
     step's per-head arrays ``out`` and the state's scalars (traced). Returns the vector laid
     out as :data:`CHARGE_FIELDS` followed by the per-head index into :data:`ROUTES`.
+    ``R_carry`` (default ``R_prev``): the part of the residual the step carries over, smaller
+    when the step cancels a measured gradient (:func:`charge`).
     """
     import jax.numpy as jnp
+
+    if R_carry is None:
+        R_carry = R_prev
 
     u = UNIT_ROUNDOFF
     f64 = jnp.float64
@@ -321,8 +332,8 @@ def charge_device(acc: GuoAccountant, out: dict, R_prev, xs, fro2, gram_err0, b_
     solver_res = jnp.asarray(out["solver_residual"], f64)
     total = rho + solver_res + rounding
     vals = [R_prev, rho, jnp.sum(dd), jnp.sum(wc), jnp.sum(wcp), solver_res, rounding,
-            R_prev + total, x_spec, gram_err, total, jnp.sum(stale), jnp.sum(drift),
-            jnp.sum(spec), jnp.sum(l1), jnp.sum(sc)]
+            R_carry + total, x_spec, gram_err, total, jnp.sum(stale), jnp.sum(drift),
+            jnp.sum(spec), jnp.sum(l1), jnp.sum(sc), R_carry]
     return jnp.concatenate([jnp.stack([jnp.asarray(v, f64) for v in vals]),
                             route.astype(f64)])
 
@@ -334,6 +345,8 @@ def bounds_from_device(acc: GuoAccountant, vec: Any, K: int) -> tuple[dict, floa
     bounds: dict[str, Any] = {k: f[k] for k in CHARGE_FIELDS[:9]}
     bounds["bound_charged"] = acc.bound
     bounds["gamma"] = acc.gamma
+    if f["residual_carried"] < f["residual_bound_before"]:
+        bounds["residual_carried"] = f["residual_carried"]
     if acc.cached:
         for k in CHARGE_FIELDS[11:15]:
             bounds[k] = f[k]

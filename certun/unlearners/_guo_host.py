@@ -148,6 +148,9 @@ def train_state(ctx: Ctx, state_cls, X, Y, key, retrains, mask, n_removed, reque
     )
     if ctx.cached:
         st = st._replace(**empty_buffers(ctx, d, K, X.dtype))
+    if ctx.acc.remeasure and X.dtype == jnp.float64:  # none measured yet (§5b)
+        st = st._replace(grad_known=jnp.zeros((d, K), X.dtype),
+                         grad_known_err=scalar(np.inf))
     return place(st)
 
 
@@ -229,8 +232,12 @@ def host_scalars(ctx: Ctx, state) -> dict:
         keys.update(count=state.buf_count, stale_sum=state.stale_sum)
         if state.drift_sum is not None:  # absent from states saved before it existed
             keys["drift_sum"] = state.drift_sum
+    if state.grad_known_err is not None:
+        keys["gk_err"] = state.grad_known_err
     h = jax.device_get(keys)
     h["b_norms"] = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
+    if np.isfinite(h.get("gk_err", np.inf)):  # the next step cancels a measured gradient
+        h["R_carry"] = float(h["gk_err"])
     return h
 
 
@@ -461,5 +468,6 @@ def what_if(ctx: Ctx, state, candidates: Any, what_if_cls):
         oj = gs.unpack(outs[j], K)
         _, charge[j], _, _ = ga.charge(ctx.acc, oj, h, 1, n_prev, n_total, d, K, k_buf)
     R = float(h["R"])
+    after = float(h.get("R_carry", R)) + charge  # a measured gradient is cancelled (§5b)
     b = ctx.acc.budget
-    return what_if_cls(cand, charge, R + charge, R + charge > b, b, R)
+    return what_if_cls(cand, charge, after, after > b, b, R)

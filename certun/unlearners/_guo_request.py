@@ -31,9 +31,11 @@ AFTER = (None, "refactor_every", "policy", "remeasure")
 
 
 def _measure(c: gs.StepConfig, W, X, Y, b, mask):
-    gn, mag, margin, n = gs.grad_sum(c, W, X, Y, b, mask)
+    """``(||g|| + allowance, g, allowance)``: the gradient and its rounding allowance (§5a)."""
+    g, (gn, mag, margin, n) = gs.grad_measure(c, W, X, Y, b, mask)
     d = W.shape[0]
-    return gn + (n + d + 2) * UNIT_ROUNDOFF * mag + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin
+    allow = (n + d + 2) * UNIT_ROUNDOFF * mag + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin
+    return gn + allow, g, allow
 
 
 def _without(mask, idx):
@@ -89,9 +91,14 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     x64 = state.X.dtype == jnp.float64
     n_prev = n_total - state.n_removed
     k_buf = state.buf_count if acc.cached else 0
+    known = state.grad_known is not None
+    # the residual the step carries over: with a known gradient g at W, only ||grad - g||
+    # (the step cancels g itself; guo2020_residual_bounds §5b), else the whole bound
+    R_carry = (jnp.where(jnp.isfinite(state.grad_known_err), state.grad_known_err,
+                         state.residual_bound) if known else None)
     B = ga.charge_device(acc, small, state.residual_bound, state.x_spectral, state.fro2,
                          state.gram_err, jnp.linalg.norm(state.b, axis=0), m, n_prev, n_total,
-                         d, k_buf)
+                         d, k_buf, R_carry=R_carry)
     f = dict(zip(ga.CHARGE_FIELDS, list(B), strict=False))
     R_new, total = f["residual_bound_after"], f["charge"]
     code = jnp.asarray(small["code"], jnp.int32)
@@ -121,10 +128,18 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     remeasured = jnp.asarray(False)
     if acc.remeasure and x64:
         remeasured = solver_ok & (R_new > acc.budget)
+        inf = jnp.asarray(jnp.inf, jnp.float64)
         # the remaining rows' mask is formed inside the branch (O(n d) there anyway), elementwise
-        R_meas = lax.cond(remeasured, lambda: _measure(c, new.W, state.X, state.Y, state.b,
-                                                       _without(state.mask, idx)),
-                          lambda: jnp.asarray(jnp.inf, jnp.float64))
+        R_meas, g, allow = lax.cond(
+            remeasured, lambda: _measure(c, new.W, state.X, state.Y, state.b,
+                                         _without(state.mask, idx)),
+            lambda: (inf, jnp.zeros_like(state.W), inf))
+        if known:  # kept for the next step to cancel (zero and inf: none is known)
+            new = new._replace(grad_known=jnp.where(remeasured, g, 0.0).astype(state.W.dtype),
+                               grad_known_err=allow)
+    elif known:
+        new = new._replace(grad_known=jnp.zeros_like(state.W),
+                           grad_known_err=jnp.asarray(jnp.inf, jnp.float64))
     R_final = jnp.where(remeasured & (R_meas < R_new), R_meas, R_new)
     new = new._replace(residual_bound=R_final)
     # the request's rows of the mask, read once: every later use reads these m values, so the
@@ -159,7 +174,8 @@ def unpack_record(acc: ga.GuoAccountant, vec: Any, K: int) -> dict:
 
 #: The state fields a cached request can change (the scan's carry; the rest is read-only).
 CARRY = ("mask", "W", "n_removed", "requests", "steps_since_factor", "stale_sum", "drift_sum",
-         "rows_buf", "h_buf", "proj_buf", "buf_count", "cap_buf", "residual_bound")
+         "rows_buf", "h_buf", "proj_buf", "buf_count", "cap_buf", "residual_bound",
+         "grad_known", "grad_known_err")
 
 
 def sequence(c: gs.StepConfig, acc: ga.GuoAccountant, state, idxs, valid, kb: int):

@@ -96,6 +96,11 @@ def train(c: StepConfig, X, Y, b, mask, W0):
 
 def grad_sum(c: StepConfig, W, X, Y, b, mask):
     """``[||g||, magnitude, margin term, n]`` of the sum-scale gradient (one pass)."""
+    return grad_measure(c, W, X, Y, b, mask)[1]
+
+
+def grad_measure(c: StepConfig, W, X, Y, b, mask):
+    """The sum-scale gradient ``g`` ``(d, K)`` and :func:`grad_sum`'s vector (one pass)."""
     lossf, lam = c.lossf, c.lam
     g = glm.gradient_sum(lossf, W, X, Y, lam, b, mask)
     a = X @ W
@@ -106,7 +111,7 @@ def grad_sum(c: StepConfig, W, X, Y, b, mask):
     # the margins x_i^T w carry an error <= gamma_d ||x_i|| ||w||, which moves l' by at
     # most l''_max times that: sum_i l''_max ||x_i|| ||w||_F bounds its effect on g
     margin = lossf.d2_bound * jnp.linalg.norm(W) * jnp.sum(mask * row_norms)
-    return jnp.stack([jnp.linalg.norm(g), mag, margin, jnp.sum(mask)])
+    return g, jnp.stack([jnp.linalg.norm(g), mag, margin, jnp.sum(mask)])
 
 
 def true_residual(c: StepConfig, W, X, Y, b, mask):
@@ -134,7 +139,23 @@ def _removal(c: StepConfig, state, idx):
     # rows left: from the removal count, not a pass over the n-row mask (the same value)
     n_rem = (X.shape[0] - state.n_removed - m).astype(W.dtype)
     Delta = xu.T @ c.lossf.d1(xu @ W, yu) + m * c.lam * W  # (d, K)
+    if state.grad_known is not None:
+        # the measured gradient at W (zero when none is current) is cancelled by the same
+        # step: the right-hand side is -grad L_b(W; D \ U) itself (guo2020_residual_bounds §5b)
+        Delta = Delta - state.grad_known
     return xu, yu, mask_new, present, n_rem, Delta
+
+
+def _rhs_norms(state, V):
+    """Per-head norms the rounding allowance charges for the right-hand side ``V``.
+
+    ``V = Delta - g`` with ``g`` the known gradient: ``||V|| + 2 ||g|| >= ||Delta|| + ||g||``
+    covers the formation of ``Delta`` and the subtraction (``||V||`` when no ``g`` is kept).
+    """
+    n = jnp.linalg.norm(V, axis=0)
+    if state.grad_known is not None:
+        n = n + 2.0 * jnp.linalg.norm(state.grad_known, axis=0)
+    return n
 
 
 def _code(pd, finite):
@@ -150,7 +171,7 @@ def _finish(state, idx, xu, delta, Delta, mask_new, present, solver_res, code, s
           - jnp.sum(jnp.square(xu @ delta), axis=0))
     W_new = state.W + delta
     small = dict(
-        delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=jnp.linalg.norm(Delta, axis=0),
+        delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=_rhs_norms(state, Delta),
         x_delta_sq=qf, w_norms=_w_norms(state.W, state.W_factor),
         solver_residual=solver_res, code=code, steps=steps, present=present,
     )
@@ -223,7 +244,7 @@ def cached_step(c: StepConfig, state, idx, kb: int):
     qu = jnp.sum(GV[K:] * U.T, axis=1) - meas.b_u
     W_new = W + delta
     small = dict(
-        delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=jnp.linalg.norm(Delta, axis=0),
+        delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=_rhs_norms(state, Delta),
         x_delta_sq=qd, u_norms=jnp.linalg.norm(U, axis=0), x_u_sq=qu,
         a_delta_sq=meas.a_x, a_u_sq=meas.a_u, w_norms=_w_norms(W, state.W_factor),
         solver_residual=sol.residual, code=sol.result, steps=jnp.int32(0), present=present,
@@ -265,7 +286,7 @@ def fresh_step(c: StepConfig, state, idx):
     code = _code(pd, jnp.all(jnp.isfinite(delta)))
     W_new = W + delta
     small = dict(delta_norms=jnp.linalg.norm(delta, axis=0),
-                 Delta_norms=jnp.linalg.norm(Delta, axis=0), x_delta_sq=qd,
+                 Delta_norms=_rhs_norms(state, Delta), x_delta_sq=qd,
                  u_norms=jnp.zeros(K), x_u_sq=jnp.zeros(K),
                  a_delta_sq=jnp.sum(delta * Gd, axis=0), a_u_sq=jnp.zeros(K),
                  w_norms=_w_norms(W, W), solver_residual=jnp.linalg.norm(res), code=code,

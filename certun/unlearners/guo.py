@@ -145,6 +145,10 @@ class GuoState(NamedTuple):
         folds in between update it by Woodbury at that shift), and ``(K, cap, cap)``
         Cholesky factors of the Woodbury capacitance ``I - P_k inv_k P_k^T`` of the buffered
         rows (identity beyond ``buf_count``); ``proj_buf`` then holds ``inv_k x_j sqrt(h_jk)``.
+      grad_known, grad_known_err: only with ``remeasure`` (``None`` otherwise): the gradient
+        ``grad L_b(W; D_current)`` ``(d, K)`` measured by the last request and a bound on its
+        error (zeros and ``inf`` when no measurement is current). The next step cancels it
+        and carries over only ``grad_known_err`` (``proofs/guo2020_residual_bounds.md`` §5b).
     """
 
     X: jax.Array
@@ -177,6 +181,8 @@ class GuoState(NamedTuple):
     inv: jax.Array | None = None
     cap_buf: jax.Array | None = None
     inv_rows: jax.Array | None = None
+    grad_known: jax.Array | None = None
+    grad_known_err: jax.Array | None = None
 
 
 class WhatIf(NamedTuple):
@@ -186,7 +192,8 @@ class WhatIf(NamedTuple):
       indices: the candidate rows (original positions), in the order given.
       charge: what removing that row alone (next request, from this state) would add
         to the residual bound (remainder bound + staleness + solve residual + rounding).
-      used_after: ``residual_bound + charge``.
+      used_after: ``residual_bound + charge`` (``grad_known_err + charge`` when the next
+        step cancels a measured gradient).
       exceeds: whether that request would exceed the budget (and so trigger a retrain).
       budget_total: ``sigma * epsilon / c``.
       budget_used: the current residual bound.
