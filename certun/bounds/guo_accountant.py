@@ -213,11 +213,12 @@ def refresh_after(acc: GuoAccountant, bounds: dict, since: int, S_new: float | N
     Returns ``(reason, s_hat)``: ``"refactor_every"``; ``"policy"`` (``proofs/cached_factors.md``
     §4: after request ``t`` when ``t s_hat - S_t >= kappa B``, ``s_hat = S_t D_t / sum_j D_j``
     the next request's expected staleness); or ``"remeasure"`` (remeasuring in place of the
-    policy, ``proofs/cached_factors.md`` §4, "With remeasuring": after a measurement, when
-    the measurements a refresh saves over the room it opens are worth more than the refresh,
-    ``s_t >= rho (c_t - s_t)`` with ``c_t`` the request's charge, ``s_t`` its staleness part
-    and ``rho`` the cost of a refresh in measurements, :func:`refresh_cost`; ``R_new`` is
-    unused by this rule: the room cancels). ``s_hat`` for the diagnostics.
+    policy, ``proofs/cached_factors.md`` §4, "With remeasuring": after a measurement, the
+    renewal rule in measurements, ``t min(s_t, B) - S_t >= rho B`` with ``s_t`` the request's
+    staleness charge, ``S_t`` the staleness charged since the factorisation, each request's
+    capped at the budget ``B`` (staleness costs measurements at the rate ``min(s, B) / B``),
+    and ``rho`` the cost of a refresh in measurements, :func:`refresh_cost`; ``R_new`` and
+    ``total`` are unused by this rule). ``s_hat`` for the diagnostics.
     """
     if refactor_every and since + 1 >= refactor_every:
         return "refactor_every", None
@@ -231,7 +232,8 @@ def refresh_after(acc: GuoAccountant, bounds: dict, since: int, S_new: float | N
         return None, s_hat
     if acc.cached and "residual_remeasured" in bounds:
         s_t = bounds["step_staleness_bound"]
-        if s_t > 0 and s_t >= rho * (total - s_t):
+        if s_t > 0 and (since + 1) * min(s_t, acc.budget) - float(S_new or 0.0) \
+                >= rho * acc.budget:
             return "remeasure", None
     return None, None
 

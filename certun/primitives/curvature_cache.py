@@ -42,7 +42,7 @@ from certun.results import RESULTS
 
 __all__ = ["CurvatureCache", "CacheSolution", "METHODS", "bucket", "init", "solve", "downdate",
            "downdate_solve", "uprate", "fold", "refresh", "neumann_terms_for",
-           "eig_woodbury", "REINVERT_RATIO"]
+           "eig_woodbury", "REINVERT_RATIO", "MEASURED_REINVERT_RATIO"]
 
 METHODS = ("eigh", "cholesky")
 
@@ -50,6 +50,11 @@ METHODS = ("eigh", "cholesky")
 #: since it was inverted, plus a full buffer, stay within this fraction of the rows then (the
 #: Neumann ratio ``q``; ``proofs/cached_factors.md`` §5); else it re-inverts.
 REINVERT_RATIO = 0.05
+
+#: The same ratio where every residual that reaches a certificate is measured (the measured
+#: restart of :func:`certun.unlearners.guo.certified_removal`): the Neumann truncation only
+#: enters the measured, charged solve residual, so folds stay cheap Woodbury updates longer.
+MEASURED_REINVERT_RATIO = 0.25
 
 
 class CurvatureCache(NamedTuple):
@@ -364,12 +369,13 @@ def downdate(cache: CurvatureCache, rows: jax.Array, h: jax.Array, lam: float, n
     return new, sol._replace(value=None)
 
 
-def fold(cache: CurvatureCache, lam: float, n: jax.Array) -> tuple[CurvatureCache, CacheSolution]:
+def fold(cache: CurvatureCache, lam: float, n: jax.Array, *,
+         reinvert_ratio: float = REINVERT_RATIO) -> tuple[CurvatureCache, CacheSolution]:
     """Fold the buffered rows into the factorisation at the same point (no data pass).
 
     ``"eigh"``: ``O(d^3)``. ``"cholesky"``: Woodbury at the inverse's shift, ``O(d^2 k)``, while
-    the drift the next buffer can reach keeps the Neumann ratio <= :data:`REINVERT_RATIO`;
-    else re-inverts at ``n``. The buffer is emptied.
+    the drift the next buffer can reach keeps the Neumann ratio <= ``reinvert_ratio``
+    (default :data:`REINVERT_RATIO`; static); else re-inverts at ``n``. The buffer is emptied.
     """
     R = cache.rows
     max_rank = R.shape[0]
@@ -390,7 +396,7 @@ def fold(cache: CurvatureCache, lam: float, n: jax.Array) -> tuple[CurvatureCach
         def reinvert(_):
             return shifted_inverse(curv, lam, n), jnp.asarray(n).astype(jnp.int32)
 
-        inv, inv_rows = lax.cond(drift + max_rank <= REINVERT_RATIO * cache.inv_rows,
+        inv, inv_rows = lax.cond(drift + max_rank <= reinvert_ratio * cache.inv_rows,
                                  woodbury, reinvert, None)
         new = CurvatureCache(curv, None, None, inv=inv, inv_rows=inv_rows, **bufs)
         ok = jnp.all(jnp.isfinite(inv))

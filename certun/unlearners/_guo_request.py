@@ -44,19 +44,41 @@ def _without(mask, idx):
     return jnp.where(jnp.any(rows[:, None] == idx[None, :], axis=1), 0.0, mask).astype(mask.dtype)
 
 
-def _select(accept, new, old, idx) -> dict:
+#: Buffers a cached request writes at rows ``[k, k + m)`` only (``k = buf_count``), by axis.
+_BUFFER_AXIS = {"rows_buf": 0, "h_buf": 0, "proj_buf": 1, "cap_buf": 1}
+
+
+def _select(accept, new, old, idx, slice_buffers: bool) -> dict:
     """The fields a request changed: ``new`` where ``accept`` else ``old``.
 
     Only changed fields are returned (a jitted function returning ``X`` would copy it: the
     caller merges them into its state); the mask is updated by :func:`request` at the
-    request's rows only.
+    request's rows only. With ``slice_buffers`` (the cached step) the buffers are selected
+    at the request's rows ``[k, k + m)`` only, the rows the step wrote: a whole-buffer select
+    would copy them (``O(cap d)`` per request, and XLA then copies the loop carry as well).
     """
     out = {}
     for name, a in new._asdict().items():
         b = getattr(old, name)
         if a is b or a is None or name == "mask":
             continue
-        out[name] = jnp.where(accept, a, b)
+        ax = _BUFFER_AXIS.get(name)
+        if slice_buffers and ax is not None:
+            # rows at and beyond buf_count are empty (zero; identity rows of the capacitance
+            # factor): a refused request writes them back empty, never reading the old buffer
+            # (reading it would keep it alive beside the updated one, and XLA would copy it)
+            k, m = old.buf_count, idx.shape[0]
+            new_rows = lax.dynamic_slice_in_dim(a, k, m, ax)
+            if name == "cap_buf":
+                cols = jnp.arange(a.shape[-1])
+                empty = (cols[None, :] == (k + jnp.arange(m))[:, None]).astype(a.dtype)
+                empty = jnp.broadcast_to(empty, new_rows.shape)
+            else:
+                empty = jnp.zeros_like(new_rows)
+            out[name] = lax.dynamic_update_slice_in_dim(a, jnp.where(accept, new_rows, empty),
+                                                        k, ax)
+        else:
+            out[name] = jnp.where(accept, a, b)
     return out
 
 
@@ -72,9 +94,12 @@ def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, tot
             pol = (s_t > 0) & ((since + 1) * s_hat - S_new >= acc.refresh_cost_ratio * acc.budget)
             after = jnp.where(pol, jnp.int32(2), after)
     elif acc.cached:
-        # the measurements a refresh saves over the room it opens, s_t / (c_t - s_t), against
-        # its cost in measurements (static: the shapes)
-        worth = remeasured & (s_t > 0) & (s_t >= rho * (total - s_t))
+        # renewal rule in measurements: a step's staleness costs at most one measurement,
+        # min(s_t, B) / B; refresh when t times the current cost exceeds the costs since the
+        # factorisation by the refresh's own cost rho (static: the shapes; S_new sums the
+        # capped staleness; proofs/cached_factors.md §4)
+        worth = remeasured & (s_t > 0) & ((since + 1) * jnp.minimum(s_t, acc.budget) - S_new
+                                          >= rho * acc.budget)
         after = jnp.where(worth, jnp.int32(3), after)
     if c.refactor_every:
         after = jnp.where(since + 1 >= c.refactor_every, jnp.int32(1), after)
@@ -107,7 +132,10 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     S_new = D_new = jnp.zeros((), jnp.float64)
     since = jnp.int32(0) if fresh else state.steps_since_factor
     if acc.cached:
-        S_new = (0.0 if fresh else state.stale_sum) + f["step_staleness_bound"]
+        s_t = f["step_staleness_bound"]
+        # with remeasuring, the staleness counts at most one budget a step (the renewal rule)
+        S_new = (0.0 if fresh else state.stale_sum) + (jnp.minimum(s_t, acc.budget)
+                                                        if acc.remeasure else s_t)
         D_new = (0.0 if fresh else state.drift_sum) + f["step_drift_norm"]
     new = state._replace(mask=big["mask_new"], W=big["W_new"], n_removed=big["n_removed"],
                          requests=big["requests"], steps_since_factor=big["steps_since_factor"])
@@ -153,7 +181,7 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     rec = jnp.stack([jnp.asarray(v, jnp.float64) for v in
                      (present, accept, code, small["steps"], remeasured, R_meas, R_final, after,
                       s_hat, S_new, D_new)])
-    changes = _select(accept, new, state, idx)
+    changes = _select(accept, new, state, idx, path == "cached_factor")
     changes["mask"] = state.mask.at[idx].set(jnp.where(accept, jnp.zeros_like(rows), rows))
     return changes, jnp.concatenate([B, rec, small["delta_norms"]])
 

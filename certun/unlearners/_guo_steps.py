@@ -37,6 +37,7 @@ class StepConfig:
     neumann_terms: int
     max_rank: int
     refactor_every: int = 0
+    reinvert_ratio: float = cc.REINVERT_RATIO  # "cholesky" folds (curvature_cache.fold)
 
 
 #: ``X`` with at least this many entries (512 MiB of float64) gets its curvature accumulated
@@ -301,7 +302,8 @@ def fold(c: StepConfig, state):
     """Fold the buffered rows into the factorisation at the same point (no data pass)."""
     R = state.rows_buf
     gram = state.gram - jnp.einsum("cd,ce->de", R, R)
-    cache, _ = cc.fold(cache_of(state), c.lam, jnp.sum(state.mask))
+    cache, _ = cc.fold(cache_of(state), c.lam, jnp.sum(state.mask),
+                       reinvert_ratio=c.reinvert_ratio)
     keep = ("curv", "inv", "inv_rows") if c.method == "cholesky" else ("curv", "eigvals",
                                                                         "eigvecs")
     return cache_fields(cache, keep), gram

@@ -449,7 +449,9 @@ def _context(*, lam, sigma, epsilon, delta, loss, bound, gamma, train_tol, train
     cfg = gs.StepConfig(lossf=lossf, lam=lam, train_method=train_method, train_tol=train_tol,
                         solve_rtol=solve_rtol, max_cg_steps=max_cg_steps, method=factor,
                         neumann_terms=neumann_terms, max_rank=max_rank,
-                        refactor_every=refactor_every)
+                        refactor_every=refactor_every,
+                        reinvert_ratio=(cc.MEASURED_REINVERT_RATIO if remeasure
+                                        else cc.REINVERT_RATIO))
     acc = ga.GuoAccountant(lam=lam, gamma=gamma, loss_gamma=lossf.gamma, d2_bound=lossf.d2_bound,
                            C=lossf.d1_bound, sc_const=sc_const, bound=bound, cached=cached,
                            budget=budget_total, refresh_cost_ratio=refresh_cost_ratio,
