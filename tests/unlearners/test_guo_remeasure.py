@@ -112,7 +112,9 @@ def test_remeasure_must_be_a_bool():
 
 
 def test_remeasure_refreshes_when_the_measurements_it_saves_outweigh_it(digits38):
-    """After a measurement, refresh iff ``s_t >= rho (c_t - s_t)`` (cost in measurements)."""
+    """After a measurement, refresh iff ``t min(s_t, B) - S_t >= rho B`` (the renewal rule in
+    measurements: ``S_t`` the capped staleness since the factorisation, ``rho`` a refresh's
+    cost in measurements)."""
     from certun.bounds import guo_accountant as ga
 
     unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update="cached",
@@ -124,7 +126,9 @@ def test_remeasure_refreshes_when_the_measurements_it_saves_outweigh_it(digits38
     assert rho == pytest.approx((d / 2 + 10 * d * d / (4 * n)) / ga.GEMM_SPEEDUP, rel=1e-15)
     assert ga.refresh_cost(10 * n, d, "cholesky") < rho
     fired = kept = 0
+    budget = unl.unlearn.ctx.acc.budget
     for i in range(60):
+        since, S_prev = int(st.steps_since_factor), float(st.stale_sum)
         res = unl.unlearn(st, [i])
         assert res.outcome == "unlearned" and res.certificate.valid
         dg = res.diagnostics
@@ -132,14 +136,15 @@ def test_remeasure_refreshes_when_the_measurements_it_saves_outweigh_it(digits38
         g, mag, margin, n_rem = _residual_np(res.state, LAM)
         assert g <= dg["true_residual"] * (1 + 1e-9) + 1e-12
         assert g <= res.certificate.budget.used <= res.certificate.budget.total
+        s_t = dg["step_staleness_bound"]
+        S = S_prev + min(s_t, budget)  # each request's staleness capped at the budget
         if "residual_remeasured" in dg:
             charge = (dg["step_remainder_bound"] + dg["step_solver_residual"]
                       + dg["step_rounding_allowance"])
-            s_t = dg["step_staleness_bound"]
-            worth = s_t > 0 and s_t >= rho * (charge - s_t)
+            worth = s_t > 0 and (since + 1) * min(s_t, budget) - S >= rho * budget
             assert (dg["refreshed_after"] == "remeasure") == worth
             # the host rule says the same as the device's verdict
-            why, _ = ga.refresh_after(unl.unlearn.ctx.acc, dg, 0, None, None,
+            why, _ = ga.refresh_after(unl.unlearn.ctx.acc, dg, since, S, None,
                                       res.certificate.budget.used, charge, 0, rho)
             assert (why == "remeasure") == worth
             if worth:
@@ -150,7 +155,69 @@ def test_remeasure_refreshes_when_the_measurements_it_saves_outweigh_it(digits38
             else:
                 kept += 1
                 assert int(res.state.steps_since_factor) > 0
+                assert float(res.state.stale_sum) == pytest.approx(S, rel=1e-12)
         else:
             assert dg["refreshed_after"] is None
         st = res.state
     assert fired >= 1 and kept >= 1
+
+
+def test_a_measured_gradient_is_cancelled_by_the_next_step(digits38):
+    """§5b: after a measurement the state keeps ``g`` (and its error); the next step solves
+    for ``Delta - g`` and carries over only ``||grad - g||``, not the whole residual."""
+    # enough Neumann terms that the cached solve matches a dense one to ~1e-10
+    unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update="cached",
+                            remeasure=True, diagnose=True, refresh_cost_ratio=None,
+                            neumann_terms=12)
+    st = unl.init(digits38.X_train, digits38.y_train, jax.random.key(0))
+    assert np.all(np.asarray(st.grad_known) == 0) and np.isinf(float(st.grad_known_err))
+    d = st.X.shape[1]
+    corrected = 0
+    for i in range(40):
+        known = np.isfinite(float(st.grad_known_err))
+        res = unl.unlearn(st, [i])
+        assert res.outcome == "unlearned" and res.certificate.valid
+        dg = res.diagnostics
+        used = res.certificate.budget.used
+        assert dg["true_residual"] <= used
+        charge = (dg["step_remainder_bound"] + dg["step_solver_residual"]
+                  + dg["step_rounding_allowance"])
+        if known:  # carried: the measurement's error, not the previous bound
+            corrected += 1
+            assert dg["residual_carried"] == float(st.grad_known_err)
+            assert dg["residual_carried"] < dg["residual_bound_before"]
+            after = dg.get("residual_bound_accumulated", used)
+            assert after == pytest.approx(dg["residual_carried"] + charge, rel=1e-12)
+            # the step is the dense Newton step on Delta - g: the curvature at w_f of the
+            # remaining rows plus lambda n, solved directly
+            X, Y = np.asarray(st.X), np.asarray(st.Y)[:, 0]
+            keep = np.asarray(res.state.mask) > 0
+            wf, w = np.asarray(st.W_factor)[:, 0], np.asarray(st.W)[:, 0]
+            p = 1 / (1 + np.exp(-(X[keep] @ wf)))
+            T = (X[keep].T * (p * (1 - p))) @ X[keep] + LAM * keep.sum() * np.eye(d)
+            Delta = X[i] * (-Y[i] / (1 + np.exp(Y[i] * (X[i] @ w)))) + LAM * w
+            step = np.linalg.solve(T, Delta - np.asarray(st.grad_known)[:, 0])
+            np.testing.assert_allclose(np.asarray(res.state.W)[:, 0] - w, step, rtol=1e-7,
+                                       atol=1e-9 * np.linalg.norm(step))
+        else:
+            assert "residual_carried" not in dg
+        new = res.state
+        if "residual_remeasured" in dg:
+            # the kept gradient is the exact one at the new model (NumPy), its error the
+            # measurement's rounding allowance
+            X, Y = np.asarray(new.X), np.asarray(new.Y)[:, 0]
+            keep = np.asarray(new.mask) > 0
+            w, b = np.asarray(new.W)[:, 0], np.asarray(new.b)[:, 0]
+            d1 = -Y[keep] / (1 + np.exp(Y[keep] * (X[keep] @ w)))
+            g = X[keep].T @ d1 + LAM * keep.sum() * w + b
+            np.testing.assert_allclose(np.asarray(new.grad_known)[:, 0], g, rtol=1e-9,
+                                       atol=1e-12 * np.linalg.norm(g))
+            gn, mag, margin, n = _residual_np(new, LAM)
+            allowance = ((n + d + 2) * UNIT_ROUNDOFF * mag
+                         + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin)
+            assert float(new.grad_known_err) == pytest.approx(allowance, rel=1e-9)
+        else:
+            assert np.all(np.asarray(new.grad_known) == 0)
+            assert np.isinf(float(new.grad_known_err))
+        st = new
+    assert corrected >= 2
