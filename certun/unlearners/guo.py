@@ -62,7 +62,7 @@ factor by one row per removed row (``O(d k)``, never rebuilt) and sums a short N
 for the shift's drift; its folds are mostly Woodbury updates of the inverse, ~7x cheaper than
 an ``eigh`` (``proofs/cached_factors.md`` §5). ``remeasure=True`` replaces the accumulated
 bound by the measured residual (one gradient) when the budget would be exceeded
-(``proofs/guo2020_residual_bounds.md`` §5a).
+(``proofs/guo2020_residual_bounds.md`` §5a); the next step cancels the measured gradient (§5b).
 :meth:`GuoUnlearner.what_if` evaluates the budget each of many candidate removals would
 consume in one vmapped call.
 
@@ -145,10 +145,8 @@ class GuoState(NamedTuple):
         folds in between update it by Woodbury at that shift), and ``(K, cap, cap)``
         Cholesky factors of the Woodbury capacitance ``I - P_k inv_k P_k^T`` of the buffered
         rows (identity beyond ``buf_count``); ``proj_buf`` then holds ``inv_k x_j sqrt(h_jk)``.
-      grad_known, grad_known_err: only with ``remeasure`` (``None`` otherwise): the gradient
-        ``grad L_b(W; D_current)`` ``(d, K)`` measured by the last request and a bound on its
-        error (zeros and ``inf`` when no measurement is current). The next step cancels it
-        and carries over only ``grad_known_err`` (``proofs/guo2020_residual_bounds.md`` §5b).
+      grad_known, grad_known_err: with ``remeasure`` (else ``None``): the gradient measured at
+        ``W`` by the last request and its error bound (0, ``inf``: none), cancelled next (§5b).
     """
 
     X: jax.Array
@@ -343,7 +341,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
       remeasure: when a request's accumulated bound would exceed the budget, first measure
         the residual of the stepped model exactly, ``||grad L_b(w^-; D \ U)||`` plus its
         rounding allowance (one gradient over the remaining rows, ``O(nd)``), and restart the
-        accumulated bound from it (``proofs/guo2020_residual_bounds.md`` §5a). The bounds
+        accumulated bound from it (``proofs/guo2020_residual_bounds.md`` §5a); the next
+        request's step then cancels the measured gradient itself (§5b). The bounds
         overestimate the residual many times over, so this serves far more requests per
         ``b`` (fewer retrains). With ``update="cached"`` it also replaces the refresh policy:
         budget the staleness bound spends is won back by the next measurement, so the
@@ -449,9 +448,8 @@ def _context(*, lam, sigma, epsilon, delta, loss, bound, gamma, train_tol, train
     cfg = gs.StepConfig(lossf=lossf, lam=lam, train_method=train_method, train_tol=train_tol,
                         solve_rtol=solve_rtol, max_cg_steps=max_cg_steps, method=factor,
                         neumann_terms=neumann_terms, max_rank=max_rank,
-                        refactor_every=refactor_every,
-                        reinvert_ratio=(cc.MEASURED_REINVERT_RATIO if remeasure
-                                        else cc.REINVERT_RATIO))
+                        refactor_every=refactor_every, reinvert_ratio=(
+                            cc.MEASURED_REINVERT_RATIO if remeasure else cc.REINVERT_RATIO))
     acc = ga.GuoAccountant(lam=lam, gamma=gamma, loss_gamma=lossf.gamma, d2_bound=lossf.d2_bound,
                            C=lossf.d1_bound, sc_const=sc_const, bound=bound, cached=cached,
                            budget=budget_total, refresh_cost_ratio=refresh_cost_ratio,

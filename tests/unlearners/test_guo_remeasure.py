@@ -112,9 +112,11 @@ def test_remeasure_must_be_a_bool():
 
 
 def test_remeasure_refreshes_when_the_measurements_it_saves_outweigh_it(digits38):
-    """After a measurement, refresh iff ``t min(s_t, B) - S_t >= rho B`` (the renewal rule in
-    measurements: ``S_t`` the capped staleness since the factorisation, ``rho`` a refresh's
-    cost in measurements)."""
+    """After a measurement, refresh iff ``t min(s_t, B) - S_t >= rho B``.
+
+    The renewal rule in measurements: ``S_t`` the capped staleness since the factorisation,
+    ``rho`` a refresh's cost in measurements.
+    """
     from certun.bounds import guo_accountant as ga
 
     unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update="cached",
@@ -163,8 +165,10 @@ def test_remeasure_refreshes_when_the_measurements_it_saves_outweigh_it(digits38
 
 
 def test_a_measured_gradient_is_cancelled_by_the_next_step(digits38):
-    """§5b: after a measurement the state keeps ``g`` (and its error); the next step solves
-    for ``Delta - g`` and carries over only ``||grad - g||``, not the whole residual."""
+    """§5b: a measured gradient is kept and cancelled by the next step.
+
+    The next step solves for ``Delta - g`` and carries over only ``||grad - g||``.
+    """
     # enough Neumann terms that the cached solve matches a dense one to ~1e-10
     unl = certified_removal(lam=LAM, sigma=SIGMA, epsilon=1.0, delta=1e-4, update="cached",
                             remeasure=True, diagnose=True, refresh_cost_ratio=None,
