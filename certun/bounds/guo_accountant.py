@@ -27,13 +27,29 @@ from certun.bounds import guo as guo_bounds
 from certun.primitives.spectral import UNIT_ROUNDOFF
 
 __all__ = ["GuoAccountant", "charge", "grad_allowance", "measured_residual", "refresh_after",
-           "refresh_worth", "refresh_cost", "GEMM_SPEEDUP"]
+           "refresh_worth", "refresh_cost", "measures_every_request", "GEMM_SPEEDUP"]
 
 #: How many times faster, per flop, the refresh's matrix-matrix products run than the
 #: measurement's matrix-vector passes over ``X`` (memory-bound). Measured on 2 shared cores
 #: (XLA:CPU, float64, d = 784): 4-6 at n = 12,000 (gradient ~3 ms, refresh ~250 ms, quiet) and
 #: 3-6 at n = 1,500 under load 8-10; the policy only needs the order of magnitude.
 GEMM_SPEEDUP = 5.0
+
+
+def measures_every_request(n: int, d: int) -> bool:
+    """Whether the cached path should measure every request's residual: ``n <= 2 d``.
+
+    A measured request replaces the charged bound by the exact residual (one gradient, two
+    passes over the ``n x d`` rows) and drops the bound's two passes over the stored ``d x d``
+    curvature and Gram matrix; the measurement then also resets the residual each request
+    (``proofs/guo2020_residual_bounds.md`` §5b), so no staleness is charged and refreshes are
+    rare. It pays when ``X`` is no larger than the matrices it replaces plus the
+    measurements the bounds trigger anyway: at ``n = 1,500``, ``d = 784`` (2 shared cores)
+    the staleness bound needed a measurement every ~2 requests, and ``X`` (9.4 MB) with the
+    inverse (4.9 MB) stays in cache where ``X`` with three ``d x d`` matrices (24 MB) does not.
+    A function of the shapes only (a ledger replays to the same decisions).
+    """
+    return n <= 2 * d
 
 
 def refresh_cost(n: int, d: int, method: str = "cholesky") -> float:

@@ -269,7 +269,7 @@ class StepMeasure(NamedTuple):
 
 def downdate_solve(cache: CurvatureCache, V: jax.Array, rows: jax.Array, h: jax.Array,
                    lam: float, n: jax.Array, probe: jax.Array, *, kb: int,
-                   neumann_terms: int = 2
+                   neumann_terms: int = 2, measure: bool = True
                    ) -> tuple[CurvatureCache, CacheSolution, StepMeasure]:
     """Buffer ``m`` removed ``rows`` (weights ``h``, ``(m, K)``) and solve ``T x = V``.
 
@@ -279,6 +279,9 @@ def downdate_solve(cache: CurvatureCache, V: jax.Array, rows: jax.Array, h: jax.
     ``probe`` (``(d, K)``) gets its quadratic forms measured in the same passes (e.g. the
     drift ``w - w_f`` of a stale curvature). ``kb`` (static) is a buffer width holding
     ``filled + m`` rows (:func:`bucket`). Needs ``filled + m <= max_rank``.
+    ``measure=False`` (static) skips the pass over the stored curvature: the residual and the
+    quadratic forms come back NaN (for a caller that measures what it needs otherwise, e.g.
+    the gradient itself), and the code covers the solve alone.
     """
     chol = cache.inv is not None
     k = cache.filled
@@ -297,6 +300,9 @@ def downdate_solve(cache: CurvatureCache, V: jax.Array, rows: jax.Array, h: jax.
                                        neumann_terms, rows_k)
         else:
             dlt, bufs, ok = _head_eigh(fac, dk, rows, hk_new, hk, k, kb, shift, mu, 0)
+        if not measure:
+            nan = jnp.full((), jnp.nan, dlt.dtype)
+            return dlt, bufs, ok, nan, nan, nan, nan, nan
         Adu = jnp.stack([dlt, uk]) @ A  # rows: curv^T delta, curv^T u
         bd, bu = rows_k @ dlt, rows_k @ uk
         hb = hk[:kb]
@@ -319,7 +325,8 @@ def downdate_solve(cache: CurvatureCache, V: jax.Array, rows: jax.Array, h: jax.
     res = jnp.sqrt(jnp.sum(res2))
     new = cache._replace(rows=rbuf, h=hbuf, proj=bufs[0], filled=k + m,
                          cap=bufs[1] if chol else None)
-    code = _code(jnp.all(oks), jnp.all(jnp.isfinite(x)) & jnp.isfinite(res))
+    finite = jnp.all(jnp.isfinite(x)) & (jnp.isfinite(res) if measure else True)
+    code = _code(jnp.all(oks), finite)
     return new, CacheSolution(x, res, code), StepMeasure(a_dd, a_uu, bdd, buu)
 
 

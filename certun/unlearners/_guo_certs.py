@@ -29,8 +29,13 @@ def params(state: Any) -> jax.Array:
 
 
 def assumptions(ctx: Any, state: Any, x64: bool, solver_ok: bool, code: int,
-                xs: float | None = None, tg: float | None = None) -> list:
-    """The certificate's assumptions (each verified or checked)."""
+                xs: float | None = None, tg: float | None = None, measured: bool = False
+                ) -> list:
+    """The certificate's assumptions (each verified or checked).
+
+    ``measured``: a request whose residual was measured, not bounded
+    (``proofs/guo2020_residual_bounds.md`` §5a-5b).
+    """
     acc, lossf = ctx.acc, ctx.lossf
     xs = float(state.x_spectral) if xs is None else xs
     tg = float(state.train_grad_norm) if tg is None else tg
@@ -49,8 +54,15 @@ def assumptions(ctx: Any, state: Any, x64: bool, solver_ok: bool, code: int,
                  "allowance, capped at sqrt(n_rem) (not a power iteration)", xs, private=True),
         check("float64", "bound inputs computed in float64 (enable jax_enable_x64)", x64),
         check("solver", "the Newton system was solved (PD, finite); its residual is in the "
-              "bound" + ("" if solver_ok else f": {result_message(code)}"), solver_ok),
+              + ("measured gradient" if measured else "bound")
+              + ("" if solver_ok else f": {result_message(code)}"), solver_ok),
     ]
+    if measured:
+        a.append(verified("measured_residual",
+                          "the residual ||grad L_b(w^-; D')|| of this request is measured "
+                          "exactly (one gradient in float64) plus its rounding allowance; no "
+                          "bound is charged (proofs/guo2020_residual_bounds.md §5a-5b)"))
+        return a
     if acc.bound == "worst_case" and lossf.gamma > 0:
         a.append(verified("gradient_bound", f"|l'| <= C = {acc.C} (per-example gradient norm)"))
     if acc.cached and lossf.gamma > 0:

@@ -51,6 +51,7 @@ class Ctx(NamedTuple):
     refactor_every: int
     train_tol: float
     train_method: str
+    measure_every: bool | None = None  # None: ga.measures_every_request at each training
 
 
 def scalar(x: Any) -> jax.Array:
@@ -151,6 +152,11 @@ def train_state(ctx: Ctx, state_cls, X, Y, key, retrains, mask, n_removed, reque
     if ctx.acc.remeasure and X.dtype == jnp.float64:  # none measured yet (§5b)
         st = st._replace(grad_known=jnp.zeros((d, K), X.dtype),
                          grad_known_err=scalar(np.inf))
+        n_rows = X.shape[0] - int(n_removed)
+        every = (ga.measures_every_request(n_rows, d) if ctx.measure_every is None
+                 else ctx.measure_every)
+        if ctx.cached and ctx.lossf.gamma > 0 and every:
+            st = st._replace(measure_every=jnp.asarray(True))
     return place(st)
 
 
@@ -234,6 +240,8 @@ def host_scalars(ctx: Ctx, state) -> dict:
             keys["drift_sum"] = state.drift_sum
     if state.grad_known_err is not None:
         keys["gk_err"] = state.grad_known_err
+    if state.measure_every is not None:
+        keys["measured"] = state.measure_every
     h = jax.device_get(keys)
     h["b_norms"] = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
     if np.isfinite(h.get("gk_err", np.inf)):  # the next step cancels a measured gradient
@@ -270,14 +278,15 @@ def path_of(ctx: Ctx, h: dict, m: int) -> tuple[str, int | None]:
     if ctx.cached:
         if m > ctx.max_rank:
             return "fresh_factor", None
-        return "cached_factor", cc.bucket(int(h["count"]) + m, ctx.max_rank)
+        return ("measured_factor" if h.get("measured") else "cached_factor",
+                cc.bucket(int(h["count"]) + m, ctx.max_rank))
     return ("eigh_woodbury" if int(h["since"]) == 0 else "pcg"), None
 
 
 def _run(ctx: Ctx, state, idx_np: np.ndarray, path: str, kb: int | None):
     idx = idx_np.astype(np.int32)  # host array: the jitted call transfers it
     fn = ctx.steps.request[path]
-    changes, vec = fn(state, idx, kb) if path == "cached_factor" else fn(state, idx)
+    changes, vec = fn(state, idx, kb) if kb is not None else fn(state, idx)
     return state._replace(**changes), vec  # X, Y and every unchanged field: the same objects
 
 
@@ -306,9 +315,16 @@ def _retrain(ctx: Ctx, state, idx_np: np.ndarray, rec: dict, diagnostics: dict
 def _diagnostics(ctx: Ctx, rec: dict, path: str, h: dict, m: int, n_prev: int, d: int,
                  t_step: float, refreshed: str | None) -> tuple[dict, dict, dict]:
     bounds = rec["bounds"]
+    if path == "measured_factor":  # no bound charged: the residual is measured (§5b)
+        keep = ("residual_bound_before", "residual_carried", "x_spectral_bound", "gamma")
+        bounds = {k: bounds[k] for k in keep if k in bounds}
+        bounds.update(bound_charged="measured", residual_bound_after=rec["R_final"],
+                      step_solver_residual=None)
+        rec = dict(rec, R_new=rec["R_final"])
     if rec["remeasured"]:
         bounds["residual_remeasured"] = rec["R_meas"]
-        bounds["residual_bound_accumulated"] = rec["R_new"]
+        if path != "measured_factor":
+            bounds["residual_bound_accumulated"] = rec["R_new"]
         if rec["R_meas"] < rec["R_new"]:
             bounds["residual_bound_after"] = rec["R_meas"]
     solver_res = bounds["step_solver_residual"]
@@ -348,7 +364,8 @@ def serve(ctx: Ctx, state, idx_np: np.ndarray, t0: float, allow_refresh: bool = 
     x64 = state.X.dtype == jnp.float64
     bounds, solver, diagnostics = _diagnostics(ctx, rec, path, h, m, n_prev, d, t_step,
                                                refreshed)
-    solver_ok = rec["code"] == RESULTS.successful and bool(np.isfinite(solver["residual"]))
+    solver_ok = rec["code"] == RESULTS.successful and (
+        path == "measured_factor" or bool(np.isfinite(solver["residual"])))
     private = {"b_norm": float(np.linalg.norm(h["b_norms"])), "train_grad_norm": float(h["tg"])}
     if ctx.diagnose:
         tr = float(ctx.steps.true_residual(nxt.W, state.X, state.Y, state.b, nxt.mask)
@@ -375,7 +392,8 @@ def serve(ctx: Ctx, state, idx_np: np.ndarray, t0: float, allow_refresh: bool = 
             fail = ("retrain required: this request would raise the residual bound above "
                     "the budget")
         cert = certs.cert(ctx, state, R_new, certs.assumptions(ctx, state, x64, solver_ok,
-                                                             rec["code"], h["xs"], h["tg"]),
+                                                             rec["code"], h["xs"], h["tg"],
+                                                             path == "measured_factor"),
                           bounds, solver, private, extra_failure=fail)
         return UnlearnResult(None, state, cert, "retrain_required", diagnostics)
     return _served(ctx, nxt, rec, h, m, bounds, solver, private, diagnostics, t0, t_maint)
@@ -402,7 +420,7 @@ def _served(ctx: Ctx, new_state, rec: dict, h: dict, m: int, bounds: dict, solve
         diagnostics["seconds_maintenance"] = t_maint  # folds and refreshes of this request
     cert = certs.cert(ctx, new_state, rec["R_final"],
                       certs.assumptions(ctx, new_state, True, True, rec["code"], h["xs"],
-                                        h["tg"]),
+                                        h["tg"], solver["path"] == "measured_factor"),
                       bounds, solver, private, removed=int(h["n_removed"]) + m)
     diagnostics["seconds_total"] = time.perf_counter() - t0
     return UnlearnResult(certs.params(new_state), new_state, cert, "unlearned", diagnostics)
@@ -423,6 +441,13 @@ def warmup(ctx: Ctx, state) -> float:
             if kb >= ctx.max_rank:
                 break
             kb = cc.bucket(2 * kb, ctx.max_rank)
+        if state.measure_every is not None:  # the measured request at every width
+            kb = cc.bucket(1, ctx.max_rank)
+            while True:
+                jax.block_until_ready(s.request["measured_factor"](state, idx, kb))
+                if kb >= ctx.max_rank:
+                    break
+                kb = cc.bucket(2 * kb, ctx.max_rank)
         jax.block_until_ready(s.fold(state))
         jax.block_until_ready(s.downdate_gram(state.gram, state.rows_buf))
         # unlearn_sequence's scans, at every width (padding only: nothing is served)
@@ -430,8 +455,10 @@ def warmup(ctx: Ctx, state) -> float:
 
         batch = np.tile(idx, (CHUNK, 1))
         kb = cc.bucket(1, ctx.max_rank)
+        seq = s.sequence["measured_factor" if state.measure_every is not None
+                         else "cached_factor"]
         while True:
-            jax.block_until_ready(s.sequence(state, batch, np.zeros(CHUNK, bool), kb))
+            jax.block_until_ready(seq(state, batch, np.zeros(CHUNK, bool), kb))
             if kb >= ctx.max_rank:
                 break
             kb = cc.bucket(2 * kb, ctx.max_rank)

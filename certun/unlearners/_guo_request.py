@@ -12,6 +12,7 @@ that needs the host (not served, or a refresh due).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -127,11 +128,12 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     f = dict(zip(ga.CHARGE_FIELDS, list(B), strict=False))
     R_new, total = f["residual_bound_after"], f["charge"]
     code = jnp.asarray(small["code"], jnp.int32)
-    solver_ok = (code == RESULTS.successful) & jnp.isfinite(f["step_solver_residual"])
+    solver_ok = (code == RESULTS.successful) & (  # measured: no solve residual to check
+        True if c.measured else jnp.isfinite(f["step_solver_residual"]))
     fresh = path == "fresh_factor"
     S_new = D_new = jnp.zeros((), jnp.float64)
     since = jnp.int32(0) if fresh else state.steps_since_factor
-    if acc.cached:
+    if acc.cached and not c.measured:
         s_t = f["step_staleness_bound"]
         # with remeasuring, the staleness counts at most one budget a step (the renewal rule)
         S_new = (0.0 if fresh else state.stale_sum) + (jnp.minimum(s_t, acc.budget)
@@ -139,7 +141,7 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
         D_new = (0.0 if fresh else state.drift_sum) + f["step_drift_norm"]
     new = state._replace(mask=big["mask_new"], W=big["W_new"], n_removed=big["n_removed"],
                          requests=big["requests"], steps_since_factor=big["steps_since_factor"])
-    if acc.cached:
+    if acc.cached and not c.measured:
         new = new._replace(stale_sum=S_new, drift_sum=D_new)
     if fresh:
         new = new._replace(W_factor=state.W, factor_mask=big["mask_new"], curv=big["curv"],
@@ -155,7 +157,8 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     R_meas = jnp.asarray(jnp.inf, jnp.float64)
     remeasured = jnp.asarray(False)
     if acc.remeasure and x64:
-        remeasured = solver_ok & (R_new > acc.budget)
+        # measured mode: every request (no bound was charged); else past the budget only
+        remeasured = solver_ok & (True if c.measured else (R_new > acc.budget))
         inf = jnp.asarray(jnp.inf, jnp.float64)
         # the remaining rows' mask is formed inside the branch (O(n d) there anyway), elementwise
         R_meas, g, allow = lax.cond(
@@ -168,7 +171,8 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     elif known:
         new = new._replace(grad_known=jnp.zeros_like(state.W),
                            grad_known_err=jnp.asarray(jnp.inf, jnp.float64))
-    R_final = jnp.where(remeasured & (R_meas < R_new), R_meas, R_new)
+    R_final = (R_meas if c.measured and acc.remeasure and x64
+               else jnp.where(remeasured & (R_meas < R_new), R_meas, R_new))
     new = new._replace(residual_bound=R_final)
     # the request's rows of the mask, read once: every later use reads these m values, so the
     # only write to the n-row mask is the m-row scatter below (one copy of the caller's mask,
@@ -238,6 +242,8 @@ def sequence(c: gs.StepConfig, acc: ga.GuoAccountant, state, idxs, valid, kb: in
 
 
 def _ungated_core(c: gs.StepConfig, path: str, state, idx, kb):
+    if path == "measured_factor":
+        c, path = dataclasses.replace(c, measured=True), "cached_factor"
     core: Any = gs.CORES[path]
     big = (core(c, state, idx, kb) if path == "cached_factor" else core(c, state, idx))[1]
     return big["W_new"], big["mask_new"]

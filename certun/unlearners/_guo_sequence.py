@@ -74,20 +74,20 @@ def validate(requests: Any, n_total: int) -> list[np.ndarray]:
     return idxs
 
 
-def _record_result(ctx: host.Ctx, state, rec: dict, h: dict, m: int, t0: float
+def _record_result(ctx: host.Ctx, state, rec: dict, h: dict, m: int, t0: float, path: str
                    ) -> tuple[UnlearnResult, dict]:
     """The certificate and diagnostics of a request served inside a scan."""
     n_total = int(state.X.shape[0])
     n_prev = n_total - int(h["n_removed"])
     bounds, solver, diagnostics = host._diagnostics(
-        ctx, rec, "cached_factor", h, m, n_prev, state.W.shape[0], time.perf_counter() - t0,
-        None)
+        ctx, rec, path, h, m, n_prev, state.W.shape[0], time.perf_counter() - t0, None)
     private = {"b_norm": float(np.linalg.norm(h["b_norms"])), "train_grad_norm": float(h["tg"])}
     if not ctx.acc.remeasure and rec["after"] != "refactor_every":
         diagnostics["refresh_policy_estimate"] = rec["s_hat"]
     diagnostics["refreshed_after"] = rec["after"]
     cert = certs.cert(ctx, state, rec["R_final"],
-                      certs.assumptions(ctx, state, True, True, rec["code"], h["xs"], h["tg"]),
+                      certs.assumptions(ctx, state, True, True, rec["code"], h["xs"], h["tg"],
+                                        measured=path == "measured_factor"),
                       bounds, solver, private, removed=int(h["n_removed"]) + m)
     h_next = dict(h, n_removed=int(h["n_removed"]) + m, count=int(h["count"]) + m,
                   since=int(h["since"]) + 1, R=rec["R_final"])
@@ -109,7 +109,8 @@ def _scan_chunk(ctx: host.Ctx, state, idxs: list, i: int, h: dict):
     batch[:L] = np.stack(take)
     valid = np.arange(CHUNK) < L
     t0 = time.perf_counter()
-    fields, recs = ctx.steps.sequence(state, batch, valid, kb)
+    path = "measured_factor" if h.get("measured") else "cached_factor"
+    fields, recs = ctx.steps.sequence[path](state, batch, valid, kb)
     state = state._replace(**fields)
     recs = np.asarray(jax.device_get(recs))
     out: list[UnlearnResult] = []
@@ -122,7 +123,7 @@ def _scan_chunk(ctx: host.Ctx, state, idxs: list, i: int, h: dict):
             raise host._not_present(state, take[k])
         if not rec["accept"]:
             return state, out, i + k, "refused"
-        res, h = _record_result(ctx, state, rec, h, m, t0)
+        res, h = _record_result(ctx, state, rec, h, m, t0, path)
         out.append(res)
         if rec["after"] is not None:
             state = jax.block_until_ready(host.refresh(ctx, state))

@@ -9,6 +9,7 @@ needs (one device->host transfer) and the new state's arrays.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -38,6 +39,7 @@ class StepConfig:
     max_rank: int
     refactor_every: int = 0
     reinvert_ratio: float = cc.REINVERT_RATIO  # "cholesky" folds (curvature_cache.fold)
+    measured: bool = False  # every cached request measured: no bound passes (request())
 
 
 #: ``X`` with at least this many entries (512 MiB of float64) gets its curvature accumulated
@@ -238,11 +240,15 @@ def cached_step(c: StepConfig, state, idx, kb: int):
     U = W - state.W_factor  # (d, K)
     K = W.shape[1]
     cache, sol, meas = cc.downdate_solve(cache_of(state), Delta, xu, h_new, c.lam, n_rem, U,
-                                         kb=kb, neumann_terms=c.neumann_terms)
+                                         kb=kb, neumann_terms=c.neumann_terms,
+                                         measure=not c.measured)
     delta = sol.value
-    GV = jnp.concatenate([delta.T, U.T], axis=0) @ state.gram  # (2K, d)
-    qd = jnp.sum(GV[:K] * delta.T, axis=1) - meas.b_x
-    qu = jnp.sum(GV[K:] * U.T, axis=1) - meas.b_u
+    if c.measured:  # the request measures the gradient itself: no bound inputs
+        qd = qu = jnp.full((K,), jnp.nan, W.dtype)
+    else:
+        GV = jnp.concatenate([delta.T, U.T], axis=0) @ state.gram  # (2K, d)
+        qd = jnp.sum(GV[:K] * delta.T, axis=1) - meas.b_x
+        qu = jnp.sum(GV[K:] * U.T, axis=1) - meas.b_u
     W_new = W + delta
     small = dict(
         delta_norms=jnp.linalg.norm(delta, axis=0), Delta_norms=_rhs_norms(state, Delta),
@@ -331,7 +337,7 @@ class Steps(NamedTuple):
     scalars: Any
     downdate_gram: Any
     retrain_inputs: Any
-    sequence: Any
+    sequence: dict  # "cached_factor" / "measured_factor" -> jitted scan (static width)
     what_if: dict
 
 
@@ -368,13 +374,17 @@ def make_steps(c: StepConfig, acc: Any, request: Any, sequence: Any) -> Steps:
     req = {path: jax.jit(p(request, c, acc, path),
                          static_argnums=(2,) if path == "cached_factor" else ())
            for path in CORES}
+    # every request measured (no bound passes): the cached step under a measured config
+    cm = dataclasses.replace(c, measured=True)
+    req["measured_factor"] = jax.jit(p(request, cm, acc, "cached_factor"), static_argnums=(2,))
     return Steps(
         train=jax.jit(p(train, c)), grad_sum=jax.jit(p(grad_sum, c)),
         true_residual=jax.jit(p(true_residual, c)), factorise=jax.jit(p(factorise, c)),
         request=req, fold=jax.jit(p(fold, c)),
         scalars=jax.jit(scalars), downdate_gram=jax.jit(downdate_gram),
         retrain_inputs=jax.jit(retrain_inputs, static_argnums=2),
-        sequence=jax.jit(p(sequence, c, acc), static_argnums=(3,)),
+        sequence={"cached_factor": jax.jit(p(sequence, c, acc), static_argnums=(3,)),
+                  "measured_factor": jax.jit(p(sequence, cm, acc), static_argnums=(3,))},
         what_if={"exact": _batched(p(exact_step, c)), "pcg": _batched(p(cg_step, c))},
     )
 

@@ -147,6 +147,7 @@ class GuoState(NamedTuple):
         rows (identity beyond ``buf_count``); ``proj_buf`` then holds ``inv_k x_j sqrt(h_jk)``.
       grad_known, grad_known_err: with ``remeasure`` (else ``None``): the gradient measured at
         ``W`` by the last request and its error bound (0, ``inf``: none), cancelled next (§5b).
+      measure_every: ``True`` when every cached request is measured (else ``None``).
     """
 
     X: jax.Array
@@ -181,6 +182,7 @@ class GuoState(NamedTuple):
     inv_rows: jax.Array | None = None
     grad_known: jax.Array | None = None
     grad_known_err: jax.Array | None = None
+    measure_every: jax.Array | None = None
 
 
 class WhatIf(NamedTuple):
@@ -296,7 +298,8 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                       update: str = "auto", max_rank: int = 128,
                       refresh_cost_ratio: float | None = 0.25,
                       remeasure: bool | None = None, factor: str | None = None,
-                      neumann_terms: int = 2) -> GuoUnlearner:
+                      neumann_terms: int = 2, measure_every: bool | None = None
+                      ) -> GuoUnlearner:
     r"""Guo et al. (2020) certified removal for logistic (binary / one-vs-rest) and ridge models.
 
     Args:
@@ -366,6 +369,10 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
       neumann_terms: terms of that series after the first (``factor="cholesky"``): each is
         one pass over the ``d x d`` inverse and divides the solve's error by at least
         ``n_f / t`` (``t`` rows removed since the fold, ``n_f`` present then).
+      measure_every: with ``remeasure`` on the logistic cache, measure every request's residual
+        (one gradient) instead of charging bounds: no staleness, the measured gradient
+        cancelled by each next step (§5b). ``None`` (default): when ``n <= 2 d`` at training
+        (:func:`certun.bounds.guo_accountant.measures_every_request`).
 
     Returns:
       A :class:`GuoUnlearner` (an :class:`~certun.unlearners.base.Unlearner`):
@@ -383,12 +390,12 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         max_cg_steps=max_cg_steps, refactor_every=refactor_every, diagnose=diagnose,
         auto_retrain=auto_retrain, update=update, max_rank=max_rank,
         refresh_cost_ratio=refresh_cost_ratio, remeasure=remeasure, factor=factor,
-        neumann_terms=neumann_terms))
+        neumann_terms=neumann_terms, measure_every=measure_every))
 
 
 def _context(*, lam, sigma, epsilon, delta, loss, bound, gamma, train_tol, train_method,
              solve_rtol, max_cg_steps, refactor_every, diagnose, auto_retrain, update, max_rank,
-             refresh_cost_ratio, remeasure, factor, neumann_terms) -> host.Ctx:
+             refresh_cost_ratio, remeasure, factor, neumann_terms, measure_every) -> host.Ctx:
     """Validate :func:`certified_removal`'s arguments into its context (one error per argument)."""
     lam = _validate.positive(lam=lam)
     sigma = _validate.positive(sigma=sigma)
@@ -415,11 +422,16 @@ def _context(*, lam, sigma, epsilon, delta, loss, bound, gamma, train_tol, train
     if chol and not cached:
         raise _validate.ValidationError(
             "factor='cholesky' is a factorisation of update='cached'; pass update='cached'")
-    if remeasure is not None and not isinstance(remeasure, bool):
-        raise _validate.ValidationError(
-            f"remeasure must be True or False (or None: automatic), got {remeasure!r}")
+    for name, v in (("remeasure", remeasure), ("measure_every", measure_every)):
+        if v is not None and not isinstance(v, bool):
+            raise _validate.ValidationError(
+                f"{name} must be True or False (or None: automatic), got {v!r}")
     if remeasure is None:  # the default: the measured-residual restart on the logistic cache
         remeasure = auto and cached and lossf.name == "logistic"
+    if measure_every and not (remeasure and cached):
+        raise _validate.ValidationError(
+            "measure_every=True measures on the cached path: pass update='cached' with "
+            "remeasure=True (or leave both at their defaults)")
     if refresh_cost_ratio is not None:
         refresh_cost_ratio = _validate.positive(refresh_cost_ratio=refresh_cost_ratio)
     if gamma is None:
@@ -458,7 +470,8 @@ def _context(*, lam, sigma, epsilon, delta, loss, bound, gamma, train_tol, train
     ctx = host.Ctx(cfg=cfg, acc=acc, steps=steps, sigma=sigma, eps=eps, dlt=dlt, c=c,
                    lossf=lossf, update=update, factor=factor, cached=cached,
                    max_rank=max_rank, auto_retrain=auto_retrain, diagnose=diagnose,
-                   refactor_every=refactor_every, train_tol=train_tol, train_method=train_method)
+                   refactor_every=refactor_every, train_tol=train_tol, train_method=train_method,
+                   measure_every=measure_every)
     return ctx
 
 
