@@ -42,7 +42,8 @@ from certun.results import RESULTS
 
 __all__ = ["CurvatureCache", "CacheSolution", "METHODS", "bucket", "init", "solve", "downdate",
            "downdate_solve", "uprate", "fold", "refresh", "neumann_terms_for",
-           "eig_woodbury", "REINVERT_RATIO", "MEASURED_REINVERT_RATIO"]
+           "eig_woodbury", "REINVERT_RATIO", "MEASURED_REINVERT_RATIO",
+           "MEASURED_EVERY_REINVERT_RATIO"]
 
 METHODS = ("eigh", "cholesky")
 
@@ -55,6 +56,10 @@ REINVERT_RATIO = 0.05
 #: restart of :func:`certun.unlearners.guo.certified_removal`): the Neumann truncation only
 #: enters the measured, charged solve residual, so folds stay cheap Woodbury updates longer.
 MEASURED_REINVERT_RATIO = 0.25
+
+#: The same where every request's gradient is measured and none is bounded
+#: (``measure_every``): the truncation only slows the cancellation of the residual.
+MEASURED_EVERY_REINVERT_RATIO = 0.5
 
 
 class CurvatureCache(NamedTuple):

@@ -161,10 +161,15 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
         remeasured = solver_ok & (True if c.measured else (R_new > acc.budget))
         inf = jnp.asarray(jnp.inf, jnp.float64)
         # the remaining rows' mask is formed inside the branch (O(n d) there anyway), elementwise
-        R_meas, g, allow = lax.cond(
-            remeasured, lambda: _measure(c, new.W, state.X, state.Y, state.b,
-                                         _without(state.mask, idx)),
-            lambda: (inf, jnp.zeros_like(state.W), inf))
+        def meas():
+            return _measure(c, new.W, state.X, state.Y, state.b, _without(state.mask, idx))
+
+        if c.measured:  # every request: no branch (a lax.cond copies its operands)
+            R_meas, g, allow = meas()
+            R_meas, allow = (jnp.where(remeasured, v, inf) for v in (R_meas, allow))
+        else:
+            R_meas, g, allow = lax.cond(remeasured, meas,
+                                        lambda: (inf, jnp.zeros_like(state.W), inf))
         if known:  # kept for the next step to cancel (zero and inf: none is known)
             new = new._replace(grad_known=jnp.where(remeasured, g, 0.0).astype(state.W.dtype),
                                grad_known_err=allow)

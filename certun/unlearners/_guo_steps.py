@@ -308,8 +308,10 @@ def fold(c: StepConfig, state):
     """Fold the buffered rows into the factorisation at the same point (no data pass)."""
     R = state.rows_buf
     gram = state.gram - jnp.einsum("cd,ce->de", R, R)
-    cache, _ = cc.fold(cache_of(state), c.lam, jnp.sum(state.mask),
-                       reinvert_ratio=c.reinvert_ratio)
+    ratio = c.reinvert_ratio
+    if state.measure_every is not None:  # every request measured: the truncation is harmless
+        ratio = cc.MEASURED_EVERY_REINVERT_RATIO
+    cache, _ = cc.fold(cache_of(state), c.lam, jnp.sum(state.mask), reinvert_ratio=ratio)
     keep = ("curv", "inv", "inv_rows") if c.method == "cholesky" else ("curv", "eigvals",
                                                                         "eigvecs")
     return cache_fields(cache, keep), gram
