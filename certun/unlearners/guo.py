@@ -26,16 +26,12 @@ is refused with outcome ``"retrain_required"`` (or, with ``auto_retrain``, the
 model is retrained on the remaining rows with a fresh ``b`` and a new budget).
 Derivations: ``proofs/guo2020_residual_bounds.md``.
 
-**Cost.** ``init`` forms ``X^T X`` (for ``||X_rem delta||`` and a guaranteed bound on
-``||X||_2``) and the eigendecomposition of each head's curvature ``X^T D X`` at the
-trained model. The first request after a factorisation is then solved exactly in
-``O(d^2 m)``: the regulariser's shift ``lambda (n - m) I`` is absorbed by the eigenvalues
-and the removed rows by Woodbury. Later requests (the model has moved, so the
-curvature has) run preconditioned CG on the exact Hessian-vector product of the
-remaining data at the current model, with that factorisation as the
-preconditioner (``O(nd)`` per iteration, a handful of iterations), and fold the
-achieved residual into the bound; ``refactor_every`` re-factorises at the current
-model every so many requests.
+**Cost** (``update="pcg"``). ``init`` forms ``X^T X`` (for ``||X_rem delta||`` and a bound on
+``||X||_2``) and the eigendecomposition of each head's curvature ``X^T D X``. The first
+request is then solved exactly in ``O(d^2 m)`` (shift by the eigenvalues, removed rows by
+Woodbury); later ones run CG on the exact Hessian at the current model preconditioned by
+that factorisation (``O(nd)`` per iteration) and charge the achieved residual;
+``refactor_every`` re-factorises every so many requests.
 
 **Cached factors** (``update="cached"``; ``update="auto"``, the default, picks it for ridge
 and, with ``remeasure``, for logistic with the data-dependent bound). Every
@@ -334,27 +330,18 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
         make). Pin ``"pcg"`` for the exact-Hessian step of Guo et al.'s reference code.
       max_rank: capacity ``k`` of the buffer of removed rows of the cached factor; a
         request that does not fit folds the buffer into the factorisation first.
-      refresh_cost_ratio: cost of a refresh relative to a retrain, ``kappa`` in the
-        refresh policy of ``proofs/cached_factors.md``: refresh after request ``t`` since
-        the last refresh when ``t s_hat - S_t >= kappa * budget``, ``S_t`` the staleness
-        charged since, ``s_hat = S_t D_t / sum_{j<=t} D_j`` the next request's expected
-        staleness (``D_j = ||X_rem (w - w_f)||``, the drift); with ``auto_retrain`` a
-        refresh before a retrain is tried only while the budget left is at least
-        ``kappa * budget``. ``None`` disables the policy (and tries that refresh always).
-      remeasure: when a request's accumulated bound would exceed the budget, first measure
-        the residual of the stepped model exactly, ``||grad L_b(w^-; D \ U)||`` plus its
-        rounding allowance (one gradient over the remaining rows, ``O(nd)``), and restart the
-        accumulated bound from it (``proofs/guo2020_residual_bounds.md`` §5a); the next
-        request's step then cancels the measured gradient itself (§5b). The bounds
-        overestimate the residual many times over, so this serves far more requests per
-        ``b`` (fewer retrains). With ``update="cached"`` it also replaces the refresh policy:
-        budget the staleness bound spends is won back by the next measurement, so the
-        factorisation is refreshed only before a request that a stale step cannot serve, and
-        after a measurement when the measurements the refresh saves outweigh its cost
-        (:func:`certun.bounds.guo_accountant.refresh_after`, ``proofs/cached_factors.md`` §4).
-        ``None`` (default): on exactly when ``update="auto"`` picks the cached factor for
-        the logistic loss (the fastest path that certifies at least as many requests per
-        budget as PCG), off otherwise.
+      refresh_cost_ratio: ``kappa``, a refresh's cost relative to a retrain in the refresh
+        policy of ``proofs/cached_factors.md`` §4 (refresh after request ``t`` when
+        ``t s_hat - S_t >= kappa * budget``; with ``auto_retrain`` a refresh before a retrain
+        only while ``kappa * budget`` is left). ``None``: no policy, that refresh always.
+      remeasure: when a request's accumulated bound would exceed the budget, measure the
+        stepped model's residual exactly (one gradient, ``O(nd)``, plus its rounding
+        allowance) and restart the bound from it (``proofs/guo2020_residual_bounds.md``
+        §5a); the next step cancels the measured gradient (§5b). The bounds overestimate the
+        residual many times over, so this serves far more requests per ``b``. On the cached
+        path the refresh policy is then the renewal rule in measurements
+        (:func:`certun.bounds.guo_accountant.refresh_after`). ``None`` (default): on exactly
+        when ``update="auto"`` picks the cached factor for the logistic loss.
       factor: the maintained factorisation of ``update="cached"`` (default ``None``:
         ``"cholesky"`` where ``update="auto"`` picks the cache for the logistic loss, ``"eigh"``
         otherwise, e.g. for ridge, whose cached step is then exact): ``"eigh"`` (an

@@ -76,7 +76,12 @@ def test_auto_picks_cached_wherever_it_serves_and_pcg_for_the_worst_case(digits3
     assert auto.unlearn.ctx.cached and auto.unlearn.ctx.acc.remeasure
     st = auto.init(digits38.X_train[:100], digits38.y_train[:100], jax.random.key(0))
     assert st.proj_buf is not None and st.inv is not None  # the Cholesky factor by default
-    assert auto.unlearn(st, [3]).diagnostics["solver"]["path"] == "cached_factor"
+    # n = 100 <= 2 d = 128: every request measured on the cached factor (measure_every)
+    assert auto.unlearn(st, [3]).diagnostics["solver"]["path"] == "measured_factor"
+    bounded = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4,
+                                measure_every=False)
+    st = bounded.init(digits38.X_train[:100], digits38.y_train[:100], jax.random.key(0))
+    assert bounded.unlearn(st, [3]).diagnostics["solver"]["path"] == "cached_factor"
     explicit = certified_removal(lam=1e-2, sigma=1.0, epsilon=1.0, delta=1e-4, update="cached")
     assert not explicit.unlearn.ctx.acc.remeasure  # remeasure only by default with "auto"
 
