@@ -229,6 +229,13 @@ def check_kind(ctx: Ctx, state) -> None:
             f"max_rank={ctx.max_rank}: use the unlearner (or configuration) that made the state")
 
 
+@jax.jit
+def _packed_scalars(keys: dict) -> jax.Array:
+    """:func:`host_scalars`'s values in one float64 vector (``b`` as its per-head norms)."""
+    keys = dict(keys, b=jnp.linalg.norm(keys["b"], axis=0))
+    return jnp.concatenate([jnp.ravel(v).astype(jnp.float64) for v in jax.tree.leaves(keys)])
+
+
 def host_scalars(ctx: Ctx, state) -> dict:
     """Every host-side scalar of the state in one transfer (``O(d K)``, never ``O(n)``)."""
     keys = dict(n_removed=state.n_removed, since=state.steps_since_factor, xs=state.x_spectral,
@@ -242,8 +249,16 @@ def host_scalars(ctx: Ctx, state) -> dict:
         keys["gk_err"] = state.grad_known_err
     if state.measure_every is not None:
         keys["measured"] = state.measure_every
-    h = jax.device_get(keys)
-    h["b_norms"] = np.linalg.norm(np.asarray(h["b"], np.float64), axis=0)
+    # one float64 vector, one transfer (a scalar each would cost a round trip each)
+    v = np.asarray(jax.device_get(_packed_scalars(keys)))
+    h: dict = {}
+    for name in sorted(keys):  # the order jax flattens a dict in
+        size = state.W.shape[1] if name == "b" else 1
+        h[name], v = (v[:size] if name == "b" else v[0]), v[size:]
+    for name in ("n_removed", "since", "count"):
+        if name in h:
+            h[name] = int(h[name])
+    h["b_norms"] = np.asarray(h.pop("b"), np.float64)
     if np.isfinite(h.get("gk_err", np.inf)):  # the next step cancels a measured gradient
         h["R_carry"] = float(h["gk_err"])
     return h
