@@ -441,6 +441,14 @@ def _served(ctx: Ctx, new_state, rec: dict, h: dict, m: int, bounds: dict, solve
     return UnlearnResult(certs.params(new_state), new_state, cert, "unlearned", diagnostics)
 
 
+def _widths(max_rank: int) -> list[int]:
+    """Every static buffer width of a request (``curvature_cache.bucket``)."""
+    out = [cc.bucket(1, max_rank)]
+    while out[-1] < max_rank:
+        out.append(cc.bucket(2 * out[-1], max_rank))
+    return out
+
+
 def warmup(ctx: Ctx, state) -> float:
     """Compile every step single-row requests can take (see :meth:`GuoUnlearner.warmup`)."""
     t0 = time.perf_counter()
@@ -450,33 +458,17 @@ def warmup(ctx: Ctx, state) -> float:
     idx = present[:1].astype(np.int32)  # as serve passes it (a host array)
     s = ctx.steps
     if ctx.cached:
-        kb = cc.bucket(1, ctx.max_rank)
-        while True:
-            jax.block_until_ready(s.request["cached_factor"](state, idx, kb))
-            if kb >= ctx.max_rank:
-                break
-            kb = cc.bucket(2 * kb, ctx.max_rank)
-        if state.measure_every is not None:  # the measured request at every width
-            kb = cc.bucket(1, ctx.max_rank)
-            while True:
-                jax.block_until_ready(s.request["measured_factor"](state, idx, kb))
-                if kb >= ctx.max_rank:
-                    break
-                kb = cc.bucket(2 * kb, ctx.max_rank)
+        path = "measured_factor" if state.measure_every is not None else "cached_factor"
+        for kb in _widths(ctx.max_rank):
+            jax.block_until_ready(s.request[path](state, idx, kb))
         jax.block_until_ready(s.fold(state))
         jax.block_until_ready(s.downdate_gram(state.gram, state.rows_buf))
         # unlearn_sequence's scans, at every width (padding only: nothing is served)
         from certun.unlearners._guo_sequence import CHUNK
 
         batch = np.tile(idx, (CHUNK, 1))
-        kb = cc.bucket(1, ctx.max_rank)
-        seq = s.sequence["measured_factor" if state.measure_every is not None
-                         else "cached_factor"]
-        while True:
-            jax.block_until_ready(seq(state, batch, np.zeros(CHUNK, bool), kb))
-            if kb >= ctx.max_rank:
-                break
-            kb = cc.bucket(2 * kb, ctx.max_rank)
+        for kb in _widths(ctx.max_rank):
+            jax.block_until_ready(s.sequence[path](state, batch, np.zeros(CHUNK, bool), kb))
     else:
         jax.block_until_ready(s.request["eigh_woodbury"](state, idx))
         jax.block_until_ready(s.request["pcg"](state, idx))
