@@ -457,6 +457,7 @@ def warmup(ctx: Ctx, state) -> float:
         return 0.0
     idx = present[:1].astype(np.int32)  # as serve passes it (a host array)
     s = ctx.steps
+    host_scalars(ctx, state)  # its packing is jitted per state layout
     if ctx.cached:
         path = "measured_factor" if state.measure_every is not None else "cached_factor"
         for kb in _widths(ctx.max_rank):
