@@ -321,7 +321,6 @@ def _kill_trials(led, n_trials, rng):
         rec = {"public": {"record": led.generation + 1, "kind": "forget", "outcome": res.outcome,
                           "removed_total": int(res.state.n_removed)},
                "private": {"indices": idx}}
-        prep = led._prepare(res.state, rec)
         after_W = np.asarray(res.state.W).tobytes()
         if points is None:  # count the I/O calls of one commit, in a throw-away copy
             probe_dir = led.path.parent / "probe"
@@ -333,6 +332,9 @@ def _kill_trials(led, n_trials, rng):
                 counter.install(mp)
                 probe._write(probe._prepare(res.state, rec))
             points = counter.calls
+        # last: the ledger's own commit zeroes the request's rows of X and Y in place (donated),
+        # so res.state's X and Y are unusable after it (the probe above copies them)
+        prep = led._prepare(res.state, rec)
         pause_at = 1 + trial % (points + 1)  # the last value pauses after the whole commit
         r, w = os.pipe()
         pid = os.fork()
