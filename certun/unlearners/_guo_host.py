@@ -202,7 +202,7 @@ def refresh(ctx: Ctx, state):
 
 def fold(ctx: Ctx, state):
     """Fold the buffered rows into the factorisation, same point (``O(d^2 k + d^3)``)."""
-    fac, gram = ctx.steps.fold(state)
+    fac, gram = ctx.steps.fold[_cached_path(state)](state)
     gram_err = _gram_err_after(float(state.gram_err), int(state.buf_count), float(state.fro2))
     d, K = state.W.shape
     bufs = empty_buffers(ctx, d, K, state.X.dtype)
@@ -441,6 +441,11 @@ def _served(ctx: Ctx, new_state, rec: dict, h: dict, m: int, bounds: dict, solve
     return UnlearnResult(certs.params(new_state), new_state, cert, "unlearned", diagnostics)
 
 
+def _cached_path(state) -> str:
+    """The cached path of a state: ``"measured_factor"`` when it measures every request."""
+    return "measured_factor" if state.measure_every is not None else "cached_factor"
+
+
 def _widths(max_rank: int) -> list[int]:
     """Every static buffer width of a request (``curvature_cache.bucket``)."""
     out = [cc.bucket(1, max_rank)]
@@ -459,10 +464,10 @@ def warmup(ctx: Ctx, state) -> float:
     s = ctx.steps
     host_scalars(ctx, state)  # its packing is jitted per state layout
     if ctx.cached:
-        path = "measured_factor" if state.measure_every is not None else "cached_factor"
+        path = _cached_path(state)
         for kb in _widths(ctx.max_rank):
             jax.block_until_ready(s.request[path](state, idx, kb))
-        jax.block_until_ready(s.fold(state))
+        jax.block_until_ready(s.fold[path](state))
         jax.block_until_ready(s.downdate_gram(state.gram, state.rows_buf))
         # unlearn_sequence's scans, at every width (padding only: nothing is served)
         from certun.unlearners._guo_sequence import CHUNK

@@ -27,7 +27,6 @@ import jax
 import numpy as np
 
 from certun import _validate
-from certun.primitives import curvature_cache as cc
 from certun.unlearners import _guo_certs as certs
 from certun.unlearners import _guo_host as host
 from certun.unlearners import _guo_request as _request
@@ -97,7 +96,8 @@ def _record_result(ctx: host.Ctx, state, rec: dict, h: dict, m: int, t0: float, 
 def _scan_chunk(ctx: host.Ctx, state, idxs: list, i: int, h: dict):
     """Run one scan from request ``i``; returns ``(state, results, next i, stop reason)``."""
     m = idxs[i].size
-    kb = cc.bucket(int(h["count"]) + m, ctx.max_rank)
+    path, kb = host.path_of(ctx, h, m)  # the cached (or measured) path: m <= max_rank here
+    assert kb is not None
     room = (kb - int(h["count"])) // m
     take = []
     for j in range(i, min(len(idxs), i + min(room, CHUNK))):
@@ -109,7 +109,6 @@ def _scan_chunk(ctx: host.Ctx, state, idxs: list, i: int, h: dict):
     batch[:L] = np.stack(take)
     valid = np.arange(CHUNK) < L
     t0 = time.perf_counter()
-    path = "measured_factor" if h.get("measured") else "cached_factor"
     fields, recs = ctx.steps.sequence[path](state, batch, valid, kb)
     state = state._replace(**fields)
     recs = np.asarray(jax.device_get(recs))

@@ -308,10 +308,8 @@ def fold(c: StepConfig, state):
     """Fold the buffered rows into the factorisation at the same point (no data pass)."""
     R = state.rows_buf
     gram = state.gram - jnp.einsum("cd,ce->de", R, R)
-    ratio = c.reinvert_ratio
-    if state.measure_every is not None:  # every request measured: the truncation is harmless
-        ratio = cc.MEASURED_EVERY_REINVERT_RATIO
-    cache, _ = cc.fold(cache_of(state), c.lam, jnp.sum(state.mask), reinvert_ratio=ratio)
+    cache, _ = cc.fold(cache_of(state), c.lam, jnp.sum(state.mask),
+                       reinvert_ratio=c.reinvert_ratio)
     keep = ("curv", "inv", "inv_rows") if c.method == "cholesky" else ("curv", "eigvals",
                                                                         "eigvecs")
     return cache_fields(cache, keep), gram
@@ -335,7 +333,7 @@ class Steps(NamedTuple):
     true_residual: Any
     factorise: Any
     request: dict  # path -> jitted request (cached: static buffer width)
-    fold: Any
+    fold: dict  # "cached_factor" / "measured_factor" -> jitted fold (its reinvert ratio)
     scalars: Any
     downdate_gram: Any
     retrain_inputs: Any
@@ -376,13 +374,15 @@ def make_steps(c: StepConfig, acc: Any, request: Any, sequence: Any) -> Steps:
     req = {path: jax.jit(p(request, c, acc, path),
                          static_argnums=(2,) if path == "cached_factor" else ())
            for path in CORES}
-    # every request measured (no bound passes): the cached step under a measured config
-    cm = dataclasses.replace(c, measured=True)
+    # every request measured (no bound passes): the cached step under a measured config, whose
+    # folds re-invert later (the Neumann truncation only slows the residual's cancellation)
+    cm = dataclasses.replace(c, measured=True, reinvert_ratio=cc.MEASURED_EVERY_REINVERT_RATIO)
     req["measured_factor"] = jax.jit(p(request, cm, acc, "cached_factor"), static_argnums=(2,))
     return Steps(
         train=jax.jit(p(train, c)), grad_sum=jax.jit(p(grad_sum, c)),
         true_residual=jax.jit(p(true_residual, c)), factorise=jax.jit(p(factorise, c)),
-        request=req, fold=jax.jit(p(fold, c)),
+        request=req, fold={"cached_factor": jax.jit(p(fold, c)),
+                           "measured_factor": jax.jit(p(fold, cm))},
         scalars=jax.jit(scalars), downdate_gram=jax.jit(downdate_gram),
         retrain_inputs=jax.jit(retrain_inputs, static_argnums=2),
         sequence={"cached_factor": jax.jit(p(sequence, c, acc), static_argnums=(3,)),

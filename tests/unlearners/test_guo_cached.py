@@ -442,7 +442,7 @@ def test_warmup_compiles_every_step_single_row_requests_take():
     st = unl.init(ds.X_train, ds.y_train, jax.random.key(0))
     assert unl.warmup(st) > 0
     steps = unl.unlearn.ctx.steps  # the unlearner's own jitted steps
-    step, fold = steps.request["cached_factor"], steps.fold
+    step, fold = steps.request["cached_factor"], steps.fold["cached_factor"]
     sizes = step._cache_size(), fold._cache_size()
     assert sizes[0] == 2  # widths 32 and 64
     folds = 0

@@ -8,26 +8,18 @@ import pytest
 
 from certun import ValidationError
 from certun.data import normalize_rows
-from certun.primitives.spectral import UNIT_ROUNDOFF
 from certun.unlearners import certified_removal
+
+# the NumPy references of the remeasure tests (pytest puts this directory on sys.path)
+from test_guo_remeasure import allowance_np, gradient_np  # noqa: E402  (isort: skip)
 
 LAM = 1e-2
 
 
 def _gradient_np(st, lam):
-    """The sum-scale gradient (with b) of the rows present, and its rounding allowance."""
-    X, Y = np.asarray(st.X, np.float64), np.asarray(st.Y, np.float64)[:, 0]
-    keep = np.asarray(st.mask) > 0
-    w, b = np.asarray(st.W, np.float64)[:, 0], np.asarray(st.b, np.float64)[:, 0]
-    Xr, yr = X[keep], Y[keep]
-    d1 = -yr / (1 + np.exp(yr * (Xr @ w)))
-    g = Xr.T @ d1 + lam * keep.sum() * w + b
-    rn = np.linalg.norm(Xr, axis=1)
-    mag = np.sum(np.abs(d1) * rn) + lam * keep.sum() * np.linalg.norm(w) + np.linalg.norm(b)
-    d = X.shape[1]
-    allowance = ((keep.sum() + d + 2) * UNIT_ROUNDOFF * mag
-                 + 1.01 * (d + 4) * UNIT_ROUNDOFF * 0.25 * np.linalg.norm(w) * rn.sum())
-    return g, float(allowance)
+    """The NumPy gradient of the rows present and its rounding allowance."""
+    g, mag, margin, n = gradient_np(st, lam)
+    return g, float(allowance_np(mag, margin, n, st.X.shape[1]))
 
 
 @pytest.fixture(scope="module")

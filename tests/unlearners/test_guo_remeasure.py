@@ -12,8 +12,11 @@ LAM = 1e-2
 SIGMA = 0.3  # budget 0.0684: the accumulated bounds spend it within ~6 (pcg) / ~25 (cached)
 
 
-def _residual_np(st, lam):
-    """``||X_rem^T l'(X_rem w) + lam n_rem w + b||`` (sum scale, with b) and its allowances."""
+def gradient_np(st, lam):
+    """``X_rem^T l'(X_rem w) + lam n_rem w + b`` (sum scale, with b; one head, NumPy).
+
+    Also the magnitude and margin terms of its rounding allowance, and ``n_rem``.
+    """
     X, Y = np.asarray(st.X, np.float64), np.asarray(st.Y, np.float64)[:, 0]
     keep = np.asarray(st.mask) > 0
     w, b = np.asarray(st.W, np.float64)[:, 0], np.asarray(st.b, np.float64)[:, 0]
@@ -23,7 +26,18 @@ def _residual_np(st, lam):
     mag = (np.sum(np.abs(d1) * np.linalg.norm(Xr, axis=1)) + lam * keep.sum() * np.linalg.norm(w)
            + np.linalg.norm(b))
     margin = 0.25 * np.linalg.norm(w) * np.sum(np.linalg.norm(Xr, axis=1))  # l''_max = 1/4
-    return float(np.linalg.norm(g)), float(mag), float(margin), int(keep.sum())
+    return g, float(mag), float(margin), int(keep.sum())
+
+
+def allowance_np(mag, margin, n, d):
+    """The measured residual's rounding allowance (``guo_accountant.measured_residual``)."""
+    return (n + d + 2) * UNIT_ROUNDOFF * mag + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin
+
+
+def _residual_np(st, lam):
+    """``||X_rem^T l'(X_rem w) + lam n_rem w + b||`` (sum scale, with b) and its allowances."""
+    g, mag, margin, n = gradient_np(st, lam)
+    return float(np.linalg.norm(g)), mag, margin, n
 
 
 @pytest.mark.parametrize("update", ["cached", pytest.param("pcg", marks=pytest.mark.slow)])
@@ -55,9 +69,7 @@ def test_remeasure_restarts_the_bound_from_the_exact_residual(digits38, update):
         if "residual_remeasured" in dg:
             seen += 1
             g, mag, margin, n = _residual_np(res.state, LAM)
-            d = st0.X.shape[1]
-            allowance = ((n + d + 2) * UNIT_ROUNDOFF * mag
-                         + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin)
+            allowance = allowance_np(mag, margin, n, st0.X.shape[1])
             assert dg["residual_remeasured"] == pytest.approx(g + allowance, rel=1e-9)
             assert dg["residual_bound_accumulated"] > res.certificate.budget.total
             assert res.certificate.budget.used == pytest.approx(dg["residual_remeasured"],
@@ -209,17 +221,11 @@ def test_a_measured_gradient_is_cancelled_by_the_next_step(digits38):
         if "residual_remeasured" in dg:
             # the kept gradient is the exact one at the new model (NumPy), its error the
             # measurement's rounding allowance
-            X, Y = np.asarray(new.X), np.asarray(new.Y)[:, 0]
-            keep = np.asarray(new.mask) > 0
-            w, b = np.asarray(new.W)[:, 0], np.asarray(new.b)[:, 0]
-            d1 = -Y[keep] / (1 + np.exp(Y[keep] * (X[keep] @ w)))
-            g = X[keep].T @ d1 + LAM * keep.sum() * w + b
+            g, mag, margin, n = gradient_np(new, LAM)
             np.testing.assert_allclose(np.asarray(new.grad_known)[:, 0], g, rtol=1e-9,
                                        atol=1e-12 * np.linalg.norm(g))
-            gn, mag, margin, n = _residual_np(new, LAM)
-            allowance = ((n + d + 2) * UNIT_ROUNDOFF * mag
-                         + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin)
-            assert float(new.grad_known_err) == pytest.approx(allowance, rel=1e-9)
+            assert float(new.grad_known_err) == pytest.approx(allowance_np(mag, margin, n, d),
+                                                              rel=1e-9)
         else:
             assert np.all(np.asarray(new.grad_known) == 0)
             assert np.isinf(float(new.grad_known_err))
