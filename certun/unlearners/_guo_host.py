@@ -227,6 +227,12 @@ def check_kind(ctx: Ctx, state) -> None:
         raise _validate.ValidationError(
             f"state: its buffer holds {state.rows_buf.shape[0]} rows but this unlearner has "
             f"max_rank={ctx.max_rank}: use the unlearner (or configuration) that made the state")
+    measured = state.measure_every is not None
+    if ctx.measure_every is not None and measured != (ctx.measure_every and ctx.acc.remeasure):
+        raise _validate.ValidationError(
+            f"state: made by an unlearner that {'measures' if measured else 'bounds'} every "
+            f"request's residual; this one has measure_every={ctx.measure_every}: use the "
+            "unlearner (or configuration) that made the state, or measure_every=None")
 
 
 @jax.jit

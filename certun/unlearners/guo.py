@@ -415,10 +415,10 @@ def _context(*, lam, sigma, epsilon, delta, loss, bound, gamma, train_tol, train
                 f"{name} must be True or False (or None: automatic), got {v!r}")
     if remeasure is None:  # the default: the measured-residual restart on the logistic cache
         remeasure = auto and cached and lossf.name == "logistic"
-    if measure_every and not (remeasure and cached):
-        raise _validate.ValidationError(
-            "measure_every=True measures on the cached path: pass update='cached' with "
-            "remeasure=True (or leave both at their defaults)")
+    if measure_every and not (remeasure and cached and lossf.name == "logistic"):
+        raise _validate.ValidationError(  # ridge's cached step is exact: nothing to measure
+            "measure_every=True measures on the cached path of the logistic loss: pass "
+            "update='cached' with remeasure=True (or leave both at their defaults)")
     if refresh_cost_ratio is not None:
         refresh_cost_ratio = _validate.positive(refresh_cost_ratio=refresh_cost_ratio)
     if gamma is None:

@@ -41,13 +41,24 @@ def test_default_measures_every_request_exactly_when_n_is_at_most_2d(wide, digit
     forced = certified_removal(lam=LAM, sigma=1.0, epsilon=1.0, delta=1e-4, measure_every=True)
     assert bool(forced.init(digits38.X_train, digits38.y_train, jax.random.key(0)).measure_every)
     off = certified_removal(lam=LAM, sigma=1.0, epsilon=1.0, delta=1e-4, measure_every=False)
-    assert off.init(X, y, jax.random.key(0)).measure_every is None
+    st_off = off.init(X, y, jax.random.key(0))
+    assert st_off.measure_every is None
+    # an explicit setting refuses a state made the other way (auto serves either)
+    st_on = unl.init(X, y, jax.random.key(0))
+    with pytest.raises(ValidationError, match="measures every request's residual; this one "
+                                              "has measure_every=False"):
+        off.unlearn(st_on, [0])
+    with pytest.raises(ValidationError, match="bounds every request's residual; this one "
+                                              "has measure_every=True"):
+        forced.unlearn(st_off, [0])
+    assert unl.unlearn(st_off, [0]).diagnostics["solver"]["path"] == "cached_factor"
 
 
 @pytest.mark.parametrize("kw, match", [
     (dict(update="pcg", measure_every=True), "measure_every=True measures on the cached path"),
     (dict(remeasure=False, measure_every=True), "measure_every=True measures on the cached"),
     (dict(measure_every="yes"), "measure_every must be True or False"),
+    (dict(loss="squared", measure_every=True), "cached path of the logistic loss"),
 ])
 def test_measure_every_rejects_what_it_cannot_serve(kw, match):
     with pytest.raises(ValidationError, match=match):
