@@ -231,9 +231,10 @@ def _head_eigh(fac, dk, xu, hk_new, hk, k, kb, shift, mu, terms):
     del hk, mu, terms
     Q, lam_k, P = fac
     yq = jnp.concatenate([dk[None, :], xu], axis=0) @ Q  # rows: Q^T Delta_k, Q^T x_j
-    P = lax.dynamic_update_slice(P, yq[1:] * jnp.sqrt(hk_new)[:, None], (k, jnp.int32(0)))
-    xt, ok = eig_woodbury(lam_k, P[:kb], shift, yq[0])
-    return Q @ xt, (P,), ok
+    p_new = yq[1:] * jnp.sqrt(hk_new)[:, None]
+    xt, ok = eig_woodbury(lam_k, lax.dynamic_update_slice(P[:kb], p_new, (k, jnp.int32(0))),
+                          shift, yq[0])
+    return Q @ xt, (p_new,), ok
 
 
 def _head_chol(fac, dk, xu, hk_new, hk, k, kb, shift, mu, terms, rows_k):
@@ -245,17 +246,17 @@ def _head_chol(fac, dk, xu, hk_new, hk, k, kb, shift, mu, terms, rows_k):
     # buffered rows P (rows sqrt(h_j) x_j) gains the new rows' Cholesky rows
     BV = jnp.concatenate([dk[None, :], xu], axis=0) @ B
     y_new = BV[1:] * jnp.sqrt(hk_new)[:, None]  # rows B p_j of the new rows
-    Yb = lax.dynamic_update_slice(Yb, y_new, (k, zero))
-    Yk = Yb[:kb]
+    Yk = lax.dynamic_update_slice(Yb[:kb], y_new, (k, zero))
     Pk = rows_k * jnp.sqrt(hk[:kb])[:, None]
     col = Pk @ y_new.T  # (kb, m): p_i^T B p_j
     old = (jnp.arange(kb) < k)[:, None]
     Z = jax.scipy.linalg.solve_triangular(Lc[:kb, :kb], jnp.where(old, -col, 0.0), lower=True)
     C22 = jnp.eye(m, dtype=dk.dtype) - lax.dynamic_slice(col, (k, zero), (m, m))
     L22 = jnp.linalg.cholesky(0.5 * (C22 + C22.T) - Z.T @ Z)
-    Lc = lax.dynamic_update_slice(Lc, lax.dynamic_update_slice(Z.T, L22, (zero, k)), (k, zero))
+    L_new = lax.dynamic_update_slice(Z.T, L22, (zero, k))  # the new rows of L, (m, kb)
+    Lk = lax.dynamic_update_slice(Lc[:kb, :kb], L_new, (k, zero))
     ok = jnp.all(jnp.isfinite(L22)) & jnp.all(jnp.diagonal(L22) > 0)
-    return chol_neumann(B, Yk, Lc[:kb, :kb], mu, dk, BV[0], terms), (Yb, Lc), ok
+    return chol_neumann(B, Yk, Lk, mu, dk, BV[0], terms), (y_new, L_new), ok
 
 
 class StepMeasure(NamedTuple):
@@ -325,11 +326,14 @@ def downdate_solve(cache: CurvatureCache, V: jax.Array, rows: jax.Array, h: jax.
     else:  # one-vs-rest: vmapped over heads
         stacked = jax.vmap(head)(*args)
     dT, bufs, oks, res2, a_dd, a_uu, bdd, buu = stacked
-    bufs = cast(tuple[Any, ...], bufs)  # (proj, cap) buffers
+    bufs = cast(tuple[Any, ...], bufs)  # the new rows of (proj, cap)
     x = dT.T
     res = jnp.sqrt(jnp.sum(res2))
-    new = cache._replace(rows=rbuf, h=hbuf, proj=bufs[0], filled=k + m,
-                         cap=bufs[1] if chol else None)
+    # each head returned its new rows only: one update of each whole buffer, here
+    new = cache._replace(rows=rbuf, h=hbuf, filled=k + m,
+                         proj=lax.dynamic_update_slice(cache.proj, bufs[0], (zero, k, zero)),
+                         cap=(lax.dynamic_update_slice(cache.cap, bufs[1], (zero, k, zero))
+                              if chol else None))
     finite = jnp.all(jnp.isfinite(x)) & (jnp.isfinite(res) if measure else True)
     code = _code(jnp.all(oks), finite)
     return new, CacheSolution(x, res, code), StepMeasure(a_dd, a_uu, bdd, buu)

@@ -235,28 +235,17 @@ def check_kind(ctx: Ctx, state) -> None:
             "unlearner (or configuration) that made the state, or measure_every=None")
 
 
-@jax.jit
-def _packed_scalars(keys: dict) -> jax.Array:
-    """:func:`host_scalars`'s values in one float64 vector (``b`` as its per-head norms)."""
-    keys = dict(keys, b=jnp.linalg.norm(keys["b"], axis=0))
-    return jnp.concatenate([jnp.ravel(v).astype(jnp.float64) for v in jax.tree.leaves(keys)])
+_packed_scalars = jax.jit(_request.pack_scalars)
 
 
-def host_scalars(ctx: Ctx, state) -> dict:
-    """Every host-side scalar of the state in one transfer (``O(d K)``, never ``O(n)``)."""
-    keys = dict(n_removed=state.n_removed, since=state.steps_since_factor, xs=state.x_spectral,
-                fro2=state.fro2, gram_err=state.gram_err, R=state.residual_bound,
-                tg=state.train_grad_norm, b=state.b)
-    if ctx.cached:
-        keys.update(count=state.buf_count, stale_sum=state.stale_sum)
-        if state.drift_sum is not None:  # absent from states saved before it existed
-            keys["drift_sum"] = state.drift_sum
-    if state.grad_known_err is not None:
-        keys["gk_err"] = state.grad_known_err
-    if state.measure_every is not None:
-        keys["measured"] = state.measure_every
+def host_scalars(ctx: Ctx, state, packed: np.ndarray | None = None) -> dict:
+    """Every host-side scalar of the state in one transfer (``O(d K)``, never ``O(n)``).
+
+    ``packed``: the state's scalars already on the host (a request's record carries them).
+    """
+    keys = _request.scalar_keys(state)
     # one float64 vector, one transfer (a scalar each would cost a round trip each)
-    v = np.asarray(jax.device_get(_packed_scalars(keys)))
+    v = np.asarray(jax.device_get(_packed_scalars(keys)) if packed is None else packed)
     h: dict = {}
     for name in sorted(keys):  # the order jax flattens a dict in
         size = state.W.shape[1] if name == "b" else 1
@@ -304,11 +293,21 @@ def path_of(ctx: Ctx, h: dict, m: int) -> tuple[str, int | None]:
     return ("eigh_woodbury" if int(h["since"]) == 0 else "pcg"), None
 
 
+def _counts(ctx: Ctx, state) -> dict:
+    """The scalars a request needs before its dispatch, read without a dispatch of their own."""
+    out = dict(n_removed=int(state.n_removed), since=int(state.steps_since_factor),
+               measured=state.measure_every is not None)
+    if ctx.cached:
+        out["count"] = int(state.buf_count)
+    return out
+
+
 def _run(ctx: Ctx, state, idx_np: np.ndarray, path: str, kb: int | None):
     idx = idx_np.astype(np.int32)  # host array: the jitted call transfers it
     fn = ctx.steps.request[path]
-    changes, vec = fn(state, idx, kb) if kb is not None else fn(state, idx)
-    return state._replace(**changes), vec  # X, Y and every unchanged field: the same objects
+    changes, vec, pub = fn(state, idx, kb) if kb is not None else fn(state, idx)
+    # X, Y and every unchanged field: the same objects
+    return state._replace(**changes), vec, pub
 
 
 def _retrain(ctx: Ctx, state, idx_np: np.ndarray, rec: dict, diagnostics: dict
@@ -368,16 +367,20 @@ def serve(ctx: Ctx, state, idx_np: np.ndarray, t0: float, allow_refresh: bool = 
     """Serve one validated request: host scalars, maintenance, one dispatch, certificate."""
     n_total = int(state.X.shape[0])
     m = int(idx_np.size)
-    h = host_scalars(ctx, state)
-    n_prev = n_total - int(h["n_removed"])
+    pre = _counts(ctx, state)
+    n_prev = n_total - pre["n_removed"]
     if m >= n_prev:
         raise _validate.ValidationError(
             f"indices would remove all {n_prev} remaining rows; keep at least one")
-    state, h, why, oversized, dt = _maintain(ctx, state, h, m)
+    state, pre, why, oversized, dt = _maintain(ctx, state, pre, m)
     refreshed, t_maint = why or refreshed, t_maint + dt
-    path, kb = path_of(ctx, h, m)
-    nxt, vec = _run(ctx, state, idx_np, path, kb)
-    rec = _request.unpack_record(ctx.acc, jax.device_get(vec), state.W.shape[1])
+    path, kb = path_of(ctx, pre, m)
+    nxt, vec, pub = _run(ctx, state, idx_np, path, kb)
+    v = np.asarray(jax.device_get(vec))  # the request's one transfer
+    K = state.W.shape[1]
+    rec = _request.unpack_record(ctx.acc, v, K)
+    # the scalars of the state the request ran on (after any fold), carried by its record
+    h = host_scalars(ctx, state, v[_request.record_size(K):])
     if not rec["present"]:
         raise _not_present(state, idx_np)
     t_step = time.perf_counter() - t0
@@ -417,7 +420,7 @@ def serve(ctx: Ctx, state, idx_np: np.ndarray, t0: float, allow_refresh: bool = 
                                                              path == "measured_factor"),
                           bounds, solver, private, extra_failure=fail)
         return UnlearnResult(None, state, cert, "retrain_required", diagnostics)
-    return _served(ctx, nxt, rec, h, m, bounds, solver, private, diagnostics, t0, t_maint)
+    return _served(ctx, nxt, rec, h, m, bounds, solver, private, diagnostics, t0, t_maint, pub)
 
 
 def _true_residual_refused(ctx: Ctx, state, idx_np, path, kb) -> float:
@@ -427,7 +430,7 @@ def _true_residual_refused(ctx: Ctx, state, idx_np, path, kb) -> float:
 
 
 def _served(ctx: Ctx, new_state, rec: dict, h: dict, m: int, bounds: dict, solver: dict,
-            private: dict, diagnostics: dict, t0: float, t_maint: float) -> UnlearnResult:
+            private: dict, diagnostics: dict, t0: float, t_maint: float, pub) -> UnlearnResult:
     after = rec["after"]
     if ctx.cached and not ctx.acc.remeasure and after != "refactor_every":
         diagnostics["refresh_policy_estimate"] = rec["s_hat"]
@@ -444,7 +447,8 @@ def _served(ctx: Ctx, new_state, rec: dict, h: dict, m: int, bounds: dict, solve
                                         h["tg"], solver["path"] == "measured_factor"),
                       bounds, solver, private, removed=int(h["n_removed"]) + m)
     diagnostics["seconds_total"] = time.perf_counter() - t0
-    return UnlearnResult(certs.params(new_state), new_state, cert, "unlearned", diagnostics)
+    # the published model, from the request's dispatch (a refresh never moves W)
+    return UnlearnResult(pub, new_state, cert, "unlearned", diagnostics)
 
 
 def _cached_path(state) -> str:

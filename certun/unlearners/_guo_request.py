@@ -24,6 +24,7 @@ from certun.bounds import guo_accountant as ga
 from certun.primitives.spectral import UNIT_ROUNDOFF
 from certun.results import RESULTS
 from certun.unlearners import _guo_steps as gs
+from certun.unlearners.base import published_view
 
 #: Record fields after the charge vector (then ``delta_norms``, ``K`` entries).
 RECORD = ("present", "accept", "code", "steps", "remeasured", "R_meas", "R_final", "after",
@@ -31,9 +32,12 @@ RECORD = ("present", "accept", "code", "steps", "remeasured", "R_meas", "R_final
 AFTER = (None, "refactor_every", "policy", "remeasure")
 
 
-def _measure(c: gs.StepConfig, W, X, Y, b, mask):
-    """``(||g|| + allowance, g, allowance)``: the gradient and its rounding allowance (§5a)."""
-    g, (gn, mag, margin, n) = gs.grad_measure(c, W, X, Y, b, mask)
+def _measure(c: gs.StepConfig, W, X, Y, b, mask, fro2):
+    """``(||g|| + allowance, g, allowance)``: the gradient and its rounding allowance (§5a).
+
+    The allowance's row sums are bounded from the stored ``fro2`` (no pass for row norms).
+    """
+    g, (gn, mag, margin, n) = gs.grad_measure(c, W, X, Y, b, mask, fro2)
     d = W.shape[0]
     allow = (n + d + 2) * UNIT_ROUNDOFF * mag + 1.01 * (d + 4) * UNIT_ROUNDOFF * margin
     return gn + allow, g, allow
@@ -107,6 +111,40 @@ def _policy(c: gs.StepConfig, acc: ga.GuoAccountant, B, since, S_new, D_new, tot
     return after, s_hat
 
 
+def scalar_keys(state) -> dict:
+    """The state's scalars the host reads (device arrays; ``b`` whole, packed as its norms)."""
+    keys = dict(n_removed=state.n_removed, since=state.steps_since_factor, xs=state.x_spectral,
+                fro2=state.fro2, gram_err=state.gram_err, R=state.residual_bound,
+                tg=state.train_grad_norm, b=state.b)
+    if state.buf_count is not None:
+        keys.update(count=state.buf_count, stale_sum=state.stale_sum)
+        if state.drift_sum is not None:  # absent from states saved before it existed
+            keys["drift_sum"] = state.drift_sum
+    if state.grad_known_err is not None:
+        keys["gk_err"] = state.grad_known_err
+    if state.measure_every is not None:
+        keys["measured"] = state.measure_every
+    return keys
+
+
+def pack_scalars(keys: dict) -> jax.Array:
+    """:func:`scalar_keys`'s values in one float64 vector (``b`` as its per-head norms)."""
+    keys = dict(keys, b=jnp.linalg.norm(keys["b"], axis=0))
+    return jnp.concatenate([jnp.ravel(v).astype(jnp.float64) for v in jax.tree.leaves(keys)])
+
+
+def request_host(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
+                 kb: int | None = None):
+    """:func:`request` for one request from the host: ``(changes, record, published model)``.
+
+    The record ends with the state's scalars (:func:`pack_scalars`: no transfer of their
+    own) and the published model after the request comes with it (no dispatch of its own).
+    """
+    changes, vec = request(c, acc, path, state, idx, kb)
+    return (changes, jnp.concatenate([vec, pack_scalars(scalar_keys(state))]),
+            published_view(changes.get("W", state.W)))
+
+
 def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
             kb: int | None = None):
     """Serve one request in one dispatch: ``(changed fields, record vector)`` (module doc)."""
@@ -162,7 +200,8 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
         inf = jnp.asarray(jnp.inf, jnp.float64)
         # the remaining rows' mask is formed inside the branch (O(n d) there anyway), elementwise
         def meas():
-            return _measure(c, new.W, state.X, state.Y, state.b, _without(state.mask, idx))
+            return _measure(c, new.W, state.X, state.Y, state.b, _without(state.mask, idx),
+                            state.fro2)
 
         if c.measured:  # every request: no branch (a lax.cond copies its operands)
             R_meas, g, allow = meas()
@@ -193,6 +232,11 @@ def request(c: gs.StepConfig, acc: ga.GuoAccountant, path: str, state, idx,
     changes = _select(accept, new, state, idx, path == "cached_factor")
     changes["mask"] = state.mask.at[idx].set(jnp.where(accept, jnp.zeros_like(rows), rows))
     return changes, jnp.concatenate([B, rec, small["delta_norms"]])
+
+
+def record_size(K: int) -> int:
+    """Entries of :func:`request`'s record before the state's scalars."""
+    return len(ga.CHARGE_FIELDS) + K + len(RECORD) + K
 
 
 def unpack_record(acc: ga.GuoAccountant, vec: Any, K: int) -> dict:

@@ -21,6 +21,7 @@ import numpy as np
 from certun.models import glm
 from certun.primitives import curvature_cache as cc
 from certun.primitives.solvers import eigh_solve, pcg
+from certun.primitives.spectral import UNIT_ROUNDOFF
 from certun.results import RESULTS
 
 
@@ -102,19 +103,32 @@ def grad_sum(c: StepConfig, W, X, Y, b, mask):
     return grad_measure(c, W, X, Y, b, mask)[1]
 
 
-def grad_measure(c: StepConfig, W, X, Y, b, mask):
-    """The sum-scale gradient ``g`` ``(d, K)`` and :func:`grad_sum`'s vector (one pass)."""
+def grad_measure(c: StepConfig, W, X, Y, b, mask, fro2=None):
+    """The sum-scale gradient ``g`` ``(d, K)`` and :func:`grad_sum`'s vector.
+
+    The allowance's sums over rows, ``sum_i |l'_i| ||x_i||`` and ``sum_i ||x_i||``, are
+    computed from the row norms, or, given ``fro2`` (the stored ``||X||_F^2`` of all rows),
+    bounded by Cauchy-Schwarz without a pass over ``X`` for the norms: ``||l'_k||_2 F`` per
+    head and ``sqrt(n) F`` with ``F^2 = fro2 (1 + 1.01 (n d + 2) u)``, which bounds the
+    exact ``||X_rem||_F^2`` through the rounding of ``fro2`` (guo2020_residual_bounds §5a).
+    """
     lossf, lam = c.lossf, c.lam
     g = glm.gradient_sum(lossf, W, X, Y, lam, b, mask)
     a = X @ W
     m = mask[:, None]
-    row_norms = jnp.linalg.norm(X, axis=1)
-    mag = (jnp.sum(jnp.abs(m * lossf.d1(a, Y)) * row_norms[:, None])
-           + lam * jnp.sum(mask) * jnp.linalg.norm(W) + jnp.linalg.norm(b))
+    n = jnp.sum(mask)
+    d1 = jnp.abs(m * lossf.d1(a, Y))
+    if fro2 is None:
+        row_norms = jnp.linalg.norm(X, axis=1)
+        lsum, xsum = jnp.sum(d1 * row_norms[:, None]), jnp.sum(mask * row_norms)
+    else:
+        F = jnp.sqrt(fro2 * (1 + 1.01 * (X.shape[0] * X.shape[1] + 2) * UNIT_ROUNDOFF))
+        lsum, xsum = jnp.sum(jnp.linalg.norm(d1, axis=0)) * F, jnp.sqrt(n) * F
+    mag = lsum + lam * n * jnp.linalg.norm(W) + jnp.linalg.norm(b)
     # the margins x_i^T w carry an error <= gamma_d ||x_i|| ||w||, which moves l' by at
     # most l''_max times that: sum_i l''_max ||x_i|| ||w||_F bounds its effect on g
-    margin = lossf.d2_bound * jnp.linalg.norm(W) * jnp.sum(mask * row_norms)
-    return g, jnp.stack([jnp.linalg.norm(g), mag, margin, jnp.sum(mask)])
+    margin = lossf.d2_bound * jnp.linalg.norm(W) * xsum
+    return g, jnp.stack([jnp.linalg.norm(g), mag, margin, n])
 
 
 def true_residual(c: StepConfig, W, X, Y, b, mask):
@@ -367,7 +381,7 @@ def retrain_inputs(state, idx, cached: bool):
 def make_steps(c: StepConfig, acc: Any, request: Any, sequence: Any) -> Steps:
     """Jit every step for configuration ``c`` (``what_if`` fills lazily per buffer width).
 
-    ``request``/``sequence`` are :func:`certun.unlearners._guo_request.request` and
+    ``request``/``sequence`` are :func:`certun.unlearners._guo_request.request_host` and
     ``sequence`` (passed in to keep the modules acyclic); one jitted request per path.
     """
     p = functools.partial
@@ -377,7 +391,8 @@ def make_steps(c: StepConfig, acc: Any, request: Any, sequence: Any) -> Steps:
     # every request measured (no bound passes): the cached step under a measured config, whose
     # folds re-invert later (the Neumann truncation only slows the residual's cancellation)
     cm = dataclasses.replace(c, measured=True, reinvert_ratio=cc.MEASURED_EVERY_REINVERT_RATIO)
-    req["measured_factor"] = jax.jit(p(request, cm, acc, "cached_factor"), static_argnums=(2,))
+    req["measured_factor"] = jax.jit(p(request, cm, acc, "cached_factor"),
+                                     static_argnums=(2,))
     return Steps(
         train=jax.jit(p(train, c)), grad_sum=jax.jit(p(grad_sum, c)),
         true_residual=jax.jit(p(true_residual, c)), factorise=jax.jit(p(factorise, c)),

@@ -453,7 +453,7 @@ def _context(*, lam, sigma, epsilon, delta, loss, bound, gamma, train_tol, train
                            C=lossf.d1_bound, sc_const=sc_const, bound=bound, cached=cached,
                            budget=budget_total, refresh_cost_ratio=refresh_cost_ratio,
                            remeasure=remeasure)
-    steps = gs.make_steps(cfg, acc, _request.request, _request.sequence)
+    steps = gs.make_steps(cfg, acc, _request.request_host, _request.sequence)
     ctx = host.Ctx(cfg=cfg, acc=acc, steps=steps, sigma=sigma, eps=eps, dlt=dlt, c=c,
                    lossf=lossf, update=update, factor=factor, cached=cached,
                    max_rank=max_rank, auto_retrain=auto_retrain, diagnose=diagnose,
