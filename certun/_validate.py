@@ -212,6 +212,13 @@ def forget_indices(indices: Any, n: int, *, name: str = "indices",
         names the value and the valid range ``0..n-1``; values beyond int64 included),
         contains duplicates, or names a row that was already removed.
     """
+    if already_removed is None and type(indices) in (list, tuple) and 0 < len(indices) <= 64 \
+            and all(type(v) is int for v in indices):
+        # the common request, a few Python ints: answered without NumPy's conversions (any
+        # problem falls through to the checks below, which name it)
+        vals = sorted(indices)
+        if 0 <= vals[0] and vals[-1] < n and len(set(vals)) == len(vals):
+            return np.asarray(vals, np.int64)
     valid = f"valid range 0..{n - 1} into the original training set"
     try:
         arr = np.asarray(indices)

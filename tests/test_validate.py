@@ -75,6 +75,25 @@ def test_forget_indices_names_value_and_range(bad, fragment):
     assert str(info.value).startswith("indices ")
 
 
+def test_forget_indices_python_ints_answer_as_arrays_do():
+    # a short list of Python ints is answered without NumPy: the same array and dtype, and
+    # every invalid one still reaches the checks that name the problem
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        req = [int(i) for i in rng.integers(-2, n + 2, size=int(rng.integers(0, 6)))]
+        for form in (req, tuple(req)):
+            try:
+                ref = v.forget_indices(np.asarray(req, np.int64), n)
+            except v.ValidationError as e:
+                with pytest.raises(v.ValidationError) as info:
+                    v.forget_indices(form, n)
+                assert str(info.value) == str(e)
+                continue
+            got = v.forget_indices(form, n)
+            assert got.dtype == ref.dtype == np.int64 and got.tolist() == ref.tolist()
+
+
 def test_forget_indices_accepts_big_python_ints_in_range():
     assert v.forget_indices([np.uint64(3), 2, 7.0], 10).tolist() == [2, 3, 7]
     assert v.forget_indices(np.array([5], np.uint64), 10).dtype == np.int64
