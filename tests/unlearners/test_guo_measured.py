@@ -8,7 +8,9 @@ import pytest
 
 from certun import ValidationError
 from certun.data import normalize_rows
+from certun.unlearners import _guo_steps as gs
 from certun.unlearners import certified_removal
+from certun.unlearners.guo import _ops
 
 # the NumPy references of the remeasure tests (pytest puts this directory on sys.path)
 from test_guo_remeasure import allowance_np, gradient_np  # noqa: E402  (isort: skip)
@@ -110,6 +112,20 @@ def test_every_certificate_is_the_measured_residual_and_the_step_cancels_it(wide
         st = new
     # cancelling keeps the residual at one step's error, not a sum: here after 40 of 90 rows
     assert res.certificate.budget.used < 0.25 * res.certificate.budget.total
+    # grad_measure's vector [||g||, M, margin, n] against NumPy: training sums the row norms;
+    # a request bounds the row sums by Cauchy-Schwarz from the stored fro2, which must cover
+    # the exact sums (the allowance stays a bound) without a pass for the norms
+    c = _ops(unl).ctx.cfg
+    exact = gradient_np(st, LAM, fro2_bound=False)
+    bound = gradient_np(st, LAM, fro2_bound=True)
+    args = (st.W, st.X, st.Y, st.b, st.mask)
+    for fro2, ref in ((None, exact), (st.fro2, bound)):
+        for f in (gs.grad_measure, jax.jit(gs.grad_measure, static_argnums=0)):
+            g, v = f(c, *args, fro2)
+            np.testing.assert_allclose(np.asarray(g)[:, 0], ref[0], rtol=1e-9,
+                                       atol=1e-12 * np.linalg.norm(ref[0]))
+            np.testing.assert_allclose(np.asarray(v)[1:], ref[1:], rtol=1e-12, atol=0)
+    assert exact[1] < bound[1] and exact[2] < bound[2]  # a bound, and a strict one here
 
 
 def test_measured_sequence_equals_one_at_a_time(wide):
@@ -142,25 +158,3 @@ def test_a_measured_residual_above_the_budget_is_refused(wide):
     assert res.state is st  # nothing changed
     assert res.diagnostics["residual_remeasured"] > res.certificate.budget.total
 
-
-def test_the_allowance_sums_row_norms_at_training_and_bounds_them_from_fro2_in_a_request(wide):
-    # grad_measure's vector [||g||, M, margin, n] against NumPy: training sums the row
-    # norms; a request bounds the row sums by Cauchy-Schwarz from the stored fro2, which
-    # must cover the exact sums (the allowance stays a bound) without a pass for the norms
-    from certun.unlearners import _guo_steps as gs
-    from certun.unlearners.guo import _ops
-
-    X, y = wide
-    unl = certified_removal(lam=LAM, sigma=1.0, epsilon=1.0, delta=1e-4)
-    st = unl.unlearn(unl.init(X, y, jax.random.key(4)), [0, 1, 2]).state
-    c = _ops(unl).ctx.cfg
-    exact = gradient_np(st, LAM, fro2_bound=False)
-    bound = gradient_np(st, LAM, fro2_bound=True)
-    args = (st.W, st.X, st.Y, st.b, st.mask)
-    for fro2, ref in ((None, exact), (st.fro2, bound)):
-        for f in (gs.grad_measure, jax.jit(gs.grad_measure, static_argnums=0)):
-            g, v = f(c, *args, fro2)
-            np.testing.assert_allclose(np.asarray(g)[:, 0], ref[0], rtol=1e-9,
-                                       atol=1e-12 * np.linalg.norm(ref[0]))
-            np.testing.assert_allclose(np.asarray(v)[1:], ref[1:], rtol=1e-12, atol=0)
-    assert exact[1] < bound[1] and exact[2] < bound[2]  # a bound, and a strict one here
