@@ -69,6 +69,8 @@ def test_refactor_every_restores_exact_path(digits38):
         st = res.state
 
 
+@pytest.mark.slow  # the PCG path; the default (cached) path's jit/unjit agreement stays in
+# the default tier (test_guo_cached.py::test_jitted_and_unjitted_cached_paths_agree)
 def test_jitted_and_unjitted_paths_agree(digits38):
     unl = _unl()
     st = unl.init(digits38.X_train[:120], digits38.y_train[:120], jax.random.key(1))
