@@ -492,7 +492,13 @@ def warmup(ctx: Ctx, state) -> float:
 
 
 def what_if(ctx: Ctx, state, candidates: Any, what_if_cls):
-    """The budget each candidate single-row removal would consume (one vmapped call)."""
+    """The budget each candidate single-row removal would consume (one vmapped call).
+
+    The charges are the bounded step's (``proofs/guo2020_residual_bounds.md`` §5), also on a
+    state that measures every request (``measure_every``): there they are an upper estimate
+    of what serving the candidate certifies, its measured residual (§5b), which only the
+    request's own gradient gives.
+    """
     check_kind(ctx, state)
     n_total = int(state.X.shape[0])
     cand = np.asarray(candidates)

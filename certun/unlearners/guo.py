@@ -213,7 +213,7 @@ class GuoUnlearner(Unlearner):
     __slots__ = ()
 
     def what_if(self, state: GuoState, candidates: Any) -> WhatIf:
-        """The budget each candidate single-row removal would consume, in one vmapped call."""
+        """The bounded budget each candidate single-row removal would consume (one vmapped call)."""
         return _ops(self).what_if(state, candidates)
 
     def refresh(self, state: GuoState) -> GuoState:

@@ -135,7 +135,10 @@ def test_measured_sequence_equals_one_at_a_time(wide):
     reqs = [[i] for i in range(20)] + [[20, 21]] + [[i] for i in range(22, 30)]
     st, ref = st0, []
     for r in reqs:
+        # what_if charges the bounded step: an upper estimate of the measured certificate
+        est = unl.unlearn.what_if(st, r).used_after[0] if len(r) == 1 else np.inf
         res = unl.unlearn(st, r)
+        assert res.certificate.budget.used <= est
         ref.append(res)
         st = res.state
     seq = unl.unlearn_sequence(st0, reqs)
