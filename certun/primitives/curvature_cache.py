@@ -155,16 +155,43 @@ def shifted_inverse(curv: jax.Array, lam: float, n: jax.Array) -> jax.Array:
     return jax.vmap(chol_inverse)(curv + (lam * n) * eye)
 
 
-def chol_apply(Bv: jax.Array, v: jax.Array, Yk: jax.Array, Lk: jax.Array) -> jax.Array:
+class _Appended(NamedTuple):
+    """The rows ``old`` (zero from row ``at`` on) with ``new`` written at row ``at``.
+
+    Never formed: forming it would copy ``old`` (a whole buffer at the widest bucket); its
+    products are those of ``old`` plus the new rows' (exact: the rows they replace are zero).
+    """
+
+    old: jax.Array
+    new: jax.Array
+    at: jax.Array
+
+
+def _rows_mv(Y: Any, v: jax.Array) -> jax.Array:
+    """``Y v`` for rows ``Y`` (an array or :class:`_Appended`)."""
+    if isinstance(Y, _Appended):
+        return lax.dynamic_update_slice(Y.old @ v, Y.new @ v, (Y.at,))
+    return Y @ v
+
+
+def _rows_rmv(c: jax.Array, Y: Any) -> jax.Array:
+    """``c^T Y`` for rows ``Y`` (an array or :class:`_Appended`)."""
+    if isinstance(Y, _Appended):
+        return c @ Y.old + lax.dynamic_slice(c, (Y.at,), (Y.new.shape[0],)) @ Y.new
+    return c @ Y
+
+
+def chol_apply(Bv: jax.Array, v: jax.Array, Yk: Any, Lk: jax.Array) -> jax.Array:
     """``T_0^{-1} v = B v + Y^T C^{-1} (Y v)``: Woodbury on the fixed-shift inverse ``B``.
 
     ``T_0 = B^{-1} - P^T P`` (the buffered rows ``P``), ``Y = P B`` (rows ``B p_j``) and
-    ``C = I - P B P^T = L L^T`` (``proofs/cached_factors.md`` §5); ``O(d k + k^2)``.
+    ``C = I - P B P^T = L L^T`` (``proofs/cached_factors.md`` §5); ``O(d k + k^2)``. ``Yk``:
+    the rows ``Y`` (an array, or the stored rows with a request's new rows appended).
     """
-    return Bv + jax.scipy.linalg.cho_solve((Lk, True), Yk @ v) @ Yk
+    return Bv + _rows_rmv(jax.scipy.linalg.cho_solve((Lk, True), _rows_mv(Yk, v)), Yk)
 
 
-def chol_neumann(B: jax.Array, Yk: jax.Array, Lk: jax.Array, mu: jax.Array, v: jax.Array,
+def chol_neumann(B: jax.Array, Yk: Any, Lk: jax.Array, mu: jax.Array, v: jax.Array,
                  Bv: jax.Array, terms: int) -> jax.Array:
     """``(T_0 - mu I)^{-1} v`` by the Neumann series ``sum_{j <= terms} mu^j T_0^{-(j+1)} v``.
 
@@ -246,7 +273,7 @@ def _head_chol(fac, dk, xu, hk_new, hk, k, kb, shift, mu, terms, rows_k):
     # buffered rows P (rows sqrt(h_j) x_j) gains the new rows' Cholesky rows
     BV = jnp.concatenate([dk[None, :], xu], axis=0) @ B
     y_new = BV[1:] * jnp.sqrt(hk_new)[:, None]  # rows B p_j of the new rows
-    Yk = lax.dynamic_update_slice(Yb[:kb], y_new, (k, zero))
+    Yk = _Appended(Yb[:kb], y_new, k)  # rows k.. of the stored Yb are empty (zero)
     Pk = rows_k * jnp.sqrt(hk[:kb])[:, None]
     col = Pk @ y_new.T  # (kb, m): p_i^T B p_j
     old = (jnp.arange(kb) < k)[:, None]
