@@ -301,7 +301,13 @@ class Ledger:
         self.path = path
         self.config = config
         self.dataset = dataset
-        self.unlearner = certified_removal(**config) if unlearner is None else unlearner
+        if unlearner is None:
+            cfg = dict(config)
+            if state.rows_buf is not None and "max_rank" not in cfg:
+                # a ledger keeps the buffer width it was made with (the default has changed)
+                cfg["max_rank"] = int(state.rows_buf.shape[0])
+            unlearner = certified_removal(**cfg)
+        self.unlearner = unlearner
         self.state = state
         self.records = records
         self.generation = generation

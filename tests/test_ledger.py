@@ -116,6 +116,21 @@ def test_reopen_reproduces_state_records_and_certificates_exactly(base, tmp_path
     assert pub["removed_total"] == 6 and pub["removed_in_request"] == 3
 
 
+def test_a_ledger_keeps_the_buffer_width_it_was_made_with(data, tmp_path, monkeypatch):
+    # a ledger made when the default buffer held 128 rows stores no max_rank: reopened under
+    # today's default (64) it is served at its own width, not refused for a mismatch
+    with monkeypatch.context() as mp:
+        mp.setattr(ledger_mod, "certified_removal",
+                   lambda **kw: certified_removal(**{"max_rank": 128, **kw}))
+        Ledger.create(tmp_path / "led", *data, jax.random.key(3), config=CFG)
+    led = Ledger.open(tmp_path / "led")
+    assert "max_rank" not in led.config and led.state.rows_buf.shape[0] == 128
+    assert led.unlearner.unlearn.ctx.max_rank == 128
+    assert led.forget([4])[1].outcome == "unlearned"
+    with pytest.raises(ValidationError, match="buffer holds 128 rows but this unlearner"):
+        certified_removal(**led.config).unlearn(led.state, [5])
+
+
 @pytest.mark.parametrize("extra", [{}, dict(sigma=0.02, epsilon=1.0, remeasure=True),
                                    pytest.param(dict(factor="cholesky"), marks=pytest.mark.slow)],
                          ids=["bounds", "remeasure", "cholesky"])

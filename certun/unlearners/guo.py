@@ -291,7 +291,7 @@ def certified_removal(*, lam: float, sigma: float, epsilon: float, delta: float,
                       train_method: str = "newton", solve_rtol: float = 1e-12,
                       max_cg_steps: int = 200, refactor_every: int = 0,
                       diagnose: bool = False, auto_retrain: bool = False,
-                      update: str = "auto", max_rank: int = 128,
+                      update: str = "auto", max_rank: int = 64,
                       refresh_cost_ratio: float | None = 0.25,
                       remeasure: bool | None = None, factor: str | None = None,
                       neumann_terms: int = 2, measure_every: bool | None = None
