@@ -227,7 +227,7 @@ def check_kind(ctx: Ctx, state) -> None:
         raise _validate.ValidationError(
             f"state: its buffer holds {state.rows_buf.shape[0]} rows but this unlearner has "
             f"max_rank={ctx.max_rank}: use the unlearner (or configuration) that made the state")
-    measured = state.measure_every is not None
+    measured = _cached_path(state) == "measured_factor"
     if ctx.measure_every is not None and measured != (ctx.measure_every and ctx.acc.remeasure):
         raise _validate.ValidationError(
             f"state: made by an unlearner that {'measures' if measured else 'bounds'} every "
@@ -283,22 +283,22 @@ def _maintain(ctx: Ctx, state, h: dict, m: int):
     return state, h, refreshed, oversized, (time.perf_counter() - t_m if refreshed else 0.0)
 
 
-def path_of(ctx: Ctx, h: dict, m: int) -> tuple[str, int | None]:
-    """The step a request takes from a state with host scalars ``h``, and its buffer width."""
+def path_of(ctx: Ctx, state, h: dict, m: int) -> tuple[str, int | None]:
+    """The step a request takes from ``state`` (host scalars ``h``), and its buffer width."""
     if ctx.cached:
         if m > ctx.max_rank:
             return "fresh_factor", None
-        return ("measured_factor" if h.get("measured") else "cached_factor",
-                cc.bucket(int(h["count"]) + m, ctx.max_rank))
+        return _cached_path(state), cc.bucket(int(h["count"]) + m, ctx.max_rank)
     return ("eigh_woodbury" if int(h["since"]) == 0 else "pcg"), None
 
 
 def _counts(ctx: Ctx, state) -> dict:
     """The scalars a request needs before its dispatch, read without a dispatch of their own."""
-    out = dict(n_removed=int(state.n_removed), since=int(state.steps_since_factor),
-               measured=state.measure_every is not None)
-    if ctx.cached:
+    out = dict(n_removed=int(state.n_removed))
+    if ctx.cached:  # the buffer width
         out["count"] = int(state.buf_count)
+    else:  # exact step or PCG
+        out["since"] = int(state.steps_since_factor)
     return out
 
 
@@ -374,7 +374,7 @@ def serve(ctx: Ctx, state, idx_np: np.ndarray, t0: float, allow_refresh: bool = 
             f"indices would remove all {n_prev} remaining rows; keep at least one")
     state, pre, why, oversized, dt = _maintain(ctx, state, pre, m)
     refreshed, t_maint = why or refreshed, t_maint + dt
-    path, kb = path_of(ctx, pre, m)
+    path, kb = path_of(ctx, state, pre, m)
     nxt, vec, pub = _run(ctx, state, idx_np, path, kb)
     v = np.asarray(jax.device_get(vec))  # the request's one transfer
     K = state.W.shape[1]

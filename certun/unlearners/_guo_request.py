@@ -122,8 +122,6 @@ def scalar_keys(state) -> dict:
             keys["drift_sum"] = state.drift_sum
     if state.grad_known_err is not None:
         keys["gk_err"] = state.grad_known_err
-    if state.measure_every is not None:
-        keys["measured"] = state.measure_every
     return keys
 
 

@@ -96,7 +96,7 @@ def _record_result(ctx: host.Ctx, state, rec: dict, h: dict, m: int, t0: float, 
 def _scan_chunk(ctx: host.Ctx, state, idxs: list, i: int, h: dict):
     """Run one scan from request ``i``; returns ``(state, results, next i, stop reason)``."""
     m = idxs[i].size
-    path, kb = host.path_of(ctx, h, m)  # the cached (or measured) path: m <= max_rank here
+    path, kb = host.path_of(ctx, state, h, m)  # cached or measured: m <= max_rank here
     assert kb is not None
     room = (kb - int(h["count"])) // m
     take = []
